@@ -1,0 +1,43 @@
+# Stent's build, test and demo entry points. `make demo` and `make test` do
+# all set-up on a fresh Debian 12 machine as root and are idempotent.
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+CACHE ?= $(CURDIR)/.cache
+export STENT_CACHE := $(CACHE)
+GOTESTFLAGS ?=
+
+.PHONY: all build deps test test-short demo bench clean fmt vet
+
+all: build
+
+deps:
+	@scripts/setup-deps.sh
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# The whole suite, QEMU tests included (they download Debian kernels into
+# $(CACHE) on first use).
+test: deps
+	$(GO) vet ./...
+	$(GO) test -timeout 40m $(GOTESTFLAGS) ./...
+
+# Unit tests only: no QEMU, no downloads.
+test-short:
+	$(GO) test -short ./...
+
+demo: deps
+	$(GO) run ./internal/demo
+
+bench: deps
+	$(GO) run ./internal/vmtest/benchapply
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(CACHE) bin

@@ -1,0 +1,113 @@
+// Package cli implements the stent command line: one file per subcommand,
+// all wired to a root command built by newRoot.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+
+	"github.com/spf13/cobra"
+)
+
+// Env carries what every subcommand needs: where the host's files live (so
+// tests can point the CLI at a fake tree), the output streams and a logger.
+type Env struct {
+	Root     string // filesystem root for /proc and /sys ("/" on a real host)
+	StateDir string // persistent state, /var/lib/stent
+	RunDir   string // per-boot state, /run/stent
+	KeysDir  string // trusted public keys, /etc/stent/keys
+	Stdout   io.Writer
+	Stderr   io.Writer
+	Log      *slog.Logger
+}
+
+// commandFactories is filled by the init functions of the subcommand files,
+// so each subcommand lives in a file of its own.
+var commandFactories []func(*Env) *cobra.Command
+
+func addCommand(f func(*Env) *cobra.Command) { commandFactories = append(commandFactories, f) }
+
+// exitError carries a specific exit code out of a subcommand.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// withCode makes a subcommand exit with code instead of 1.
+func withCode(code int, err error) error { return &exitError{code: code, err: err} }
+
+func newRoot(env *Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "stent",
+		Short: "Live patch Linux kernels: apply, revert, report, build and plan",
+		Long: `stent applies signed live patches to the running Linux kernel, reverts them,
+reports what the kernel runs, keeps patches across reboots, builds live patches
+from source fixes and plans a fleet's patching.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&env.Root, "root", envOr("STENT_ROOT", "/"), "filesystem root holding proc/ and sys/ (for tests)")
+	pf.StringVar(&env.StateDir, "state-dir", envOr("STENT_STATE_DIR", "/var/lib/stent"), "persistent state folder")
+	pf.StringVar(&env.RunDir, "run-dir", envOr("STENT_RUN_DIR", "/run/stent"), "per-boot state folder")
+	pf.StringVar(&env.KeysDir, "keys-dir", envOr("STENT_KEYS_DIR", "/etc/stent/keys"), "folder of trusted public keys (*.pub)")
+	_ = pf.MarkHidden("root")
+	facs := append([]func(*Env) *cobra.Command(nil), commandFactories...)
+	cmds := make([]*cobra.Command, 0, len(facs))
+	for _, f := range facs {
+		cmds = append(cmds, f(env))
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
+	root.AddCommand(cmds...)
+	return root
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// Run runs the stent command line with args and returns the exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	env := &Env{
+		Stdout: stdout,
+		Stderr: stderr,
+		Log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	root := newRoot(env)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "stent: interrupted")
+		return 130
+	}
+	fmt.Fprintf(stderr, "stent: %v\n", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+// writeJSON prints v as indented JSON, the form every --json flag uses.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
