@@ -1,0 +1,373 @@
+package bundle
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// ErrBadKeyFile: a key file is not a PEM ed25519 key of the expected kind.
+var ErrBadKeyFile = errors.New("bad key file")
+
+const (
+	keyFileMax = 64 << 10 // a PEM ed25519 key is about 120 bytes
+
+	// PublicKeySuffix ends public key files; the trusted keys folder holds
+	// one *.pub file per key.
+	PublicKeySuffix = ".pub"
+	// PrivateKeySuffix ends private key files written by GenerateKey.
+	PrivateKeySuffix = ".key"
+)
+
+// KeyID names a public key: the first 8 bytes of the sha256 of its raw 32
+// bytes, printed as 16 lowercase hex digits.
+type KeyID [8]byte
+
+// KeyIDOf returns the id of pub.
+func KeyIDOf(pub ed25519.PublicKey) KeyID {
+	sum := sha256.Sum256(pub)
+	var id KeyID
+	copy(id[:], sum[:])
+	return id
+}
+
+func (id KeyID) String() string { return hex.EncodeToString(id[:]) }
+
+// MarshalText prints the id as 16 hex digits, in JSON too.
+func (id KeyID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText reads 16 hex digits.
+func (id *KeyID) UnmarshalText(b []byte) error {
+	p, err := ParseKeyID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = p
+	return nil
+}
+
+// ParseKeyID reads a key id written as 16 hex digits.
+func ParseKeyID(s string) (KeyID, error) {
+	var id KeyID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("key id %q: want 16 hex digits", s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// Key is a trusted public key.
+type Key struct {
+	ID     KeyID
+	Public ed25519.PublicKey
+	Path   string // the .pub file it came from; empty for keys given in code
+}
+
+// Source names where the key came from, for messages.
+func (k Key) Source() string {
+	if k.Path == "" {
+		return "key given in code"
+	}
+	return k.Path
+}
+
+// Keyring is a set of trusted public keys, looked up by id.
+type Keyring struct {
+	Dir  string // the folder the keys were loaded from, for messages
+	keys map[KeyID]Key
+}
+
+// NewKeyring returns a keyring holding pubs.
+func NewKeyring(pubs ...ed25519.PublicKey) *Keyring {
+	kr := &Keyring{keys: make(map[KeyID]Key)}
+	for _, p := range pubs {
+		id := KeyIDOf(p)
+		kr.keys[id] = Key{ID: id, Public: bytes.Clone(p)}
+	}
+	return kr
+}
+
+// Lookup returns the key with id.
+func (kr *Keyring) Lookup(id KeyID) (Key, bool) {
+	if kr == nil {
+		return Key{}, false
+	}
+	k, ok := kr.keys[id]
+	return k, ok
+}
+
+// Len returns the number of keys.
+func (kr *Keyring) Len() int {
+	if kr == nil {
+		return 0
+	}
+	return len(kr.keys)
+}
+
+// Keys returns the keys ordered by file path, then id.
+func (kr *Keyring) Keys() []Key {
+	out := make([]Key, 0, kr.Len())
+	if kr != nil {
+		for _, k := range kr.keys {
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return bytes.Compare(out[i].ID[:], out[j].ID[:]) < 0
+	})
+	return out
+}
+
+func (kr *Keyring) where() string {
+	if kr.Dir == "" {
+		return ""
+	}
+	return " in " + kr.Dir
+}
+
+// LoadKeyring loads every *.pub file in dir (files whose names start with a
+// dot are skipped). Any malformed file fails the whole load, with an error
+// naming each bad file: a keyring is either what the folder says or nothing.
+// An empty folder gives an empty keyring, which verifies nothing.
+func LoadKeyring(dir string) (*Keyring, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read trusted keys folder: %w", err)
+	}
+	kr := &Keyring{Dir: dir, keys: make(map[KeyID]Key)}
+	var errs []error
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, PublicKeySuffix) || strings.HasPrefix(name, ".") {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		pub, err := LoadPublicKey(path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		id := KeyIDOf(pub)
+		if prev, ok := kr.keys[id]; ok {
+			if !prev.Public.Equal(pub) {
+				errs = append(errs, fmt.Errorf("%w: %s and %s hold different keys with the same id %s", ErrBadKeyFile, prev.Path, path, id))
+			}
+			continue // the same key in two files is harmless
+		}
+		kr.keys[id] = Key{ID: id, Public: pub, Path: path}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return kr, nil
+}
+
+// readKeyFile reads a small key file, refusing anything but a regular file
+// of at most keyFileMax bytes.
+func readKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrBadKeyFile, path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, keyFileMax+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > keyFileMax {
+		return nil, fmt.Errorf("%w: %s is over %d bytes, too large for a key", ErrBadKeyFile, path, keyFileMax)
+	}
+	return data, nil
+}
+
+// decodePEM returns the single PEM block in data, which must be of type
+// want, with nothing but white space around it.
+func decodePEM(path string, data []byte, want string) (*pem.Block, error) {
+	block, rest := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%w: %s has no PEM block; want a %q PEM file", ErrBadKeyFile, path, want)
+	}
+	if block.Type != want {
+		hint := ""
+		switch block.Type {
+		case "ENCRYPTED PRIVATE KEY":
+			hint = "; encrypted keys are not supported"
+		case "OPENSSH PRIVATE KEY":
+			hint = "; OpenSSH keys are not supported, make one with stent key generate"
+		case "PRIVATE KEY":
+			hint = "; this is a private key, the trusted keys folder takes public keys only"
+		}
+		return nil, fmt.Errorf("%w: %s holds a %q PEM block, want %q%s", ErrBadKeyFile, path, block.Type, want, hint)
+	}
+	if len(block.Headers) != 0 {
+		return nil, fmt.Errorf("%w: %s: PEM headers are not supported", ErrBadKeyFile, path)
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, fmt.Errorf("%w: %s has data after its PEM block", ErrBadKeyFile, path)
+	}
+	return block, nil
+}
+
+// LoadPublicKey reads an ed25519 public key from a PKIX PEM file
+// ("-----BEGIN PUBLIC KEY-----").
+func LoadPublicKey(path string) (ed25519.PublicKey, error) {
+	data, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, err := decodePEM(path, data, "PUBLIC KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadKeyFile, path, err)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s holds a %T, want an ed25519 key", ErrBadKeyFile, path, k)
+	}
+	return pub, nil
+}
+
+// LoadPrivateKey reads an ed25519 private key from a PKCS#8 PEM file
+// ("-----BEGIN PRIVATE KEY-----").
+func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
+	data, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, err := decodePEM(path, data, "PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadKeyFile, path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s holds a %T, want an ed25519 key", ErrBadKeyFile, path, k)
+	}
+	return priv, nil
+}
+
+// KeyFiles says where GenerateKey put a new key pair.
+type KeyFiles struct {
+	Private string // DIR/NAME.key, PKCS#8 PEM, mode 0600
+	Public  string // DIR/NAME.pub, PKIX PEM, mode 0644
+	ID      KeyID
+}
+
+var reKeyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// GenerateKey makes a new ed25519 key pair and writes it to dir (created
+// 0700 if missing) as NAME.key and NAME.pub. Unless overwrite is set it
+// refuses, with an error wrapping fs.ErrExist, when either file exists.
+// Files are written atomically.
+func GenerateKey(dir, name string, overwrite bool) (*KeyFiles, error) {
+	if !reKeyName.MatchString(name) {
+		return nil, fmt.Errorf("key name %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	kf := &KeyFiles{
+		Private: filepath.Join(dir, name+PrivateKeySuffix),
+		Public:  filepath.Join(dir, name+PublicKeySuffix),
+	}
+	if !overwrite {
+		for _, p := range []string{kf.Private, kf.Public} {
+			if _, err := os.Lstat(p); err == nil {
+				return nil, fmt.Errorf("generate key: %s: %w", p, fs.ErrExist)
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	privDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	privPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	if err := writeFileAtomic(kf.Private, privPEM, 0o600, overwrite); err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	if err := writeFileAtomic(kf.Public, pubPEM, 0o644, overwrite); err != nil {
+		if !overwrite {
+			os.Remove(kf.Private) // we made it a moment ago; leave no half pair
+		}
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	kf.ID = KeyIDOf(pub)
+	return kf, nil
+}
+
+// writeFileAtomic writes data to path through a synced temporary file in the
+// same folder. With overwrite it renames over path; without, it hard-links
+// the temporary file into place, which fails if path exists.
+func writeFileAtomic(path string, data []byte, perm os.FileMode, overwrite bool) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	err = tmp.Chmod(perm)
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if overwrite {
+		err = os.Rename(tmp.Name(), path)
+	} else {
+		err = os.Link(tmp.Name(), path)
+	}
+	if err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // best effort: make the new name durable
+		d.Close()
+	}
+	return nil
+}
