@@ -145,7 +145,7 @@ func Parse(data []byte) (*Bundle, error) {
 	case n < h.total():
 		return nil, formatErr(ErrMalformed, n, "truncated: %d bytes, the header says %d (manifest %d, module %d)", n, h.total(), h.manLen, h.modLen)
 	case n > h.total():
-		return nil, formatErr(ErrMalformed, h.total(), "%d unexpected bytes after the module", n-h.total())
+		return nil, formatErr(ErrMalformed, h.total(), "unexpected bytes after the module")
 	}
 	return parseBody(h, data[HeaderSize:HeaderSize+h.manLen], data[HeaderSize+h.manLen:])
 }
@@ -332,4 +332,3 @@ func Open(path string, kr *Keyring) (*Bundle, error) {
 	}
 	return b, nil
 }
-

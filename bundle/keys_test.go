@@ -1,0 +1,229 @@
+package bundle
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestGenerateKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "signing")
+	kf, err := GenerateKey(dir, "ci", false)
+	if err != nil {
+		t.Fatalf("GenerateKey() = %v", err)
+	}
+	if kf.Private != filepath.Join(dir, "ci.key") || kf.Public != filepath.Join(dir, "ci.pub") {
+		t.Errorf("GenerateKey() wrote %s and %s, want ci.key and ci.pub in %s", kf.Private, kf.Public, dir)
+	}
+	for path, want := range map[string]fs.FileMode{kf.Private: 0o600, kf.Public: 0o644, dir: 0o700} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("mode of %s = %v, want %v", path, got, want)
+		}
+	}
+	priv, err := LoadPrivateKey(kf.Private)
+	if err != nil {
+		t.Fatalf("LoadPrivateKey() = %v", err)
+	}
+	pub, err := LoadPublicKey(kf.Public)
+	if err != nil {
+		t.Fatalf("LoadPublicKey() = %v", err)
+	}
+	if !pub.Equal(priv.Public()) {
+		t.Errorf("the .pub file does not hold the .key file's public key")
+	}
+	if KeyIDOf(pub) != kf.ID {
+		t.Errorf("GenerateKey().ID = %s, want %s", kf.ID, KeyIDOf(pub))
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Errorf("%s holds %d files, want 2 (temporary files left behind?)", dir, len(ents))
+	}
+
+	// No overwriting without asking.
+	before, _ := os.ReadFile(kf.Private)
+	if _, err := GenerateKey(dir, "ci", false); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("GenerateKey(existing) = %v, want fs.ErrExist", err)
+	}
+	if after, _ := os.ReadFile(kf.Private); string(after) != string(before) {
+		t.Errorf("GenerateKey(existing) changed %s", kf.Private)
+	}
+	os.Remove(kf.Private) // a lone .pub also blocks
+	if _, err := GenerateKey(dir, "ci", false); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("GenerateKey(existing .pub) = %v, want fs.ErrExist", err)
+	}
+	kf2, err := GenerateKey(dir, "ci", true)
+	if err != nil {
+		t.Fatalf("GenerateKey(overwrite) = %v", err)
+	}
+	if kf2.ID == kf.ID {
+		t.Errorf("GenerateKey(overwrite) kept the old key")
+	}
+
+	for _, name := range []string{"", ".hidden", "a/b", "../x", strings.Repeat("a", 65), "sp ace"} {
+		if _, err := GenerateKey(dir, name, false); err == nil {
+			t.Errorf("GenerateKey(name %q) = nil error, want an error", name)
+		}
+	}
+}
+
+func TestLoadKeyring(t *testing.T) {
+	dir := t.TempDir()
+	a, err := GenerateKey(dir, "a", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := GenerateKey(dir, "b", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(a.Private)
+	os.Remove(b.Private)
+	// Ignored: other suffixes, dot files.
+	os.WriteFile(filepath.Join(dir, "README"), []byte("trusted keys"), 0o644)
+	os.WriteFile(filepath.Join(dir, ".c.pub"), []byte("editor junk"), 0o644)
+	// The same key twice is harmless.
+	data, _ := os.ReadFile(a.Public)
+	os.WriteFile(filepath.Join(dir, "z-copy.pub"), data, 0o644)
+
+	kr, err := LoadKeyring(dir)
+	if err != nil {
+		t.Fatalf("LoadKeyring() = %v", err)
+	}
+	if kr.Len() != 2 {
+		t.Errorf("LoadKeyring().Len() = %d, want 2", kr.Len())
+	}
+	k, ok := kr.Lookup(a.ID)
+	if !ok || k.Path != a.Public {
+		t.Errorf("Lookup(%s) = %+v, %v, want the key from %s", a.ID, k, ok, a.Public)
+	}
+	keys := kr.Keys()
+	if len(keys) != 2 || keys[0].ID != a.ID || keys[1].ID != b.ID {
+		t.Errorf("Keys() = %v, want a then b", keys)
+	}
+
+	empty := t.TempDir()
+	if kr, err := LoadKeyring(empty); err != nil || kr.Len() != 0 {
+		t.Errorf("LoadKeyring(empty folder) = %v, %v, want an empty keyring", kr, err)
+	}
+	if _, err := LoadKeyring(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("LoadKeyring(missing) = %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestLoadKeyringRefuses(t *testing.T) {
+	good := t.TempDir()
+	kf, err := GenerateKey(good, "k", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM, _ := os.ReadFile(kf.Public)
+	privPEM, _ := os.ReadFile(kf.Private)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecDER, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	ecPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: ecDER})
+	block, _ := pem.Decode(pubPEM)
+	withHeaders := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED"}, Bytes: block.Bytes})
+	badDER := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: block.Bytes[:len(block.Bytes)-1]})
+
+	for _, tc := range []struct {
+		name string
+		data []byte // nil: make a folder named bad.pub
+		msg  string
+	}{
+		{"empty file", []byte{}, "no PEM block"},
+		{"garbage", []byte("ssh-ed25519 AAAAC3Nza... me@host"), "no PEM block"},
+		{"private key", privPEM, "trusted keys folder takes public keys only"},
+		{"ECDSA key", ecPEM, "want an ed25519 key"},
+		{"data after PEM", append(append([]byte{}, pubPEM...), "extra"...), "data after its PEM block"},
+		{"two keys", append(append([]byte{}, pubPEM...), pubPEM...), "data after its PEM block"},
+		{"PEM headers", withHeaders, "headers"},
+		{"truncated DER", badDER, "bad.pub"},
+		{"huge file", make([]byte, keyFileMax+1), "too large"},
+		{"folder", nil, "not a regular file"},
+	} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "fine.pub"), pubPEM, 0o644)
+		path := filepath.Join(dir, "bad.pub")
+		if tc.data == nil {
+			os.Mkdir(path, 0o755)
+		} else {
+			os.WriteFile(path, tc.data, 0o644)
+		}
+		kr, err := LoadKeyring(dir)
+		if kr != nil || !errors.Is(err, ErrBadKeyFile) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: LoadKeyring() = %v, %v, want nil and ErrBadKeyFile naming %s and saying %q", tc.name, kr, err, path, tc.msg)
+		}
+	}
+}
+
+func TestLoadPrivateKeyRefuses(t *testing.T) {
+	dir := t.TempDir()
+	kf, err := GenerateKey(dir, "k", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM, _ := os.ReadFile(kf.Public)
+	for _, tc := range []struct {
+		name string
+		data string
+		msg  string
+	}{
+		{"public key", string(pubPEM), `want "PRIVATE KEY"`},
+		{"encrypted", "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", "encrypted keys are not supported"},
+		{"openssh", "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n", "OpenSSH keys are not supported"},
+		{"bad DER", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "k2.key"},
+	} {
+		path := filepath.Join(dir, "k2.key")
+		os.WriteFile(path, []byte(tc.data), 0o600)
+		if _, err := LoadPrivateKey(path); !errors.Is(err, ErrBadKeyFile) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: LoadPrivateKey() = %v, want ErrBadKeyFile saying %q", tc.name, err, tc.msg)
+		}
+	}
+}
+
+// TestOpenSSLKeys checks that keys made by openssl load, and that ours are
+// what openssl expects, when openssl is installed.
+func TestOpenSSLKeys(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "o.key"), filepath.Join(dir, "o.pub")
+	if out, err := exec.Command("openssl", "genpkey", "-algorithm", "ed25519", "-out", priv).CombinedOutput(); err != nil {
+		t.Fatalf("openssl genpkey: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("openssl", "pkey", "-in", priv, "-pubout", "-out", pub).CombinedOutput(); err != nil {
+		t.Fatalf("openssl pkey: %v\n%s", err, out)
+	}
+	k, err := LoadPrivateKey(priv)
+	if err != nil {
+		t.Fatalf("LoadPrivateKey(openssl key) = %v", err)
+	}
+	p, err := LoadPublicKey(pub)
+	if err != nil {
+		t.Fatalf("LoadPublicKey(openssl key) = %v", err)
+	}
+	if !p.Equal(k.Public()) {
+		t.Errorf("openssl's public key does not match its private key as loaded")
+	}
+	kf, err := GenerateKey(dir, "ours", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("openssl", "pkey", "-in", kf.Private, "-noout").CombinedOutput(); err != nil {
+		t.Errorf("openssl cannot read our private key: %v\n%s", err, out)
+	}
+}
