@@ -1,0 +1,193 @@
+// Package kinfo reads what the running kernel says about itself: release,
+// version string and the distribution package version it carries, the GNU
+// build ID from /sys/kernel/notes, os-release, taint flags and whether live
+// patching can work here. It only reads files; every exported function has
+// an unexported twin that takes a root folder so tests run on fake trees.
+package kinfo
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Kernel describes the running kernel.
+type Kernel struct {
+	Release        string `json:"release"`                   // uname -r
+	Version        string `json:"version"`                   // uname -v
+	ProcVersion    string `json:"proc_version"`              // /proc/version, whole line
+	PackageVersion string `json:"package_version,omitempty"` // e.g. 6.1.192-2 (Debian) or 5.14.0-362.8.1.el9_3 (RPM)
+	BuildID        string `json:"build_id,omitempty"`        // GNU build ID of vmlinux, hex
+	Arch           string `json:"arch,omitempty"`
+	BootID         string `json:"boot_id,omitempty"`
+}
+
+// Read reads the running kernel's identity from /proc and /sys.
+func Read() (*Kernel, error) { return read("/") }
+
+func read(root string) (*Kernel, error) {
+	k := &Kernel{}
+	var err error
+	if k.Release, err = readTrim(root, "proc/sys/kernel/osrelease"); err != nil {
+		return nil, err
+	}
+	if k.Version, err = readTrim(root, "proc/sys/kernel/version"); err != nil {
+		return nil, err
+	}
+	if k.ProcVersion, err = readTrim(root, "proc/version"); err != nil {
+		return nil, err
+	}
+	k.PackageVersion = PackageVersion(k.Release, k.Version)
+	if sig, err := readTrim(root, "proc/version_signature"); err == nil && k.PackageVersion == "" {
+		// Ubuntu: "Ubuntu 5.15.0-91.101-generic 5.15.131"
+		if f := strings.Fields(sig); len(f) >= 2 {
+			if i := strings.LastIndex(f[1], "-"); i > 0 {
+				k.PackageVersion = f[1][:i]
+			}
+		}
+	}
+	if id, err := buildID(root); err == nil {
+		k.BuildID = id
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	k.BootID, _ = readTrim(root, "proc/sys/kernel/random/boot_id")
+	k.Arch = archOf(k.Release)
+	return k, nil
+}
+
+func readTrim(root, rel string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, rel))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+var (
+	debianPkgRe = regexp.MustCompile(`\bDebian (\d\S*)`)
+	rpmArchRe   = regexp.MustCompile(`\.(x86_64|aarch64|ppc64le|s390x)$`)
+)
+
+// PackageVersion returns the distribution package version of a kernel from
+// its release and version strings, or "" when they do not carry one. Debian
+// puts it in the version string ("#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2
+// (2026-11-16)"); RPM distributions put it in the release
+// ("5.14.0-362.8.1.el9_3.x86_64").
+func PackageVersion(release, version string) string {
+	if m := debianPkgRe.FindStringSubmatch(version); m != nil {
+		return m[1]
+	}
+	if rpmArchRe.MatchString(release) && strings.Contains(release, ".el") {
+		return rpmArchRe.ReplaceAllString(release, "")
+	}
+	return ""
+}
+
+func archOf(release string) string {
+	if m := rpmArchRe.FindStringSubmatch(release); m != nil {
+		return m[1]
+	}
+	for _, a := range []string{"amd64", "arm64", "ppc64el", "s390x"} {
+		if strings.HasSuffix(release, "-"+a) {
+			return a
+		}
+	}
+	return ""
+}
+
+// NT_GNU_BUILD_ID is the ELF note type of the GNU build ID.
+const ntGNUBuildID = 3
+
+// buildID parses the ELF notes in /sys/kernel/notes and returns the GNU
+// build ID of the running vmlinux.
+func buildID(root string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, "sys/kernel/notes"))
+	if err != nil {
+		return "", err
+	}
+	return ParseBuildID(b)
+}
+
+// ParseBuildID returns the hex GNU build ID from a sequence of ELF notes in
+// the host's byte order, as /sys/kernel/notes holds them.
+func ParseBuildID(notes []byte) (string, error) {
+	off := 0
+	for off+12 <= len(notes) {
+		namesz := int(binary.LittleEndian.Uint32(notes[off:]))
+		descsz := int(binary.LittleEndian.Uint32(notes[off+4:]))
+		typ := binary.LittleEndian.Uint32(notes[off+8:])
+		off += 12
+		nameEnd := off + align4(namesz)
+		descEnd := nameEnd + align4(descsz)
+		if namesz < 0 || descsz < 0 || nameEnd > len(notes) || nameEnd+descsz > len(notes) {
+			return "", fmt.Errorf("kernel notes: truncated note at byte %d", off-12)
+		}
+		name := bytes.TrimRight(notes[off:off+namesz], "\x00")
+		if typ == ntGNUBuildID && string(name) == "GNU" {
+			return hex.EncodeToString(notes[nameEnd : nameEnd+descsz]), nil
+		}
+		off = descEnd
+	}
+	return "", fmt.Errorf("kernel notes: no GNU build ID: %w", os.ErrNotExist)
+}
+
+func align4(n int) int { return (n + 3) &^ 3 }
+
+// Distro is what /etc/os-release says.
+type Distro struct {
+	ID         string `json:"id"`
+	VersionID  string `json:"version_id,omitempty"`
+	PrettyName string `json:"pretty_name,omitempty"`
+	IDLike     string `json:"id_like,omitempty"`
+}
+
+// ReadDistro reads /etc/os-release (falling back to /usr/lib/os-release).
+func ReadDistro() (*Distro, error) { return readDistro("/") }
+
+func readDistro(root string) (*Distro, error) {
+	var f *os.File
+	var err error
+	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
+		if f, err = os.Open(filepath.Join(root, p)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read os-release: %w", err)
+	}
+	defer f.Close()
+	d := &Distro{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if !ok || strings.HasPrefix(k, "#") {
+			continue
+		}
+		v = strings.Trim(v, `"'`)
+		switch k {
+		case "ID":
+			d.ID = v
+		case "VERSION_ID":
+			d.VersionID = v
+		case "PRETTY_NAME":
+			d.PrettyName = v
+		case "ID_LIKE":
+			d.IDLike = v
+		}
+	}
+	return d, sc.Err()
+}
+
+// ReadAt is Read for a filesystem root other than "/" (containers, tests).
+func ReadAt(root string) (*Kernel, error) { return read(root) }
+
+// ReadDistroAt is ReadDistro for a filesystem root other than "/".
+func ReadDistroAt(root string) (*Distro, error) { return readDistro(root) }

@@ -1,0 +1,127 @@
+// Package kmod reads kernel module files and loads and unloads modules.
+// Parsing (ModInfo) is pure; the syscalls live in sys.go.
+package kmod
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrNotModule means the bytes are not a loadable kernel module.
+var ErrNotModule = errors.New("not a kernel module")
+
+// sigMagic ends a module that carries an appended signature
+// (scripts/sign-file, struct module_signature before it).
+const sigMagic = "~Module signature appended~\n"
+
+// Info is what a module file says about itself in its .modinfo section.
+type Info struct {
+	Name      string              `json:"name"`
+	Vermagic  string              `json:"vermagic"`
+	Livepatch bool                `json:"livepatch"`
+	License   string              `json:"license,omitempty"`
+	Depends   []string            `json:"depends,omitempty"`
+	Signed    bool                `json:"signed"` // carries an appended kernel module signature
+	Fields    map[string][]string `json:"-"`
+}
+
+// Release returns the kernel release named by the vermagic string
+// ("6.1.0-56-amd64 SMP preempt mod_unload modversions " -> "6.1.0-56-amd64").
+func (i *Info) Release() string {
+	f := strings.Fields(i.Vermagic)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+// ModInfo parses a module file's bytes. It never panics: debug/elf is not
+// hardened against hostile input, so its panics are recovered and reported.
+func ModInfo(data []byte) (info *Info, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			info, err = nil, fmt.Errorf("%w: malformed ELF (%v)", ErrNotModule, r)
+		}
+	}()
+	signed := false
+	body := data
+	if bytes.HasSuffix(data, []byte(sigMagic)) {
+		signed = true
+		body = stripSignature(data)
+	}
+	f, err := elf.NewFile(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotModule, err)
+	}
+	defer f.Close()
+	if f.Type != elf.ET_REL {
+		return nil, fmt.Errorf("%w: ELF type is %v, want ET_REL", ErrNotModule, f.Type)
+	}
+	sec := f.Section(".modinfo")
+	if sec == nil {
+		return nil, fmt.Errorf("%w: no .modinfo section", ErrNotModule)
+	}
+	if sec.Size > uint64(len(body)) {
+		return nil, fmt.Errorf("%w: .modinfo size %d beyond file end", ErrNotModule, sec.Size)
+	}
+	raw, err := sec.Data()
+	if err != nil {
+		return nil, fmt.Errorf("%w: read .modinfo at offset %d: %v", ErrNotModule, sec.Offset, err)
+	}
+	info = parseModinfo(raw)
+	info.Signed = signed
+	if info.Name == "" {
+		// Modules get their name from .gnu.linkonce.this_module; every
+		// module built by kbuild also records name= in .modinfo.
+		return nil, fmt.Errorf("%w: .modinfo has no name", ErrNotModule)
+	}
+	return info, nil
+}
+
+func parseModinfo(raw []byte) *Info {
+	info := &Info{Fields: map[string][]string{}}
+	for _, kv := range bytes.Split(raw, []byte{0}) {
+		k, v, ok := strings.Cut(string(kv), "=")
+		if !ok {
+			continue
+		}
+		info.Fields[k] = append(info.Fields[k], v)
+		switch k {
+		case "name":
+			info.Name = v
+		case "vermagic":
+			info.Vermagic = v
+		case "livepatch":
+			info.Livepatch = v == "Y"
+		case "license":
+			info.License = v
+		case "depends":
+			for _, d := range strings.Split(v, ",") {
+				if d != "" {
+					info.Depends = append(info.Depends, d)
+				}
+			}
+		}
+	}
+	return info
+}
+
+// stripSignature removes an appended module signature: the layout is
+// module || signature || struct module_signature (12 bytes, sig_len
+// big-endian in the last 4) || magic.
+func stripSignature(data []byte) []byte {
+	end := len(data) - len(sigMagic)
+	if end < 12 {
+		return data
+	}
+	sigLen := int(binary.BigEndian.Uint32(data[end-4 : end]))
+	start := end - 12 - sigLen
+	if sigLen < 0 || start < 0 {
+		return data
+	}
+	return data[:start]
+}

@@ -1,0 +1,275 @@
+package patcher
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/stent-dev/stent/bundle"
+	"github.com/stent-dev/stent/kinfo"
+	"github.com/stent-dev/stent/klp"
+	"github.com/stent-dev/stent/kmod"
+)
+
+// ErrRefused is wrapped by every error that stops Apply before anything is
+// loaded: wrong kernel, bad signature, not a livepatch module, ...
+var ErrRefused = errors.New("refused")
+
+// ErrStalled is wrapped by StallError.
+var ErrStalled = errors.New("live patch transition did not finish")
+
+// maxFileSize caps what apply reads: real livepatch modules are well under
+// a few MB.
+const maxFileSize = 256 << 20
+
+// ApplyOptions tune Apply.
+type ApplyOptions struct {
+	AllowUnsigned bool          // accept a bare .ko instead of a signed bundle
+	Timeout       time.Duration // how long to wait for the transition; 0 means 60s
+	Force         bool          // on a stall, write the kernel's force file instead of reverting
+	Persist       bool          // store the patch so load-persisted re-applies it at boot
+	Progress      Progress
+	// viaBoot marks an apply done by LoadPersisted (keeps the guard marker).
+	viaBoot bool
+}
+
+// ApplyResult says what Apply did.
+type ApplyResult struct {
+	Name           string        `json:"name"`
+	AlreadyApplied bool          `json:"already_applied,omitempty"`
+	Replaced       []string      `json:"replaced,omitempty"` // patches the cumulative patch replaced (their modules unloaded)
+	Forced         bool          `json:"forced,omitempty"`
+	Persisted      bool          `json:"persisted,omitempty"`
+	Duration       time.Duration `json:"duration_ns"`
+	Record         *Record       `json:"record"`
+}
+
+// StallError reports a transition that did not finish in time; the patch
+// was reversed and unloaded unless Reverted is false.
+type StallError struct {
+	Name     string
+	Waited   time.Duration
+	Blockers []klp.Task
+	Reverted bool  // the reverse transition finished and the module was unloaded
+	Cleanup  error // what went wrong while undoing, if anything
+}
+
+func (e *StallError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "live patch %s: transition did not finish in %s; %s still run the old code",
+		e.Name, e.Waited.Round(time.Second), plural(len(e.Blockers), "task", "tasks"))
+	if e.Reverted {
+		b.WriteString("; the patch was reverted and its module unloaded, the kernel is as before")
+	} else if e.Cleanup != nil {
+		fmt.Fprintf(&b, "; undoing it failed: %v", e.Cleanup)
+	}
+	return b.String()
+}
+
+func (e *StallError) Unwrap() error { return ErrStalled }
+
+// payload is a verified module ready to load.
+type payload struct {
+	module   []byte
+	manifest *bundle.Manifest // nil for a bare .ko
+	keyID    string
+	fileSum  string
+	info     *kmod.Info
+	raw      []byte // the file as given
+}
+
+func refuse(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
+}
+
+// readPayload reads FILE and checks everything that can be checked without
+// touching the kernel: bundle structure and signature, module format,
+// livepatch flag and target kernel.
+func (rt *Runtime) readPayload(path string, allowUnsigned bool, k *kinfo.Kernel) (*payload, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(raw) > maxFileSize {
+		return nil, refuse("%s is larger than %d MB: not a live patch", path, maxFileSize>>20)
+	}
+	sum := sha256.Sum256(raw)
+	p := &payload{raw: raw, fileSum: hex.EncodeToString(sum[:])}
+	if bytes.HasPrefix(raw, []byte("\x7fELF")) {
+		if !allowUnsigned {
+			return nil, refuse("%s is a bare kernel module, not a signed Stent bundle; pass --allow-unsigned to load it anyway", path)
+		}
+		p.module = raw
+	} else {
+		b, err := bundle.Parse(raw)
+		if err != nil {
+			return nil, refuse("%s: %v", path, err)
+		}
+		kr, err := bundle.LoadKeyring(rt.cfg.KeysDir)
+		if err != nil {
+			return nil, refuse("load trusted keys: %v", err)
+		}
+		if err := b.Verify(kr); err != nil {
+			return nil, refuse("%s: %v", path, err)
+		}
+		p.module, p.manifest, p.keyID = b.Module(), b.Manifest(), b.KeyID().String()
+	}
+	info, err := kmod.ModInfo(p.module)
+	if err != nil {
+		return nil, refuse("%s: %v", path, err)
+	}
+	p.info = info
+	if !info.Livepatch {
+		return nil, refuse("module %s is not a live patch (its modinfo has no livepatch=Y); load ordinary modules with modprobe", info.Name)
+	}
+	if rel := info.Release(); rel != k.Release {
+		return nil, refuse("module %s was built for kernel %s (vermagic %q) but this kernel is %s", info.Name, rel, strings.TrimSpace(info.Vermagic), k.Release)
+	}
+	if m := p.manifest; m != nil {
+		if moduleName(m.Name) != info.Name {
+			return nil, refuse("bundle manifest names patch %s but its module is %s", m.Name, info.Name)
+		}
+		if m.Kernel.Release != k.Release {
+			return nil, refuse("bundle %s targets kernel %s but this kernel is %s", m.Name, m.Kernel.Release, k.Release)
+		}
+		if m.Kernel.BuildID != "" && k.BuildID != "" && m.Kernel.BuildID != k.BuildID {
+			return nil, refuse("bundle %s targets kernel build %s but this kernel's build ID is %s (same release, different build)", m.Name, m.Kernel.BuildID, k.BuildID)
+		}
+	}
+	return p, nil
+}
+
+// Apply loads the live patch in path (a signed bundle, or a bare .ko with
+// AllowUnsigned) and waits for its transition. On any failure the kernel is
+// left as it was before the call.
+func (rt *Runtime) Apply(ctx context.Context, path string, opts ApplyOptions) (*ApplyResult, error) {
+	start := rt.now()
+	if opts.Timeout <= 0 {
+		opts.Timeout = 60 * time.Second
+	}
+	k, err := readKernel(rt.cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	opts.Progress.emit(Event{Step: "verify", Message: "checking " + path})
+	p, err := rt.readPayload(path, opts.AllowUnsigned, k)
+	if err != nil {
+		return nil, err
+	}
+	name := p.info.Name
+	if !klp.Supported(rt.cfg.Root) {
+		sup := kinfo.CheckSupportAt(rt.cfg.Root, k.Release)
+		return nil, refuse("this kernel cannot be live patched: %s", strings.Join(sup.Reasons, "; "))
+	}
+	if q, _ := rt.quarantined(name); q != nil && opts.viaBoot {
+		return nil, refuse("%s is quarantined: %s", name, q.Reason)
+	}
+
+	// The same patch already running is success; a different one of the
+	// same name must be reverted first.
+	if cur, err := klp.Get(rt.cfg.Root, name); err == nil {
+		recs, _ := rt.Records()
+		if r := recs[name]; r != nil && r.ModuleSHA256 == sha(p.module) && cur.Enabled && !cur.Transition {
+			if opts.Persist && !r.Persisted {
+				if err := rt.persist(p, name, k, opts.AllowUnsigned); err != nil {
+					return nil, err
+				}
+				r.Persisted = true
+				rt.saveRecord(r)
+			}
+			return &ApplyResult{Name: name, AlreadyApplied: true, Record: r, Persisted: r.Persisted, Duration: rt.now().Sub(start)}, nil
+		}
+		return nil, refuse("a live patch named %s is already loaded (enabled=%v, transition=%v); revert it first, or apply a cumulative patch under a new name", name, cur.Enabled, cur.Transition)
+	}
+	if loaded, _ := kmod.IsLoaded(rt.cfg.Root, name); loaded {
+		return nil, refuse("a module named %s is loaded but is not an active live patch; remove it (rmmod %s) and try again", name, name)
+	}
+
+	before, err := klp.List(rt.cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Persist || opts.viaBoot {
+		// Mark before loading: if the machine dies before the guard window
+		// passes, the next boot will not load this patch again.
+		if err := rt.markPending(name, k.BootID); err != nil {
+			return nil, fmt.Errorf("write crash guard marker: %w", err)
+		}
+	}
+
+	staged := filepath.Join(rt.cfg.RunDir, "staging", name+".ko")
+	if err := writeAtomic(staged, p.module, 0o600); err != nil {
+		rt.clearPending(name)
+		return nil, fmt.Errorf("stage module: %w", err)
+	}
+	defer os.Remove(staged)
+
+	opts.Progress.emit(Event{Step: "load", Message: fmt.Sprintf("loading %s (%d bytes) into kernel %s", name, len(p.module), k.Release)})
+	if err := rt.sys.Load(staged, ""); err != nil {
+		rt.clearPending(name)
+		return nil, err
+	}
+
+	forced, err := rt.waitApplied(ctx, name, opts)
+	if err != nil {
+		rt.clearPending(name)
+		return nil, err
+	}
+
+	res := &ApplyResult{Name: name, Forced: forced}
+	res.Replaced = rt.unloadReplaced(ctx, before, name, opts.Progress)
+
+	rec := &Record{
+		Name: name, Source: path, FileSHA256: p.fileSum, ModuleSHA256: sha(p.module),
+		Signed: p.manifest != nil, KeyID: p.keyID, Manifest: p.manifest,
+		AppliedAt: rt.now().UTC(), Forced: forced, BootID: k.BootID,
+	}
+	if opts.Persist {
+		if err := rt.persist(p, name, k, opts.AllowUnsigned); err != nil {
+			// The patch is live; say plainly that it will not survive a reboot.
+			return nil, fmt.Errorf("patch %s is applied but could not be stored for reboots: %w", name, err)
+		}
+		rec.Persisted = true
+	} else if rt.isPersisted(name) {
+		rec.Persisted = true
+	}
+	for _, old := range res.Replaced {
+		rt.dropRecord(old)
+		rt.unpersist(old)
+	}
+	if err := rt.saveRecord(rec); err != nil {
+		return nil, fmt.Errorf("patch %s is applied but its record could not be written: %w", name, err)
+	}
+	res.Record = rec
+	res.Persisted = rec.Persisted
+	res.Duration = rt.now().Sub(start)
+	opts.Progress.emit(Event{Step: "done", Message: fmt.Sprintf("%s applied in %s", name, res.Duration.Round(time.Millisecond)), Elapsed: res.Duration})
+	return res, nil
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// readKernel reads the running kernel's identity under root.
+func readKernel(root string) (*kinfo.Kernel, error) {
+	k, err := kinfo.ReadAt(root)
+	if err != nil {
+		return nil, fmt.Errorf("read running kernel: %w", err)
+	}
+	return k, nil
+}
