@@ -1,0 +1,195 @@
+// Package store keeps stent-server's state in SQL: embedded SQLite by default
+// (one file, zero set-up) or PostgreSQL when given a postgres:// DSN. Both
+// engines run the same migrations and the same queries; the few spelling
+// differences (placeholders, binary and serial column types) are handled by
+// a small dialect.
+//
+// The server keeps its working set in memory and writes through this
+// package; writes are grouped into transactions by the caller (see Update)
+// so that thousands of agent check-ins a second cost a few commits.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+)
+
+// ErrNotFound is returned when a row asked for by key does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Engine names.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// Store is a handle on the database. It is safe for concurrent use.
+type Store struct {
+	engine string
+	w      *sql.DB // writes; SQLite: a single connection, so one writer
+	r      *sql.DB // reads; SQLite: a pool of read-only connections (WAL)
+}
+
+// Open opens (creating if needed) the database named by dsn and brings its
+// schema up to date. dsn is a postgres:// or postgresql:// URL for
+// PostgreSQL, or a file path (optionally "sqlite:" prefixed) for SQLite.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	s := &Store{}
+	var err error
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		s.engine = Postgres
+		if s.w, err = sql.Open("pgx", dsn); err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		s.w.SetMaxOpenConns(16)
+		s.w.SetMaxIdleConns(16)
+		s.r = s.w
+	default:
+		s.engine = SQLite
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" {
+			return nil, errors.New("open sqlite: empty path")
+		}
+		const pragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+		if s.w, err = sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate"); err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		s.w.SetMaxOpenConns(1) // SQLite has one writer; queue in Go, not in busy loops
+		s.w.SetConnMaxIdleTime(0)
+		if s.r, err = sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)"); err != nil {
+			s.w.Close()
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		s.r.SetMaxOpenConns(4)
+	}
+	if err := s.w.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("connect %s: %w", s.engine, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Engine returns SQLite or Postgres.
+func (s *Store) Engine() string { return s.engine }
+
+// Close closes the database.
+func (s *Store) Close() error {
+	var err error
+	if s.r != nil && s.r != s.w {
+		err = s.r.Close()
+	}
+	if s.w != nil {
+		err = errors.Join(err, s.w.Close())
+	}
+	return err
+}
+
+// rebind turns the ? placeholders every query here is written with into
+// PostgreSQL's $1, $2, ... No query here has a ? inside a string literal.
+func (s *Store) rebind(q string) string {
+	if s.engine != Postgres {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return s.w.ExecContext(ctx, s.rebind(q), args...)
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return s.r.QueryContext(ctx, s.rebind(q), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return s.r.QueryRowContext(ctx, s.rebind(q), args...)
+}
+
+// Tx is a write transaction handed to Update's callback.
+type Tx struct {
+	s     *Store
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+// Update runs fn in one write transaction and commits it when fn returns
+// nil. Callers batch many small writes into one Update.
+func (s *Store) Update(ctx context.Context, fn func(*Tx) error) (err error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	t := &Tx{s: s, tx: tx, stmts: map[string]*sql.Stmt{}}
+	defer func() {
+		for _, st := range t.stmts {
+			st.Close()
+		}
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if err = fn(t); err != nil {
+		return err
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// exec runs q in the transaction through a statement prepared once per
+// transaction, which matters when a batch repeats it a thousand times.
+func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st, ok := t.stmts[q]
+	if !ok {
+		var err error
+		if st, err = t.tx.PrepareContext(ctx, t.s.rebind(q)); err != nil {
+			return nil, err
+		}
+		t.stmts[q] = st
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.s.rebind(q), args...)
+}
+
+// Times are stored as Unix milliseconds; 0 is "never".
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
