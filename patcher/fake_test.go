@@ -162,10 +162,10 @@ func (f *fixture) bundle(name string, level int64, replace bool, mutate func(*bu
 		f.t.Fatal(err)
 	}
 	m := &bundle.Manifest{FormatVersion: bundle.FormatVersion, Name: name, Level: level, Replace: replace,
-		Kernel:    bundle.Kernel{Release: "6.1.0-56-amd64", PackageVersion: "6.1.192-2"},
-		CVEs:      []string{"CVE-2026-0001"},
-		Functions: []bundle.Function{{Object: "vmlinux", Name: "cmdline_proc_show"}},
-		Effective: &bundle.Effective{PackageVersion: fmt.Sprintf("6.1.192-%d", 2+level)},
+		Kernel:      bundle.Kernel{Release: "6.1.0-56-amd64", PackageVersion: "6.1.192-2"},
+		CVEs:        []string{"CVE-2026-0001"},
+		Functions:   []bundle.Function{{Object: "vmlinux", Name: "cmdline_proc_show"}},
+		Effective:   &bundle.Effective{PackageVersion: fmt.Sprintf("6.1.192-%d", 2+level)},
 		Description: "test patch " + name, Created: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}
 	if mutate != nil {
 		mutate(m)
