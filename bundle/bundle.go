@@ -305,9 +305,9 @@ func encodeManifest(m *Manifest) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Open reads the bundle file at path (refusing files over MaxSize), parses
-// it and verifies it against kr.
-func Open(path string, kr *Keyring) (*Bundle, error) {
+// ReadFile reads and parses the bundle file at path, refusing files over
+// MaxSize before reading them. It does not verify the signature; Open does.
+func ReadFile(path string) (*Bundle, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -318,17 +318,27 @@ func Open(path string, kr *Keyring) (*Bundle, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("open bundle %s: not a regular file", path)
+		return nil, fmt.Errorf("read bundle %s: not a regular file", path)
 	}
 	if fi.Size() > MaxSize {
-		return nil, fmt.Errorf("open bundle %s: %w: file is %d bytes, over the limit of %d", path, ErrTooLarge, fi.Size(), MaxSize)
+		return nil, fmt.Errorf("read bundle %s: %w: file is %d bytes, over the limit of %d", path, ErrTooLarge, fi.Size(), MaxSize)
 	}
 	b, err := Read(io.LimitReader(f, MaxSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("open bundle %s: %w", path, err)
+		return nil, fmt.Errorf("read bundle %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// Open reads the bundle file at path as ReadFile does and verifies it
+// against kr.
+func Open(path string, kr *Keyring) (*Bundle, error) {
+	b, err := ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	if err := b.Verify(kr); err != nil {
-		return nil, fmt.Errorf("open bundle %s: %w", path, err)
+		return nil, fmt.Errorf("verify bundle %s: %w", path, err)
 	}
 	return b, nil
 }
