@@ -53,7 +53,7 @@ must be an ELF relocatable whose .modinfo name= equals the manifest's name.`,
 			if err != nil {
 				return err
 			}
-			ko, err := readCapped(koPath, bundle.MaxModuleSize)
+			ko, err := readFileMax(koPath, bundle.MaxModuleSize)
 			if err != nil {
 				return fmt.Errorf("read module: %w", err)
 			}
@@ -83,7 +83,7 @@ must be an ELF relocatable whose .modinfo name= equals the manifest's name.`,
 			if err != nil {
 				return fmt.Errorf("bundle made does not verify (a bug): %w", err)
 			}
-			if err := writeFileAtomic(outPath, buf.Bytes(), 0o644); err != nil {
+			if err := writeFileSynced(outPath, buf.Bytes(), 0o644); err != nil {
 				return err
 			}
 			if asJSON {
@@ -109,7 +109,7 @@ must be an ELF relocatable whose .modinfo name= equals the manifest's name.`,
 // readManifestFile reads a manifest as written by hand or by the builder,
 // strictly, and fills the fields that may be left out.
 func readManifestFile(path string) (*bundle.Manifest, error) {
-	data, err := readCapped(path, bundle.MaxManifestSize)
+	data, err := readFileMax(path, bundle.MaxManifestSize)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
@@ -126,8 +126,8 @@ func readManifestFile(path string) (*bundle.Manifest, error) {
 	return m, nil // bundle.Create fills module_sha256 and module_size
 }
 
-// readCapped reads a regular file of at most max bytes.
-func readCapped(path string, max int64) ([]byte, error) {
+// readFileMax reads a regular file of at most max bytes.
+func readFileMax(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -199,9 +199,9 @@ func modinfoName(ko []byte) (name string, err error) {
 	return name, nil
 }
 
-// writeFileAtomic writes data to path through a synced temporary file in
+// writeFileSynced writes data to path through a synced temporary file in
 // the same folder, renamed into place.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+func writeFileSynced(path string, data []byte, perm fs.FileMode) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
