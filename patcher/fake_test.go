@@ -104,14 +104,16 @@ func (k *fakeKernel) loop() {
 				continue
 			}
 			if tr == "1" && !k.stall[e.Name()] {
-				k.tr.Write(base+"transition", "0")
+				// Like the kernel: replaced patches are disabled when the
+				// transition completes and freed later, asynchronously.
 				if strings.Contains(e.Name(), "cumul") {
 					for _, o := range ents {
 						if o.Name() != e.Name() {
-							k.tr.RemovePatch(o.Name())
+							k.tr.Write("sys/kernel/livepatch/"+o.Name()+"/enabled", "0")
 						}
 					}
 				}
+				k.tr.Write(base+"transition", "0")
 			}
 		}
 		k.mu.Unlock()

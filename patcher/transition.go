@@ -21,7 +21,8 @@ func (rt *Runtime) waitApplied(ctx context.Context, name string, opts ApplyOptio
 	start := rt.now()
 	deadline := start.Add(opts.Timeout)
 	lastNudge := start
-	lastReport := time.Time{}
+	lastReport := start // the first report comes after a second: most transitions finish sooner
+	poll := rt.backoff()
 	for {
 		p, err := klp.Get(rt.cfg.Root, name)
 		if err != nil {
@@ -75,7 +76,24 @@ func (rt *Runtime) waitApplied(ctx context.Context, name string, opts ApplyOptio
 			}
 			return false, serr
 		}
-		time.Sleep(rt.cfg.Poll)
+		time.Sleep(poll())
+	}
+}
+
+// backoff returns a poll interval generator: transitions usually finish
+// within milliseconds, so polling starts at 1 ms and doubles up to
+// cfg.Poll.
+func (rt *Runtime) backoff() func() time.Duration {
+	d := time.Millisecond
+	return func() time.Duration {
+		cur := d
+		if d *= 2; d > rt.cfg.Poll {
+			d = rt.cfg.Poll
+		}
+		if cur > rt.cfg.Poll {
+			cur = rt.cfg.Poll
+		}
+		return cur
 	}
 }
 
@@ -101,6 +119,7 @@ func (rt *Runtime) waitGone(ctx context.Context, name string, timeout time.Durat
 	start := rt.now()
 	deadline := start.Add(timeout)
 	lastReport := start
+	poll := rt.backoff()
 	for {
 		p, err := klp.Get(rt.cfg.Root, name)
 		if errors.Is(err, klp.ErrNoPatch) {
@@ -124,7 +143,7 @@ func (rt *Runtime) waitGone(ctx context.Context, name string, timeout time.Durat
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		time.Sleep(rt.cfg.Poll)
+		time.Sleep(poll())
 	}
 }
 
@@ -175,16 +194,26 @@ func (rt *Runtime) unloadQuietly(ctx context.Context, name string) {
 	}
 }
 
-// unloadReplaced finds the patches that a cumulative patch replaced (they
-// were registered before and are gone now) and unloads their modules.
+// unloadReplaced finds the patches that a cumulative patch replaced and
+// unloads their modules. When the transition ends the kernel marks replaced
+// patches disabled and frees them asynchronously, so a replaced patch is one
+// that is gone from sysfs or disabled out of transition; stent waits for it
+// to go before unloading its module.
 func (rt *Runtime) unloadReplaced(ctx context.Context, before []klp.Patch, name string, progress Progress) []string {
 	var replaced []string
 	for _, old := range before {
 		if old.Name == name {
 			continue
 		}
-		if _, err := klp.Get(rt.cfg.Root, old.Name); !errors.Is(err, klp.ErrNoPatch) {
-			continue
+		p, err := klp.Get(rt.cfg.Root, old.Name)
+		switch {
+		case errors.Is(err, klp.ErrNoPatch):
+		case err == nil && !p.Enabled && !p.Transition:
+			if err := rt.waitGone(ctx, old.Name, 10*time.Second, nil); err != nil {
+				rt.log.Warn("replaced patch not freed", "patch", old.Name, "err", err)
+			}
+		default:
+			continue // still active: not replaced (a non-cumulative patch was applied)
 		}
 		progress.emit(Event{Step: "replace", Message: fmt.Sprintf("%s replaced %s; unloading its module", name, old.Name)})
 		if err := rt.unload(ctx, old.Name); err != nil {
