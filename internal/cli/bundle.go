@@ -235,7 +235,7 @@ func writeFileSynced(path string, data []byte, perm fs.FileMode) error {
 type bundleReport struct {
 	File     string           `json:"file"`
 	Size     int64            `json:"size,omitempty"`
-	KeyID    bundle.KeyID     `json:"key_id"`
+	KeyID    bundle.KeyID     `json:"key_id,omitzero"`
 	Signer   string           `json:"signer,omitempty"` // the trusted .pub file that verified it
 	Verified bool             `json:"verified"`
 	Reason   string           `json:"reason,omitempty"` // why not verified: see refusalReason
