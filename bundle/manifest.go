@@ -8,6 +8,7 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -115,8 +116,11 @@ func DecodeManifest(data []byte) (*Manifest, error) {
 
 // manifestJSONErr turns encoding/json's errors into field-named ones.
 func manifestJSONErr(err error) error {
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return &FieldError{Field: name, Msg: "unknown field (format version 1 has no such field; check its spelling)", Err: ErrInvalidManifest}
+	}
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
+	if errors.As(err, &te) && te.Type != nil {
 		field := te.Field
 		if field == "" {
 			field = "(top level)"
@@ -130,7 +134,7 @@ func manifestJSONErr(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w: manifest JSON ends early", ErrMalformed)
 	}
-	// Unknown fields and time parse errors land here; the message names them.
+	// Time parse errors land here; the message names the value.
 	return fmt.Errorf("%w: manifest: %v", ErrInvalidManifest, err)
 }
 

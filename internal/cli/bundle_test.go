@@ -232,7 +232,7 @@ func TestBundleCreateRefuses(t *testing.T) {
 	}{
 		{"name mismatch", []string{"--ko", otherKO}, `named "other" in its .modinfo`},
 		{"not ELF", []string{"--ko", fx.manifest}, "not an ELF file"},
-		{"unknown manifest field", []string{"--manifest", write("m1.json", `{"nmae":"x"}`)}, `unknown field "nmae"`},
+		{"unknown manifest field", []string{"--manifest", write("m1.json", `{"nmae":"x"}`)}, `"nmae": unknown field`},
 		{"bad CVE", []string{"--manifest", write("m2.json", strings.Replace(bundleTestManifest, "CVE-2024-1086", "CVE-24-1", 1))}, "manifest field cves[0]"},
 		{"wrong module hash", []string{"--manifest", write("m3.json", strings.Replace(bundleTestManifest, `"level"`, `"module_sha256": "`+strings.Repeat("0", 64)+`", "level"`, 1))}, "module digest mismatch"},
 		{"public key as signing key", []string{"--key", filepath.Join(fx.keysDir, "ci.pub")}, `want "PRIVATE KEY"`},
