@@ -1,0 +1,12 @@
+// Package inventory describes a host for patch planning: its distribution,
+// the running kernel and its package version, the installed kernel
+// packages, /boot usage, whether and why a reboot is needed, processes
+// still mapping deleted or replaced libraries, and the live patches the
+// runtime has applied.
+//
+// Collect reads the running host. Its unexported twin collect takes a root
+// folder, so tests run it on fake trees under testdata/. The JSON form of
+// Inventory is what `stent plan --inventory FILE` reads, so a fleet's
+// inventories can be gathered and planned centrally; it carries a schema
+// version and Decode refuses versions it does not know.
+package inventory

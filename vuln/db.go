@@ -1,0 +1,189 @@
+package vuln
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Vuln is one CVE (or, for an advisory that names none, the advisory) with
+// everything the feeds said about it.
+type Vuln struct {
+	ID        string
+	Title     string
+	Published time.Time // earliest publication date any feed gave; zero when none did
+	Scores    []Score
+	Severity  Severity
+	Urgency   string    // a distribution's urgency, used when there is no score
+	Upstream  *Upstream // kernel CNA ranges; nil when unknown
+	FixCommit string
+	Sources   []string // feed kinds that named it
+}
+
+// DB is the indexed union of the loaded feeds. It is read-only once built
+// and safe for concurrent use.
+type DB struct {
+	Vulns   []*Vuln // sorted by ID
+	byID    map[string]int32
+	tracks  map[trackKey]*Track
+	Patches []LivePatch // the live patch catalog
+	Feeds   []FeedInfo
+
+	memo sync.Map // exposure key → *Exposure
+}
+
+// Lookup returns the vulnerability with id, or nil.
+func (db *DB) Lookup(id string) *Vuln {
+	if i, ok := db.byID[id]; ok {
+		return db.Vulns[i]
+	}
+	return nil
+}
+
+type trackKey struct{ distro, release, pkg string }
+
+func (k trackKey) String() string {
+	s := k.distro
+	if k.release != "" {
+		s += ":" + k.release
+	}
+	return s + "/" + k.pkg
+}
+
+// Track is a distribution's kernel package in one release ("Debian 12,
+// linux"): the versions it released and, per vulnerability, the ranges of
+// its versions that are affected.
+type Track struct {
+	Key      string
+	Scheme   Scheme
+	Sources  []string
+	branches map[Branch]bool // upstream branches the track's data covers; nil: any version
+	versions []trackVersion  // known versions, ascending
+	entries  [][]ordRange    // by vuln index
+	ordMu    sync.Mutex
+	ordMemo  map[string]int32
+}
+
+type trackVersion struct {
+	version  string
+	date     time.Time // release date when known
+	upstream KernelVersion
+	released bool // a published package (not only named in a range)
+}
+
+// ordRange is an affected range [intro, fixed) or [intro, last] in ordinals
+// of the track's versions (see Track.ord). -1 means "no bound".
+type ordRange struct {
+	intro, fixed, last int32
+	date               time.Time // when the fix was released
+	source             string
+}
+
+// ord maps a version to an ordinal: the i-th known version is 2i+2, a
+// version between known ones gets the odd number between them, and "0"
+// (the beginning) is 0. Ordinals compare as versions do.
+func (t *Track) ord(v string) (int32, error) {
+	if v == "0" {
+		return 0, nil
+	}
+	t.ordMu.Lock()
+	o, ok := t.ordMemo[v]
+	t.ordMu.Unlock()
+	if ok {
+		return o, nil
+	}
+	if err := ValidateVersion(t.Scheme, v); err != nil {
+		return 0, err
+	}
+	var cmpErr error
+	i := sort.Search(len(t.versions), func(i int) bool {
+		c, err := CompareVersions(t.Scheme, t.versions[i].version, v)
+		if err != nil {
+			cmpErr = err
+		}
+		return c >= 0
+	})
+	if cmpErr != nil {
+		return 0, cmpErr
+	}
+	if i < len(t.versions) {
+		if c, _ := CompareVersions(t.Scheme, t.versions[i].version, v); c == 0 {
+			o = int32(2*i + 2)
+		} else {
+			o = int32(2*i + 1)
+		}
+	} else {
+		o = int32(2*i + 1)
+	}
+	t.ordMu.Lock()
+	t.ordMemo[v] = o
+	t.ordMu.Unlock()
+	return o, nil
+}
+
+// versionAt returns the known version with ordinal o.
+func (t *Track) versionAt(o int32) trackVersion {
+	if o < 2 || o%2 != 0 || int(o/2-1) >= len(t.versions) {
+		return trackVersion{}
+	}
+	return t.versions[o/2-1]
+}
+
+// covers tells whether the track's data speaks for upstream version u.
+func (t *Track) covers(u KernelVersion) bool {
+	if t.branches == nil {
+		return true
+	}
+	return !u.IsZero() && t.branches[u.Branch()]
+}
+
+// firstReleasedWithUpstream returns the first released version whose
+// upstream version is at least u: the distribution package that carries an
+// upstream stable fix.
+func (t *Track) firstReleasedWithUpstream(u KernelVersion) (trackVersion, bool) {
+	for _, v := range t.versions {
+		if v.released && !v.upstream.IsZero() && v.upstream.Branch() == u.Branch() && v.upstream.Compare(u) >= 0 {
+			return v, true
+		}
+	}
+	return trackVersion{}, false
+}
+
+// Newest returns the newest released version of the track.
+func (t *Track) Newest() string {
+	for i := len(t.versions) - 1; i >= 0; i-- {
+		if t.versions[i].released {
+			return t.versions[i].version
+		}
+	}
+	return ""
+}
+
+// trackFor returns the track of a host, or nil.
+func (db *DB) trackFor(h *Host) *Track {
+	if t := db.tracks[trackKey{h.osvName, h.Release, h.Package}]; t != nil {
+		return t
+	}
+	if major, _, ok := strings.Cut(h.Release, "."); ok {
+		if t := db.tracks[trackKey{h.osvName, major, h.Package}]; t != nil {
+			return t
+		}
+	}
+	return db.tracks[trackKey{h.osvName, "", h.Package}]
+}
+
+// Tracks lists the tracks' names, for reports.
+func (db *DB) Tracks() []string {
+	var out []string
+	for k := range db.tracks {
+		out = append(out, k.String())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (db *DB) String() string {
+	return fmt.Sprintf("%d vulnerabilities, %d tracks, %d live patches", len(db.Vulns), len(db.tracks), len(db.Patches))
+}

@@ -1,0 +1,307 @@
+package vuln
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// State is the state of one CVE on one host.
+type State string
+
+const (
+	FixedRunning   State = "fixed-running"   // the running kernel carries the fix
+	FixedLivePatch State = "fixed-livepatch" // an applied live patch fixes it; the kernel update is still due
+	FixedInstalled State = "fixed-installed" // an installed kernel carries the fix: reboot needed
+	UpdateNeeded   State = "update-needed"   // a released package carries the fix: install it, then reboot
+	NoFix          State = "no-fix"          // affected, and no released package fixes it yet
+	NotAffected    State = "not-affected"    // the running kernel never carried the bug
+	Unknown        State = "unknown"         // no feed speaks for this host's kernel: treated as exposed
+)
+
+// States lists the states in order from best to worst.
+var States = []State{NotAffected, FixedRunning, FixedLivePatch, FixedInstalled, UpdateNeeded, NoFix, Unknown}
+
+// Exposed tells whether the running kernel, live patches aside, lacks the fix.
+func (s State) Exposed() bool { return s != FixedRunning && s != NotAffected }
+
+// Finding is the state of one CVE on one host, with its evidence.
+type Finding struct {
+	CVE            string     `json:"cve"`
+	State          State      `json:"state"`
+	Severity       Severity   `json:"severity"`
+	FixedIn        string     `json:"fixed_in,omitempty"`     // package version that carries the fix
+	FixReleased    *time.Time `json:"fix_released,omitempty"` // when that package was released
+	UpstreamFix    string     `json:"upstream_fix,omitempty"` // upstream stable release with the fix
+	Kernel         string     `json:"kernel,omitempty"`       // installed kernel (release) that carries the fix
+	LivePatch      string     `json:"live_patch,omitempty"`   // applied live patch that fixes it
+	AvailablePatch string     `json:"available_live_patch,omitempty"`
+	Published      *time.Time `json:"published,omitempty"`
+	Evidence       string     `json:"evidence"`
+}
+
+// Resolved is a CVE the running kernel fixes, with when its fix was released.
+type Resolved struct {
+	CVE         string
+	Level       Level
+	FixReleased time.Time
+}
+
+// Exposure is the state of every known CVE on one host's kernel. Findings
+// holds the CVEs whose fix the running kernel lacks (live patched ones
+// included), most severe first; the others are only counted.
+type Exposure struct {
+	Track    string        `json:"track,omitempty"` // the distribution data used, "" when none
+	Findings []Finding     `json:"findings"`
+	Counts   map[State]int `json:"counts"`
+	Resolved []Resolved    `json:"-"`
+}
+
+type verdictStatus int
+
+const (
+	vUnknown verdictStatus = iota
+	vNotAffected
+	vFixed
+	vAffected
+)
+
+type verdict struct {
+	status      verdictStatus
+	fixVersion  string
+	fixDate     time.Time
+	upstreamFix KernelVersion
+	evidence    string
+}
+
+// key identifies everything Evaluate's answer depends on, so hosts running
+// the same kernel with the same installed kernel and live patches share one
+// evaluation.
+func (h *Host) key() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%s|%s|%v|%v", h.Distro, h.Release, h.Package, h.Scheme, h.Running.Release, h.Running.Version, h.Running.Upstream, h.Newest.Release, h.Newest.Version, h.Newest.Upstream, h.upstreamBased)
+	names := make([]string, 0, len(h.Applied))
+	for _, p := range h.Applied {
+		names = append(names, p.Name+"="+strings.Join(p.CVEs, ","))
+	}
+	sort.Strings(names)
+	b.WriteString("|" + strings.Join(names, ";"))
+	return b.String()
+}
+
+// Evaluate tells the state of every CVE in the database on host h. Results
+// are shared between hosts in the same situation and must not be modified.
+func (db *DB) Evaluate(h Host) (*Exposure, error) {
+	key := h.key()
+	if e, ok := db.memo.Load(key); ok {
+		return e.(*Exposure), nil
+	}
+	e, err := db.evaluate(&h)
+	if err != nil {
+		return nil, err
+	}
+	actual, _ := db.memo.LoadOrStore(key, e)
+	return actual.(*Exposure), nil
+}
+
+func (db *DB) evaluate(h *Host) (*Exposure, error) {
+	t := db.trackFor(h)
+	var runOrd, newOrd int32
+	if t != nil {
+		var err error
+		if runOrd, err = t.ord(h.Running.Version); err != nil {
+			return nil, fmt.Errorf("running kernel: %w", err)
+		}
+		if newOrd, err = t.ord(h.Newest.Version); err != nil {
+			return nil, fmt.Errorf("newest kernel: %w", err)
+		}
+	}
+	e := &Exposure{Counts: map[State]int{}}
+	if t != nil {
+		e.Track = t.Key
+	}
+	applied := map[string]string{}
+	for _, p := range h.Applied {
+		for _, id := range p.CVEs {
+			if applied[id] == "" {
+				applied[id] = p.Name
+			}
+		}
+	}
+	available := map[string]string{}
+	for i := range db.Patches {
+		p := &db.Patches[i]
+		if !p.Applies(h.Running.Release, h.Running.Version) {
+			continue
+		}
+		for _, id := range p.CVEs {
+			if available[id] == "" {
+				available[id] = p.Name
+			}
+		}
+	}
+	sameBuild := h.Newest == h.Running
+	for vi, v := range db.Vulns {
+		rv := db.verdict(h, t, vi, runOrd, h.Running.Upstream)
+		switch rv.status {
+		case vNotAffected:
+			e.Counts[NotAffected]++
+			continue
+		case vFixed:
+			e.Counts[FixedRunning]++
+			if !rv.fixDate.IsZero() {
+				e.Resolved = append(e.Resolved, Resolved{CVE: v.ID, Level: v.Severity.Level, FixReleased: rv.fixDate})
+			}
+			continue
+		}
+		f := Finding{CVE: v.ID, Severity: v.Severity, Evidence: rv.evidence}
+		if !v.Published.IsZero() {
+			p := v.Published
+			f.Published = &p
+		}
+		if !rv.upstreamFix.IsZero() {
+			f.UpstreamFix = rv.upstreamFix.String()
+		}
+		nv := rv
+		if !sameBuild && rv.status == vAffected {
+			nv = db.verdict(h, t, vi, newOrd, h.Newest.Upstream)
+		}
+		switch {
+		case rv.status == vAffected && (nv.status == vFixed || nv.status == vNotAffected):
+			f.State, f.Kernel, f.FixedIn = FixedInstalled, h.Newest.Release, h.Newest.Version
+			f.Evidence += fmt.Sprintf("; installed kernel %s (%s) carries the fix", h.Newest.Release, h.Newest.Version)
+			if !rv.fixDate.IsZero() {
+				d := rv.fixDate
+				f.FixReleased = &d
+			}
+		case rv.status == vAffected && rv.fixVersion != "":
+			f.State, f.FixedIn = UpdateNeeded, rv.fixVersion
+			if !rv.fixDate.IsZero() {
+				d := rv.fixDate
+				f.FixReleased = &d
+			}
+		case rv.status == vAffected:
+			f.State = NoFix
+		default:
+			f.State = Unknown
+		}
+		if name := applied[v.ID]; name != "" {
+			f.State, f.LivePatch = FixedLivePatch, name
+			f.Evidence += "; live patch " + name + " applied"
+		} else if name := available[v.ID]; name != "" {
+			f.AvailablePatch = name
+		}
+		e.Counts[f.State]++
+		e.Findings = append(e.Findings, f)
+	}
+	sort.SliceStable(e.Findings, func(i, j int) bool {
+		a, b := e.Findings[i], e.Findings[j]
+		if a.Severity.Level != b.Severity.Level {
+			return a.Severity.Level > b.Severity.Level
+		}
+		if a.Severity.Score != b.Severity.Score {
+			return a.Severity.Score > b.Severity.Score
+		}
+		return a.CVE < b.CVE
+	})
+	return e, nil
+}
+
+// verdict tells what the feeds say about vulnerability vi in one kernel
+// build (ord in track t, upstream version u). Distribution data wins over
+// upstream data when it names the CVE: it says what the package carries.
+func (db *DB) verdict(h *Host, t *Track, vi int, ord int32, u KernelVersion) verdict {
+	v := db.Vulns[vi]
+	if t != nil && len(t.entries[vi]) > 0 && (t.branches == nil || t.covers(u)) {
+		var out verdict
+		affected, noFix := false, false
+		var fixOrd, bestFixed int32 = -1, -1
+		var fixDate time.Time
+		src := ""
+		for _, r := range t.entries[vi] {
+			if ord < r.intro {
+				continue
+			}
+			in := false
+			switch {
+			case r.fixed >= 0:
+				in = ord < r.fixed
+				if !in && r.fixed > bestFixed {
+					bestFixed, fixDate, src = r.fixed, r.date, r.source
+				}
+			case r.last >= 0:
+				in = ord <= r.last
+			default:
+				in = true
+			}
+			if !in {
+				continue
+			}
+			affected = true
+			if r.fixed < 0 {
+				noFix = true
+				src = r.source
+			} else if r.fixed > fixOrd {
+				fixOrd = r.fixed
+				out.fixDate = r.date
+				if !noFix {
+					src = r.source
+				}
+			}
+		}
+		switch {
+		case affected && noFix:
+			out.status, out.evidence = vAffected, fmt.Sprintf("%s: affected, no fixed version", src)
+		case affected:
+			tv := t.versionAt(fixOrd)
+			out.status, out.fixVersion = vAffected, tv.version
+			out.evidence = fmt.Sprintf("%s: fixed in %s", src, tv.version)
+		case bestFixed >= 0:
+			out.status, out.fixDate = vFixed, fixDate
+			out.evidence = fmt.Sprintf("%s: fixed in %s", src, t.versionAt(bestFixed).version)
+		default:
+			out.status, out.evidence = vNotAffected, t.Key+": not affected"
+		}
+		return out
+	}
+	if h.upstreamBased && !u.IsZero() && v.Upstream != nil {
+		st, fix := v.Upstream.Status(u)
+		switch st {
+		case UpstreamNotAffected:
+			return verdict{status: vNotAffected, evidence: fmt.Sprintf("kernel CNA (%s): %s not affected", v.Upstream.From, u)}
+		case UpstreamFixed:
+			out := verdict{status: vFixed, upstreamFix: fix, evidence: fmt.Sprintf("kernel CNA (%s): fixed upstream in %s", v.Upstream.From, fix)}
+			if t != nil && t.branches != nil {
+				if tv, ok := t.firstReleasedWithUpstream(fix); ok {
+					out.fixDate = tv.date
+				}
+			}
+			return out
+		}
+		out := verdict{status: vAffected, upstreamFix: fix}
+		switch {
+		case fix.IsZero():
+			out.evidence = fmt.Sprintf("kernel CNA (%s): %s affected, no fix in the %s branch", v.Upstream.From, u, u.Branch())
+		case t != nil && t.branches != nil:
+			if tv, ok := t.firstReleasedWithUpstream(fix); ok {
+				out.fixVersion, out.fixDate = tv.version, tv.date
+				out.evidence = fmt.Sprintf("kernel CNA (%s): fixed upstream in %s, first packaged in %s", v.Upstream.From, fix, tv.version)
+			} else {
+				out.evidence = fmt.Sprintf("kernel CNA (%s): fixed upstream in %s, not yet in a %s package", v.Upstream.From, fix, t.Key)
+			}
+		default:
+			out.evidence = fmt.Sprintf("kernel CNA (%s): fixed upstream in %s; no distribution data tells which package carries it", v.Upstream.From, fix)
+		}
+		return out
+	}
+	ev := "no feed covers this kernel"
+	if t != nil && len(t.entries[vi]) > 0 {
+		ev = fmt.Sprintf("%s does not cover upstream %s and the kernel CNA data does not apply", t.Key, u)
+	} else if v.Upstream == nil && h.upstreamBased {
+		ev = "not named by the distribution's data and no upstream version ranges"
+	} else if !h.upstreamBased {
+		ev = fmt.Sprintf("not named by %s data; upstream ranges do not apply to %s kernels", h.osvName, h.Distro)
+	}
+	return verdict{status: vUnknown, evidence: ev}
+}

@@ -1,0 +1,359 @@
+package vuln
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FeedKind names a kind of feed.
+type FeedKind string
+
+const (
+	FeedDebianChangelog FeedKind = "debian-changelog" // a Debian changelog or changelog.gz
+	FeedCNA             FeedKind = "cna"              // a folder (or .tar.gz) in the kernel CNA's layout
+	FeedOSV             FeedKind = "osv"              // an OSV file, folder or .zip export
+	FeedNVD             FeedKind = "nvd"              // NVD CVE API 2.0 responses (file, folder or API URL)
+	FeedLivePatch       FeedKind = "livepatch"        // live patch manifests (file or folder)
+)
+
+// FeedKinds lists the kinds Load reads.
+var FeedKinds = []FeedKind{FeedDebianChangelog, FeedCNA, FeedOSV, FeedNVD, FeedLivePatch}
+
+// FeedSpec is one feed to load: a kind and a path or an https URL.
+type FeedSpec struct {
+	Kind     FeedKind
+	Location string
+}
+
+// ParseFeedSpec reads "KIND=PATH" or "KIND=https://...".
+func ParseFeedSpec(s string) (FeedSpec, error) {
+	k, loc, ok := strings.Cut(s, "=")
+	if !ok || loc == "" {
+		return FeedSpec{}, fmt.Errorf("feed %q: want KIND=PATH or KIND=https://URL", s)
+	}
+	for _, known := range FeedKinds {
+		if FeedKind(k) == known {
+			return FeedSpec{Kind: known, Location: loc}, nil
+		}
+	}
+	names := make([]string, len(FeedKinds))
+	for i, f := range FeedKinds {
+		names[i] = string(f)
+	}
+	return FeedSpec{}, fmt.Errorf("feed %q: unknown kind %q (want one of %s)", s, k, strings.Join(names, ", "))
+}
+
+func (s FeedSpec) isURL() bool { return strings.Contains(s.Location, "://") }
+
+// FeedInfo records what was loaded from a feed, for plans and reports.
+type FeedInfo struct {
+	Kind      FeedKind   `json:"kind"`
+	Location  string     `json:"location"`
+	Records   int        `json:"records"`
+	Newest    string     `json:"newest,omitempty"` // the newest upload of a changelog
+	FetchedAt *time.Time `json:"fetched_at,omitempty"`
+	Stale     string     `json:"stale,omitempty"` // why a cached copy was used
+}
+
+// LoadOptions configures Load.
+type LoadOptions struct {
+	Fetcher *Fetcher // for URLs; nil refuses URLs
+}
+
+// Load reads every feed and builds the database. It is all or nothing: the
+// first feed that fails to load or parse fails the whole load.
+func Load(ctx context.Context, specs []FeedSpec, opts LoadOptions) (*DB, error) {
+	if len(specs) == 0 {
+		return nil, errors.New("no feeds: give at least one --feed KIND=PATH")
+	}
+	b := newBuilder()
+	for _, spec := range specs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		pf, info, err := loadFeed(ctx, spec, opts)
+		if err != nil {
+			return nil, fmt.Errorf("feed %s=%s: %w", spec.Kind, spec.Location, err)
+		}
+		if err := b.add(pf); err != nil {
+			return nil, fmt.Errorf("feed %s=%s: %w", spec.Kind, spec.Location, err)
+		}
+		info.Records = pf.records()
+		if len(pf.changelogs) > 0 {
+			info.Newest = pf.changelogs[0].Uploads[0].Version
+		}
+		b.feeds = append(b.feeds, info)
+	}
+	return b.build()
+}
+
+// parsedFeed is one feed, parsed.
+type parsedFeed struct {
+	kind       FeedKind
+	changelogs []*DebianChangelog
+	cna        []*CNARecord
+	osv        []*OSVRecord
+	nvd        []*NVDRecord
+	patches    []LivePatch
+}
+
+func (p *parsedFeed) records() int {
+	n := len(p.cna) + len(p.osv) + len(p.nvd) + len(p.patches)
+	for _, c := range p.changelogs {
+		n += len(c.Uploads)
+	}
+	return n
+}
+
+func loadFeed(ctx context.Context, spec FeedSpec, opts LoadOptions) (*parsedFeed, FeedInfo, error) {
+	info := FeedInfo{Kind: spec.Kind, Location: spec.Location}
+	if !spec.isURL() {
+		pf, err := ParseFeed(spec.Kind, spec.Location)
+		return pf, info, err
+	}
+	if opts.Fetcher == nil {
+		return nil, info, errors.New("feed URLs need a cache folder (--cache-dir)")
+	}
+	if spec.Kind == FeedNVD {
+		return fetchNVDPages(ctx, spec, opts.Fetcher)
+	}
+	var pf *parsedFeed
+	res, err := opts.Fetcher.Fetch(ctx, spec.Location, func(path string) error {
+		var err error
+		pf, err = ParseFeed(spec.Kind, path)
+		return err
+	})
+	if err != nil {
+		return nil, info, err
+	}
+	info.FetchedAt, info.Stale = &res.FetchedAt, res.Stale
+	if pf == nil { // served from the cache: parse it now
+		if pf, err = ParseFeed(spec.Kind, res.Path); err != nil {
+			return nil, info, err
+		}
+	}
+	return pf, info, nil
+}
+
+// fetchNVDPages follows the NVD API's paging (startIndex/totalResults).
+func fetchNVDPages(ctx context.Context, spec FeedSpec, f *Fetcher) (*parsedFeed, FeedInfo, error) {
+	info := FeedInfo{Kind: spec.Kind, Location: spec.Location}
+	pf := &parsedFeed{kind: FeedNVD}
+	next := spec.Location
+	for pages := 0; next != ""; pages++ {
+		if pages > 10000 {
+			return nil, info, errors.New("more than 10000 pages")
+		}
+		var page *NVDPage
+		res, err := f.Fetch(ctx, next, func(path string) error {
+			data, err := readLimited(path)
+			if err == nil {
+				page, err = ParseNVD(path, data)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, info, err
+		}
+		if page == nil {
+			data, err := readLimited(res.Path)
+			if err != nil {
+				return nil, info, err
+			}
+			if page, err = ParseNVD(res.Path, data); err != nil {
+				return nil, info, err
+			}
+		}
+		if info.FetchedAt == nil || res.FetchedAt.Before(*info.FetchedAt) {
+			t := res.FetchedAt
+			info.FetchedAt = &t
+		}
+		if res.Stale != "" {
+			info.Stale = res.Stale
+		}
+		pf.nvd = append(pf.nvd, page.Records...)
+		next = ""
+		if got := page.StartIndex + len(page.Records); len(page.Records) > 0 && got < page.TotalResults {
+			u, err := url.Parse(spec.Location)
+			if err != nil {
+				return nil, info, err
+			}
+			q := u.Query()
+			q.Set("startIndex", strconv.Itoa(got))
+			u.RawQuery = q.Encode()
+			next = u.String()
+		}
+	}
+	return pf, info, nil
+}
+
+// ParseFeed parses a local feed of kind at path.
+func ParseFeed(kind FeedKind, path string) (*parsedFeed, error) {
+	pf := &parsedFeed{kind: kind}
+	json := func(base string) bool { return strings.HasSuffix(strings.ToLower(base), ".json") }
+	switch kind {
+	case FeedDebianChangelog:
+		files, err := readFeedFiles(path, func(base string) bool { return strings.HasPrefix(base, "changelog") })
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			cl, err := ParseDebianChangelog(f.name, strings.NewReader(string(f.data)))
+			if err != nil {
+				return nil, err
+			}
+			pf.changelogs = append(pf.changelogs, cl)
+		}
+	case FeedCNA:
+		files, err := readFeedFiles(path, func(base string) bool {
+			if !strings.HasPrefix(base, "CVE-") {
+				return false
+			}
+			switch filepath.Ext(base) {
+			case ".json", ".dyad", ".sha1", ".cvss":
+				return true
+			}
+			return false
+		})
+		if err != nil {
+			return nil, err
+		}
+		if pf.cna, err = parseCNAFiles(files); err != nil {
+			return nil, err
+		}
+	case FeedOSV:
+		files, err := readFeedFiles(path, json)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			recs, err := ParseOSV(f.name, f.data)
+			if err != nil {
+				return nil, err
+			}
+			pf.osv = append(pf.osv, recs...)
+		}
+	case FeedNVD:
+		files, err := readFeedFiles(path, json)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			page, err := ParseNVD(f.name, f.data)
+			if err != nil {
+				return nil, err
+			}
+			pf.nvd = append(pf.nvd, page.Records...)
+		}
+	case FeedLivePatch:
+		files, err := readFeedFiles(path, json)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			ps, err := ParseLivePatches(f.name, f.data)
+			if err != nil {
+				return nil, err
+			}
+			pf.patches = append(pf.patches, ps...)
+		}
+	default:
+		return nil, fmt.Errorf("unknown feed kind %q", kind)
+	}
+	if pf.records() == 0 && kind != FeedLivePatch {
+		// An empty feed would make every host look clean.
+		return nil, &ParseError{File: path, Err: fmt.Errorf("no %s records found", kind)}
+	}
+	return pf, nil
+}
+
+// parseCNAFiles groups a CNA tree's files by CVE id and parses each group.
+func parseCNAFiles(files []feedFile) ([]*CNARecord, error) {
+	type group struct{ json, dyad, sha1, cvss *feedFile }
+	groups := map[string]*group{}
+	var ids []string
+	for i := range files {
+		f := &files[i]
+		base := filepath.Base(f.name)
+		if j := strings.LastIndexByte(f.name, ':'); j > 0 && strings.Contains(f.name[:j], ".tar") {
+			base = filepath.Base(f.name[j+1:])
+		}
+		ext := filepath.Ext(base)
+		id := strings.TrimSuffix(base, ext)
+		g := groups[id]
+		if g == nil {
+			g = &group{}
+			groups[id] = g
+			ids = append(ids, id)
+		}
+		var slot **feedFile
+		switch ext {
+		case ".json":
+			slot = &g.json
+		case ".dyad":
+			slot = &g.dyad
+		case ".sha1":
+			slot = &g.sha1
+		case ".cvss":
+			slot = &g.cvss
+		}
+		if *slot != nil {
+			return nil, &ParseError{File: f.name, Err: fmt.Errorf("%s appears twice (also %s)", base, (*slot).name)}
+		}
+		*slot = f
+	}
+	sort.Strings(ids)
+	var out []*CNARecord
+	for _, id := range ids {
+		g := groups[id]
+		if g.json == nil {
+			var some *feedFile
+			for _, f := range []*feedFile{g.dyad, g.sha1, g.cvss} {
+				if f != nil {
+					some = f
+					break
+				}
+			}
+			return nil, &ParseError{File: some.name, Err: fmt.Errorf("no %s.json beside it", id)}
+		}
+		rec, err := ParseCVERecord(g.json.name, g.json.data)
+		if err != nil {
+			return nil, err
+		}
+		if rec.ID != id {
+			return nil, &ParseError{File: g.json.name, Field: "cveMetadata.cveId", Err: fmt.Errorf("%s does not match the file name", rec.ID)}
+		}
+		if rec.Rejected {
+			continue
+		}
+		if g.dyad != nil {
+			up, err := ParseDyad(g.dyad.name, g.dyad.data)
+			if err != nil {
+				return nil, err
+			}
+			rec.DyadRanges, rec.Upstream = up, up
+			rec.SourceFiles = append(rec.SourceFiles, g.dyad.name)
+		}
+		if g.sha1 != nil {
+			if rec.FixCommit, err = ParseSHA1File(g.sha1.name, g.sha1.data); err != nil {
+				return nil, err
+			}
+		}
+		if g.cvss != nil {
+			s, err := ParseCVSSFile(g.cvss.name, g.cvss.data)
+			if err != nil {
+				return nil, err
+			}
+			rec.Scores = append(rec.Scores, s)
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
