@@ -1,0 +1,215 @@
+package elfdiff
+
+import (
+	"debug/elf"
+	"regexp"
+	"sort"
+	"strings"
+
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// object indexes one input object for the diff.
+type object struct {
+	f       *File
+	bySec   map[*Section][]*Symbol // function and object symbols of each section, by address
+	insns   map[*Section][]int     // instruction start offsets of code sections
+	refs    map[*Symbol][]*Symbol  // function or object -> the function and object symbols its relocations reach
+	users   map[*Symbol][]*Symbol  // reverse of refs
+	cold    map[*Symbol]*Symbol    // parent function -> its .cold part
+	parent  map[*Symbol]*Symbol    // .cold part -> parent
+	special []*Section             // special sections present
+}
+
+func index(f *File) *object {
+	o := &object{
+		f:      f,
+		bySec:  map[*Section][]*Symbol{},
+		insns:  map[*Section][]int{},
+		refs:   map[*Symbol][]*Symbol{},
+		users:  map[*Symbol][]*Symbol{},
+		cold:   map[*Symbol]*Symbol{},
+		parent: map[*Symbol]*Symbol{},
+	}
+	for _, s := range f.Symbols[1:] {
+		if s.Section != nil && (s.Type == elf.STT_FUNC || s.Type == elf.STT_OBJECT) {
+			o.bySec[s.Section] = append(o.bySec[s.Section], s)
+		}
+	}
+	for _, syms := range o.bySec {
+		sort.SliceStable(syms, func(i, j int) bool { return syms[i].Value < syms[j].Value })
+	}
+	for _, s := range f.Symbols[1:] {
+		if s.Type == elf.STT_FUNC && strings.HasSuffix(stripNumbers(s.Name), ".cold") {
+			base := strings.TrimSuffix(stripNumbers(s.Name), ".cold")
+			for _, p := range f.Symbols[1:] {
+				if p.Type == elf.STT_FUNC && p != s && p.Section != nil && stripNumbers(p.Name) == base && o.refersTo(p, s) {
+					o.cold[p] = s
+					o.parent[s] = p
+					break
+				}
+			}
+		}
+	}
+	for _, s := range f.Symbols[1:] {
+		if s.Section == nil || (s.Type != elf.STT_FUNC && s.Type != elf.STT_OBJECT) {
+			continue
+		}
+		seen := map[*Symbol]bool{}
+		for _, r := range o.relocsOf(s) {
+			t, _ := o.target(s.Section, r)
+			if t != nil && t != s && !seen[t] {
+				seen[t] = true
+				o.refs[s] = append(o.refs[s], t)
+				o.users[t] = append(o.users[t], s)
+			}
+		}
+	}
+	for _, s := range f.Sections[1:] {
+		if specialOf(s.Name) != nil {
+			o.special = append(o.special, s)
+		}
+	}
+	return o
+}
+
+// refersTo reports whether p has a relocation into c's section.
+func (o *object) refersTo(p, c *Symbol) bool {
+	for _, r := range p.Section.Relocs {
+		if r.Offset >= p.Value && r.Offset < p.Value+p.Size && r.Sym.Section == c.Section {
+			return true
+		}
+	}
+	return false
+}
+
+// relocsOf returns the relocations inside the bytes of symbol s.
+func (o *object) relocsOf(s *Symbol) []Reloc {
+	var out []Reloc
+	end := s.Value + s.Size
+	if s.Size == 0 {
+		end = s.Section.Size
+	}
+	for _, r := range s.Section.Relocs {
+		if r.Offset >= s.Value && r.Offset < end {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// bytesOf returns the bytes of symbol s (nil for SHT_NOBITS).
+func bytesOf(s *Symbol) []byte {
+	if s.Section == nil || s.Section.Data == nil {
+		return nil
+	}
+	end := s.Value + s.Size
+	if end > uint64(len(s.Section.Data)) || s.Value > end {
+		return nil
+	}
+	return s.Section.Data[s.Value:end]
+}
+
+// isCode reports whether a section holds instructions.
+func isCode(s *Section) bool { return s != nil && s.Flags&elf.SHF_EXECINSTR != 0 }
+
+// isPCRel reports whether relocation type t is PC-relative.
+func isPCRel(t elf.R_X86_64) bool {
+	switch t {
+	case elf.R_X86_64_PC32, elf.R_X86_64_PLT32, elf.R_X86_64_PC64, elf.R_X86_64_GOTPCREL,
+		elf.R_X86_64_GOTPCRELX, elf.R_X86_64_REX_GOTPCRELX:
+		return true
+	}
+	return false
+}
+
+// insnEnd returns how far past the relocated field the instruction that
+// holds it ends, so that a PC-relative relocation reaches
+// sym + addend + insnEnd. Outside code the answer is 0.
+func (o *object) insnEnd(sec *Section, r Reloc) int64 {
+	if !isCode(sec) || !isPCRel(r.Type) {
+		return 0
+	}
+	starts, ok := o.insns[sec]
+	if !ok {
+		starts = decodeStarts(sec.Data)
+		o.insns[sec] = starts
+	}
+	i := sort.SearchInts(starts, int(r.Offset)+1) - 1
+	if i < 0 || i+1 >= len(starts) {
+		return 4
+	}
+	return int64(starts[i+1]) - int64(r.Offset)
+}
+
+// decodeStarts returns the start offsets of the instructions in code, with
+// len(code) appended. Bytes that do not decode count as one-byte
+// instructions.
+func decodeStarts(code []byte) []int {
+	var starts []int
+	for p := 0; p < len(code); {
+		starts = append(starts, p)
+		in, err := x86asm.Decode(code[p:], 64)
+		if err != nil || in.Len <= 0 {
+			p++
+			continue
+		}
+		p += in.Len
+	}
+	return append(starts, len(code))
+}
+
+// target resolves relocation r (in section sec) to the function or object
+// symbol it reaches and the offset inside it. For references into sections
+// without a covering symbol (string literals, anonymous constants) it
+// returns nil and the offset into the section.
+func (o *object) target(sec *Section, r Reloc) (*Symbol, int64) {
+	s := r.Sym
+	if s.Type != elf.STT_SECTION {
+		if s.Section == nil || s.Type == elf.STT_FUNC || s.Type == elf.STT_OBJECT {
+			return s, r.Addend
+		}
+		// A NOTYPE label: treat like a section reference.
+	}
+	if s.Section == nil {
+		return nil, 0
+	}
+	off := int64(s.Value) + r.Addend + o.insnEnd(sec, r)
+	syms := o.bySec[s.Section]
+	for _, c := range syms {
+		if off >= int64(c.Value) && (off < int64(c.Value+c.Size) || (c.Size == 0 && off == int64(c.Value))) {
+			return c, r.Addend + int64(s.Value) - int64(c.Value)
+		}
+	}
+	// One symbol covering a whole function or data section: use it even when
+	// the reference points just past it (end-of-object pointers).
+	if len(syms) == 1 && syms[0].Value == 0 && (syms[0].Size == s.Section.Size || off == int64(syms[0].Size)) {
+		return syms[0], r.Addend + int64(s.Value)
+	}
+	return nil, off
+}
+
+var numSuffix = regexp.MustCompile(`\.[0-9]+`)
+
+// stripNumbers removes the compiler's numeric suffixes (foo.isra.0 ->
+// foo.isra, count.3 -> count, foo.cold.12 -> foo.cold).
+func stripNumbers(name string) string {
+	if !strings.Contains(name, ".") {
+		return name
+	}
+	return numSuffix.ReplaceAllString(name, "")
+}
+
+// isMangled reports whether name carries a compiler suffix.
+func isMangled(name string) bool { return stripNumbers(name) != name || strings.Contains(name, ".") }
+
+// hasFentry reports whether function s starts with a call to __fentry__,
+// the ftrace hook a livepatch redirects.
+func (o *object) hasFentry(s *Symbol) bool {
+	for _, r := range o.relocsOf(s) {
+		if r.Offset == s.Value+1 && r.Sym.Name == "__fentry__" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,280 @@
+package elfdiff
+
+import (
+	"debug/elf"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"strings"
+)
+
+// Options describes the object file being diffed.
+type Options struct {
+	// Object is the livepatch object the file belongs to: "vmlinux" or the
+	// name of the module it is linked into.
+	Object string
+	// File is the source file, as named in the kernel tree (messages and
+	// symbol disambiguation).
+	File string
+	// Symtab is the symbol table of Object (kallsyms order for vmlinux, the
+	// .ko's for a module).
+	Symtab *Symtab
+	// Exported reports whether a symbol is exported (Module.symvers) and by
+	// which object: "vmlinux" or a module name.
+	Exported func(name string) (owner string, ok bool)
+	// Prefix makes the global symbols this diff adds unique when several
+	// files are linked into one module.
+	Prefix string
+}
+
+// Func is one function the patch replaces.
+type Func struct {
+	Name    string `json:"name"`   // the function's name in the running kernel
+	Object  string `json:"object"` // "vmlinux" or a module name
+	Sympos  int    `json:"sympos"` // livepatch old_sympos: 0 when unique
+	NewName string `json:"-"`      // global symbol of the new code in Result.Object
+	File    string `json:"file"`
+}
+
+// Result is the outcome of Diff.
+type Result struct {
+	Object   *File    // extracted functions and what they need; nil if nothing changed
+	Funcs    []Func   // functions replaced
+	New      []string // new functions carried along
+	Data     []string // new or per-call-site data carried along
+	LineOnly []string // functions whose only change is a __LINE__ number
+	Warnings []string
+}
+
+// differ holds the state of one Diff.
+type differ struct {
+	o, p  *object
+	opts  Options
+	twin  map[*Symbol]*Symbol // patched -> original
+	depth int
+
+	refusals []Refusal
+	warnings []string
+}
+
+func (d *differ) refuse(rule Rule, sym, reason, suggest string) {
+	d.refusals = append(d.refusals, Refusal{Rule: rule, File: d.opts.File, Symbol: sym, Reason: reason, Suggest: suggest})
+}
+
+// Diff compares the original and patched objects compiled from one source
+// file and extracts what a live patch needs. It returns a *RefusedError
+// (wrapping ErrRefused) when the fix cannot be live patched safely.
+func Diff(orig, patched *File, opts Options) (res *Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("diff %s: internal error: %v\n%s", opts.File, r, firstLines(debug.Stack(), 16))
+			res = nil
+		}
+	}()
+	if opts.Object == "" {
+		opts.Object = "vmlinux"
+	}
+	if opts.Exported == nil {
+		opts.Exported = func(string) (string, bool) { return "", false }
+	}
+	d := &differ{o: index(orig), p: index(patched), opts: opts}
+	d.twin = correlate(d.o, d.p)
+	return d.run()
+}
+
+func isInit(s *Section) bool {
+	return s != nil && (strings.HasPrefix(s.Name, ".init.") || strings.HasPrefix(s.Name, ".meminit."))
+}
+
+func isExit(s *Section) bool { return s != nil && strings.HasPrefix(s.Name, ".exit.") }
+
+func (d *differ) run() (*Result, error) {
+	res := &Result{}
+	changedFn := map[*Symbol]bool{}
+	var funcs, objs []*Symbol
+	for _, s := range d.p.f.Symbols[1:] {
+		if s.Section == nil {
+			continue
+		}
+		switch s.Type {
+		case elf.STT_FUNC:
+			funcs = append(funcs, s)
+		case elf.STT_OBJECT:
+			objs = append(objs, s)
+		}
+	}
+	// Functions.
+	for _, p := range funcs {
+		o := d.twin[p]
+		if o == nil {
+			if isInit(p.Section) {
+				d.refuse(RuleInitChanged, p.Name, "the fix adds __init function "+p.Name, suggestInit)
+			}
+			continue
+		}
+		c := d.compareFunc(p, o)
+		switch {
+		case c == lineOnly:
+			res.LineOnly = append(res.LineOnly, p.Name)
+		case c == changed && isInit(p.Section):
+			d.refuse(RuleInitChanged, p.Name, "the fix changes __init function "+p.Name, suggestInit)
+		case c == changed && isExit(p.Section):
+			d.warnings = append(d.warnings, fmt.Sprintf("%s: change to __exit function %s ignored (it only runs when the module unloads)", d.opts.File, p.Name))
+		case c == changed:
+			changedFn[p] = true
+		}
+	}
+	// A changed .cold part changes its parent.
+	for p := range changedFn {
+		if parent := d.p.parent[p]; parent != nil {
+			changedFn[parent] = true
+		}
+	}
+	// Data.
+	constChanged := map[*Symbol]bool{}
+	for _, p := range objs {
+		o := d.twin[p]
+		if o == nil || isFreshStatic(p) || d.compareData(p, o) {
+			continue
+		}
+		switch {
+		case isInit(p.Section):
+			d.refuse(RuleInitChanged, p.Name, "the fix changes __initdata "+p.Name, suggestInit)
+		case p.Section.Flags&elf.SHF_WRITE == 0 && p.Section.Type != elf.SHT_NOBITS && !strings.HasPrefix(p.Section.Name, "__ksymtab"):
+			// Constant data: the changed functions get their own copy.
+			constChanged[p] = true
+			var nonFunc []string
+			for _, u := range d.p.users[p] {
+				if u.Type == elf.STT_FUNC {
+					changedFn[u] = true
+				} else {
+					nonFunc = append(nonFunc, u.Name)
+				}
+			}
+			if len(nonFunc) > 0 {
+				d.refuse(RuleDataChanged, p.Name, fmt.Sprintf("the fix changes constant %s, which data (%s) points at", p.Name, strings.Join(nonFunc, ", ")), suggestShadow)
+			}
+		default:
+			what := "initial value"
+			if p.Size != o.Size {
+				what = fmt.Sprintf("size (%d to %d bytes)", o.Size, p.Size)
+			}
+			d.refuse(RuleDataChanged, p.Name, fmt.Sprintf("the fix changes the %s of %s %s, which the running kernel already holds", what, bindWord(p.Bind != elf.STB_LOCAL), p.Name), suggestShadow)
+		}
+	}
+	d.checkGroups()
+	d.checkExports()
+
+	// Functions that cannot be redirected.
+	var roots []*Symbol
+	for p := range changedFn {
+		if d.p.parent[p] != nil {
+			continue // .cold parts follow their parent
+		}
+		roots = append(roots, p)
+	}
+	sort.Slice(roots, func(i, j int) bool { return roots[i].Name < roots[j].Name })
+	for _, p := range roots {
+		if !d.p.hasFentry(p) {
+			d.refuse(RuleNoFtrace, p.Name, fmt.Sprintf("function %s changed but has no ftrace entry (no call to __fentry__: notrace, or built without -pg)", p.Name), suggestNoFtrace)
+		}
+	}
+	if len(d.refusals) > 0 {
+		return nil, &RefusedError{Refusals: d.refusals}
+	}
+	if len(roots) == 0 {
+		res.Warnings = d.warnings
+		return res, nil
+	}
+	b := newBuilder(d, changedFn, constChanged)
+	if err := b.build(roots); err != nil {
+		return nil, err
+	}
+	if len(d.refusals) > 0 {
+		return nil, &RefusedError{Refusals: d.refusals}
+	}
+	res.Object = b.out
+	for i, p := range roots {
+		o := d.twin[p]
+		pos, err := d.position(o)
+		if err != nil {
+			return nil, fmt.Errorf("%s: patched function %s: %w", d.opts.File, o.Name, err)
+		}
+		name := fmt.Sprintf("__stent_%s_new_%d", d.opts.Prefix, i)
+		b.alias(p, name)
+		res.Funcs = append(res.Funcs, Func{Name: o.Name, Object: d.opts.Object, Sympos: pos, NewName: name, File: d.opts.File})
+	}
+	res.New = b.newFuncs
+	res.Data = b.newData
+	res.Warnings = append(d.warnings, b.warnings...)
+	return res, nil
+}
+
+// neighbours returns the names of the functions and objects the original
+// object defines, used to tell same-named static symbols apart.
+func (d *differ) neighbours() []string {
+	var out []string
+	for _, s := range d.o.f.Symbols[1:] {
+		if s.Section != nil && (s.Type == elf.STT_FUNC || s.Type == elf.STT_OBJECT) && s.Section.Flags&elf.SHF_ALLOC != 0 {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// position returns the livepatch symbol position of original symbol o in
+// the target object.
+func (d *differ) position(o *Symbol) (int, error) {
+	if d.opts.Symtab == nil {
+		return 0, fmt.Errorf("no symbol table for %s", d.opts.Object)
+	}
+	return d.opts.Symtab.Position(o.Name, o.Bind != elf.STB_LOCAL, d.opts.File, d.neighbours())
+}
+
+// checkGroups refuses changed COMDAT groups: their members are shared with
+// other objects and the kernel keeps a single copy.
+func (d *differ) checkGroups() {
+	for _, g := range d.p.f.Sections[1:] {
+		if g.Type != elf.SHT_GROUP {
+			continue
+		}
+		sig := ""
+		if g.Signature != nil {
+			sig = g.Signature.Name
+		}
+		var og *Section
+		for _, s := range d.o.f.Sections[1:] {
+			if s.Type == elf.SHT_GROUP && s.Signature != nil && s.Signature.Name == sig {
+				og = s
+			}
+		}
+		same := og != nil && len(og.Group) == len(g.Group)
+		for i := 0; same && i < len(g.Group); i++ {
+			a, b := g.Group[i], og.Group[i]
+			same = a.Name == b.Name && a.Size == b.Size && string(a.Data) == string(b.Data) && d.sameRelocs(a, b, 0, 0, a.Size)
+		}
+		if !same {
+			d.refuse(RuleComdat, sig, "the fix changes COMDAT group "+sig+", whose members the kernel shares between objects", suggestReboot)
+		}
+	}
+}
+
+// checkExports refuses new or removed exports: a live patch cannot change
+// the kernel's export tables.
+func (d *differ) checkExports() {
+	exports := func(f *File) map[string]bool {
+		m := map[string]bool{}
+		for _, s := range f.Symbols[1:] {
+			if strings.HasPrefix(s.Name, "__ksymtab_") && s.Section != nil {
+				m[strings.TrimPrefix(s.Name, "__ksymtab_")] = true
+			}
+		}
+		return m
+	}
+	eo, ep := exports(d.o.f), exports(d.p.f)
+	for n := range ep {
+		if !eo[n] {
+			d.refuse(RuleExportChanged, n, "the fix exports "+n+", and a live patch cannot add to the kernel's export table", "call the symbol through a livepatch relocation instead of exporting it, or reboot into a fixed kernel")
+		}
+	}
+}
