@@ -1,0 +1,132 @@
+package vmtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/stent-dev/stent/internal/kpkg"
+)
+
+// ModuleSourceDir returns the folder of the test module name,
+// <repo>/testdata/kmod/<name>.
+func ModuleSourceDir(name string) (string, error) {
+	root, err := kpkg.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, "testdata", "kmod", name)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("test module %q: no folder %s", name, dir)
+	}
+	return dir, nil
+}
+
+// BuildModule builds the test module testdata/kmod/<name> against k's
+// headers and returns the path of the .ko file. Builds are cached in
+// $STENT_CACHE/kmod/<abi>/<name>-<hash>, keyed by the sources and the
+// kernel package, and safe to run from parallel test processes.
+func BuildModule(ctx context.Context, k *kpkg.Kernel, name string) (koPath string, err error) {
+	src, err := ModuleSourceDir(name)
+	if err != nil {
+		return "", err
+	}
+	files, sum, err := hashSources(src, k)
+	if err != nil {
+		return "", err
+	}
+	cache, err := kpkg.CacheDir()
+	if err != nil {
+		return "", err
+	}
+	outDir := filepath.Join(cache, "kmod", k.ABI, name+"-"+sum[:16])
+	ko := filepath.Join(outDir, name+".ko")
+	if _, err := os.Stat(ko); err == nil {
+		return ko, nil
+	}
+	unlock, err := kpkg.Lock(ctx, filepath.Join(cache, "locks", "kmod-"+k.ABI+"-"+name+".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, err := os.Stat(ko); err == nil {
+		return ko, nil
+	}
+
+	tmp, err := os.MkdirTemp(filepath.Dir(outDir), ".build-"+name+"-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, f), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	cmd := exec.CommandContext(ctx, "make", "-C", k.HeadersDir, "M="+tmp, "modules")
+	cmd.Env = makeEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build module %s for %s: %w\n%s", name, k.ABI, err, bytes.TrimSpace(out))
+	}
+	if _, err := os.Stat(filepath.Join(tmp, name+".ko")); err != nil {
+		return "", fmt.Errorf("build module %s for %s: no %s.ko came out\n%s", name, k.ABI, name, out)
+	}
+	if err := os.Rename(tmp, outDir); err != nil {
+		return "", fmt.Errorf("build module %s: %w", name, err)
+	}
+	return ko, nil
+}
+
+// hashSources lists the regular files of src (no subfolders) and hashes
+// them together with the kernel's identity.
+func hashSources(src string, k *kpkg.Kernel) (files []string, sum string, err error) {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return nil, "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "abi=%s\nversion=%s\nkbuild=%s\n", k.ABI, k.PackageVersion, k.KbuildVersion)
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		files = append(files, e.Name())
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			return nil, "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(b))
+		h.Write(b)
+	}
+	return files, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// makeEnv is the environment for kbuild: without the make variables of an
+// outer make (make test), whose jobserver this process does not share.
+func makeEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
