@@ -132,6 +132,8 @@ func (v *KernelVersion) UnmarshalText(b []byte) error {
 	return nil
 }
 
+func sign(c int) int { return cmpInt(c, 0) }
+
 func cmpInt(a, b int) int {
 	switch {
 	case a < b:
@@ -155,15 +157,15 @@ const (
 func CompareVersions(s Scheme, a, b string) (int, error) {
 	switch s {
 	case SchemeDeb:
-		va, err := debversion.NewVersion(a)
-		if err != nil {
-			return 0, fmt.Errorf("debian version %q: %w", a, err)
+		if err := ValidateVersion(s, a); err != nil {
+			return 0, err
 		}
-		vb, err := debversion.NewVersion(b)
-		if err != nil {
-			return 0, fmt.Errorf("debian version %q: %w", b, err)
+		if err := ValidateVersion(s, b); err != nil {
+			return 0, err
 		}
-		return va.Compare(vb), nil
+		va, _ := debversion.NewVersion(a)
+		vb, _ := debversion.NewVersion(b)
+		return sign(va.Compare(vb)), nil
 	case SchemeRPM:
 		if err := ValidateVersion(s, a); err != nil {
 			return 0, err
@@ -171,7 +173,7 @@ func CompareVersions(s Scheme, a, b string) (int, error) {
 		if err := ValidateVersion(s, b); err != nil {
 			return 0, err
 		}
-		return rpmversion.NewVersion(a).Compare(rpmversion.NewVersion(b)), nil
+		return sign(rpmversion.NewVersion(a).Compare(rpmversion.NewVersion(b))), nil
 	}
 	return 0, fmt.Errorf("unknown version scheme %q", s)
 }
