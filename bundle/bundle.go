@@ -162,14 +162,20 @@ func Read(r io.Reader) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	body := make([]byte, h.manLen+h.modLen)
-	if n, err := io.ReadFull(r, body); err != nil {
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			got := int64(HeaderSize + n)
-			return nil, formatErr(ErrMalformed, got, "truncated: %d bytes, the header says %d (manifest %d, module %d)", got, h.total(), h.manLen, h.modLen)
-		}
+	// Grow with what actually arrives, so a short stream claiming a large
+	// module costs only what it sends.
+	need := h.manLen + h.modLen
+	var buf bytes.Buffer
+	buf.Grow(int(min(need, 1<<20)))
+	got, err := buf.ReadFrom(io.LimitReader(r, need))
+	if err != nil {
 		return nil, fmt.Errorf("read bundle: %w", err)
 	}
+	if got < need {
+		n := HeaderSize + got
+		return nil, formatErr(ErrMalformed, n, "truncated: %d bytes, the header says %d (manifest %d, module %d)", n, h.total(), h.manLen, h.modLen)
+	}
+	body := buf.Bytes()
 	var extra [1]byte
 	if n, err := io.ReadFull(r, extra[:]); n > 0 {
 		return nil, formatErr(ErrMalformed, h.total(), "unexpected bytes after the module")
@@ -323,7 +329,13 @@ func ReadFile(path string) (*Bundle, error) {
 	if fi.Size() > MaxSize {
 		return nil, fmt.Errorf("read bundle %s: %w: file is %d bytes, over the limit of %d", path, ErrTooLarge, fi.Size(), MaxSize)
 	}
-	b, err := Read(io.LimitReader(f, MaxSize+1))
+	// The size is known and bounded: read it in one exact allocation. A file
+	// that shrinks meanwhile fails ReadFull; Parse checks what was read.
+	data := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("read bundle %s: %w", path, err)
+	}
+	b, err := Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("read bundle %s: %w", path, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -363,6 +364,17 @@ func TestKeyID(t *testing.T) {
 	back, err := ParseKeyID(s)
 	if err != nil || back != id {
 		t.Errorf("ParseKeyID(%q) = %v, %v, want %v", s, back, err, id)
+	}
+	j, err := json.Marshal(id)
+	if err != nil || string(j) != `"`+s+`"` {
+		t.Errorf("json.Marshal(KeyID) = %s, %v, want %q", j, err, s)
+	}
+	var fromJSON KeyID
+	if err := json.Unmarshal(j, &fromJSON); err != nil || fromJSON != id {
+		t.Errorf("json.Unmarshal(%s) = %v, %v, want %v", j, fromJSON, err, id)
+	}
+	if err := json.Unmarshal([]byte(`"xyz"`), &fromJSON); err == nil {
+		t.Errorf("json.Unmarshal(\"xyz\") into a KeyID = nil error")
 	}
 	for _, bad := range []string{"", "abc", s + "00", "zz" + s[2:]} {
 		if _, err := ParseKeyID(bad); err == nil {
