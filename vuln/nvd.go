@@ -87,8 +87,12 @@ func ParseNVD(file string, data []byte) (*NVDPage, error) {
 			}
 			rec.Published = t
 		}
-		for name, ms := range map[string][]nvdMetric{"cvssMetricV31": v.CVE.Metrics.V31, "cvssMetricV30": v.CVE.Metrics.V30, "cvssMetricV40": v.CVE.Metrics.V40} {
-			for j, m := range ms {
+		for _, group := range []struct {
+			name string
+			ms   []nvdMetric
+		}{{"cvssMetricV31", v.CVE.Metrics.V31}, {"cvssMetricV30", v.CVE.Metrics.V30}, {"cvssMetricV40", v.CVE.Metrics.V40}} {
+			name := group.name
+			for j, m := range group.ms {
 				mf := fmt.Sprintf("%s.metrics.%s[%d]", field, name, j)
 				if m.CVSSData == nil || m.CVSSData.VectorString == "" {
 					return nil, missing(file, mf+".cvssData.vectorString")
