@@ -55,15 +55,15 @@ func ModInfo(data []byte) (info *Info, err error) {
 	}
 	f, err := elf.NewFile(bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotModule, err)
+		return nil, fmt.Errorf("%w: not an ELF file: %v", ErrNotModule, err)
 	}
 	defer f.Close()
 	if f.Type != elf.ET_REL {
-		return nil, fmt.Errorf("%w: ELF type is %v, want ET_REL", ErrNotModule, f.Type)
+		return nil, fmt.Errorf("%w: ELF type is %v, want a relocatable kernel module (ET_REL)", ErrNotModule, f.Type)
 	}
 	sec := f.Section(".modinfo")
-	if sec == nil {
-		return nil, fmt.Errorf("%w: no .modinfo section", ErrNotModule)
+	if sec == nil || sec.Type == elf.SHT_NOBITS {
+		return nil, fmt.Errorf("%w: no .modinfo section: is it a kernel module built by kbuild?", ErrNotModule)
 	}
 	if sec.Size > uint64(len(body)) {
 		return nil, fmt.Errorf("%w: .modinfo size %d beyond file end", ErrNotModule, sec.Size)
@@ -74,10 +74,14 @@ func ModInfo(data []byte) (info *Info, err error) {
 	}
 	info = parseModinfo(raw)
 	info.Signed = signed
-	if info.Name == "" {
-		// Modules get their name from .gnu.linkonce.this_module; every
-		// module built by kbuild also records name= in .modinfo.
-		return nil, fmt.Errorf("%w: .modinfo has no name", ErrNotModule)
+	// Every module built by kbuild records exactly one name= (modpost).
+	switch names := info.Fields["name"]; {
+	case len(names) == 0:
+		return nil, fmt.Errorf("%w: .modinfo has no name= entry: is it a kernel module built by kbuild?", ErrNotModule)
+	case len(names) > 1:
+		return nil, fmt.Errorf("%w: .modinfo has more than one name= entry", ErrNotModule)
+	case names[0] == "":
+		return nil, fmt.Errorf("%w: .modinfo has an empty name= entry", ErrNotModule)
 	}
 	return info, nil
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"crypto/ed25519"
-	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stent-dev/stent/bundle"
+	"github.com/stent-dev/stent/kmod"
 )
 
 func init() { addCommand(newBundleCmd) }
@@ -153,50 +153,14 @@ func readFileMax(path string, max int64) ([]byte, error) {
 	return data, nil
 }
 
-// modinfoName returns the name= entry of a kernel module's .modinfo section
-// (NUL-separated key=value strings, name= added by modpost). debug/elf is
-// not hardened against hostile input, so its panics are turned into errors.
-func modinfoName(ko []byte) (name string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			name, err = "", fmt.Errorf("malformed ELF file (debug/elf: %v)", r)
-		}
-	}()
-	f, err := elf.NewFile(bytes.NewReader(ko))
+// modinfoName returns the name= entry of a kernel module's .modinfo
+// section, refusing anything kmod.ModInfo would not load.
+func modinfoName(ko []byte) (string, error) {
+	info, err := kmod.ModInfo(ko)
 	if err != nil {
-		return "", fmt.Errorf("not an ELF file: %w", err)
+		return "", err
 	}
-	if f.Type != elf.ET_REL {
-		return "", fmt.Errorf("ELF type is %v, want a relocatable kernel module (ET_REL)", f.Type)
-	}
-	sec := f.Section(".modinfo")
-	if sec == nil || sec.Type == elf.SHT_NOBITS {
-		return "", errors.New("no .modinfo section: is it a kernel module built by kbuild?")
-	}
-	if sec.Size > uint64(len(ko)) {
-		return "", fmt.Errorf(".modinfo section is %d bytes, larger than the file", sec.Size)
-	}
-	data, err := sec.Data()
-	if err != nil {
-		return "", fmt.Errorf("read .modinfo: %w", err)
-	}
-	for _, kv := range bytes.Split(data, []byte{0}) {
-		k, v, ok := bytes.Cut(kv, []byte("="))
-		if !ok || string(k) != "name" {
-			continue
-		}
-		if name != "" {
-			return "", errors.New(".modinfo has more than one name= entry")
-		}
-		if len(v) == 0 {
-			return "", errors.New(".modinfo has an empty name= entry")
-		}
-		name = string(v)
-	}
-	if name == "" {
-		return "", errors.New(".modinfo has no name= entry: is it a kernel module built by kbuild?")
-	}
-	return name, nil
+	return info.Name, nil
 }
 
 // writeFileSynced writes data to path through a synced temporary file in
