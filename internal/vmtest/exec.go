@@ -65,7 +65,7 @@ func (vm *VM) Exec(ctx context.Context, cmd Cmd) (Result, error) {
 		TimeoutMS: timeout.Milliseconds(),
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("guest: %s: %w", strings.Join(cmd.Argv, " "), err)
+		return Result{}, fmt.Errorf("guest: %s: %w", strings.Join(cmd.Argv, " "), vm.explain(err))
 	}
 	res := Result{Stdout: string(resp.Stdout), Stderr: string(resp.Stderr), Exit: resp.Exit}
 	if resp.Error != "" {
@@ -95,7 +95,9 @@ func (vm *VM) WriteFile(ctx context.Context, path string, data []byte, perm fs.F
 		return err
 	}
 	resp, err := c.do(ctx, wire.Request{Op: wire.OpWrite, Path: path, Data: data, Mode: uint32(perm.Perm())})
-	if err == nil && resp.Error != "" {
+	if err != nil {
+		err = vm.explain(err)
+	} else if resp.Error != "" {
 		err = errors.New(resp.Error)
 	}
 	if err != nil {
@@ -111,7 +113,9 @@ func (vm *VM) ReadFile(ctx context.Context, path string) ([]byte, error) {
 		return nil, err
 	}
 	resp, err := c.do(ctx, wire.Request{Op: wire.OpRead, Path: path})
-	if err == nil && resp.Error != "" {
+	if err != nil {
+		err = vm.explain(err)
+	} else if resp.Error != "" {
 		err = errors.New(resp.Error)
 	}
 	if err != nil {

@@ -60,6 +60,9 @@ func BuildModule(ctx context.Context, k *kpkg.Kernel, name string) (koPath strin
 		return ko, nil
 	}
 
+	if err := os.MkdirAll(filepath.Dir(outDir), 0o755); err != nil {
+		return "", err
+	}
 	tmp, err := os.MkdirTemp(filepath.Dir(outDir), ".build-"+name+"-")
 	if err != nil {
 		return "", err

@@ -74,6 +74,11 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 	if opts.BootTimeout == 0 {
 		opts.BootTimeout = 2 * time.Minute
 	}
+	if opts.Disk != "" {
+		if _, err := os.Stat(opts.Disk); err != nil {
+			return nil, fmt.Errorf("vmtest: disk: %w (create it with NewDisk)", err)
+		}
+	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		return nil, fmt.Errorf("qemu-system-x86_64 not found: install qemu-system-x86 (make deps)")
 	}
@@ -221,6 +226,10 @@ func (vm *VM) boot(ctx context.Context) error {
 	select {
 	case <-ctl.ready:
 	case <-ctl.done:
+		select { // let the QEMU exit status arrive
+		case <-exited:
+		case <-time.After(2 * time.Second):
+		}
 		return fmt.Errorf("boot %s: the guest went away before its runner started (%v)\n%s", vm.opts.Kernel.Release, vm.qemuErr(), vm.ConsoleTail(40))
 	case <-bootCtx.Done():
 		return fmt.Errorf("boot %s: no answer from the guest's runner within %v: %w\n%s", vm.opts.Kernel.Release, vm.opts.BootTimeout, bootCtx.Err(), vm.ConsoleTail(40))
@@ -252,6 +261,27 @@ func (vm *VM) client() (*client, error) {
 		return nil, errors.New("vmtest: VM is not running")
 	}
 	return vm.ctl, nil
+}
+
+// ErrDown is returned (wrapped) by requests to a guest that has crashed or
+// powered off.
+var ErrDown = errors.New("guest is down")
+
+// explain adds to a failed request's error the state of QEMU and the end of
+// the console when the guest is down: a panic or oops shows there.
+func (vm *VM) explain(err error) error {
+	vm.mu.Lock()
+	exited := vm.exited
+	vm.mu.Unlock()
+	if exited == nil {
+		return err
+	}
+	select {
+	case <-exited:
+	case <-time.After(500 * time.Millisecond): // QEMU may be exiting right now
+		return err
+	}
+	return fmt.Errorf("%w: %w (%v); console:\n%s", err, ErrDown, vm.qemuErr(), vm.ConsoleTail(30))
 }
 
 // Shutdown powers the guest off cleanly (sync, unmount the disk) and waits

@@ -60,6 +60,9 @@ func TestBoot(t *testing.T) {
 	if err != nil || strings.TrimSpace(res.Stdout) != "5" {
 		t.Errorf("wc -c with 5 bytes of stdin = %q, %v", res.Stdout, err)
 	}
+	if _, err := vm.Sh(ctx, "modprobe ext4 && grep -qw ext4 /proc/filesystems"); err != nil {
+		t.Errorf("modprobe ext4 from the initramfs: %v", err)
+	}
 	if _, err := vm.Run(ctx, "/no/such/command"); err == nil {
 		t.Error("running a missing command succeeded")
 	}
@@ -180,6 +183,19 @@ func waitFile(ctx context.Context, t *testing.T, vm *VM, path, want string, with
 	t.Fatalf("%s = %q after %v, want %q", path, got, within, want)
 }
 
+// waitGone polls until a guest path no longer exists.
+func waitGone(ctx context.Context, t *testing.T, vm *VM, path string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if _, err := vm.Run(ctx, "test", "-e", path); err != nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s still exists after %v", path, within)
+}
+
 // TestLivepatchCmdline loads the cmdline live patches with busybox insmod:
 // v1, then its cumulative successor v2, then disables v2.
 func TestLivepatchCmdline(t *testing.T) {
@@ -201,11 +217,21 @@ func TestLivepatchCmdline(t *testing.T) {
 	}
 	cmdline := strings.TrimSpace(string(orig))
 
-	// A module built for 6.1.0-55 does not load into 6.1.0-56.
-	if res, err := vm.Run(ctx, "insmod", "/root/v1-other.ko"); err == nil {
-		t.Errorf("insmod of a module for %s into %s succeeded: %+v", other.Release, k.Release, res)
+	// Quirk: a module built for 6.1.0-55 loads into 6.1.0-56. With
+	// CONFIG_MODVERSIONS the kernel ignores the release in vermagic and
+	// compares symbol CRCs, which match between these two ABIs (same
+	// upstream 6.1.192). Stent has to compare the release itself.
+	if _, err := vm.Run(ctx, "insmod", "/root/v1-other.ko"); err != nil {
+		t.Errorf("insmod of the module built for %s: %v (the kernel used to accept it; update the note in the package doc)", other.Release, err)
 	} else {
-		t.Logf("module for the other kernel: %v", err)
+		waitFile(ctx, t, vm, "/sys/kernel/livepatch/stent_lp_cmdline_v1/transition", "0", time.Minute)
+		if err := vm.WriteFile(ctx, "/sys/kernel/livepatch/stent_lp_cmdline_v1/enabled", []byte("0"), 0); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(ctx, t, vm, "/sys/kernel/livepatch/stent_lp_cmdline_v1", time.Minute)
+		if _, err := vm.Run(ctx, "rmmod", "stent_lp_cmdline_v1"); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	start := time.Now()
@@ -233,14 +259,9 @@ func TestLivepatchCmdline(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFile(ctx, t, vm, "/proc/cmdline", cmdline, 30*time.Second)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := vm.Run(ctx, "rmmod", "stent_lp_cmdline_v2"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("rmmod of disabled v2: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	waitGone(ctx, t, vm, "/sys/kernel/livepatch/stent_lp_cmdline_v2", time.Minute)
+	if _, err := vm.Run(ctx, "rmmod", "stent_lp_cmdline_v2"); err != nil {
+		t.Errorf("rmmod of disabled v2: %v", err)
 	}
 
 	// insmod refuses nothing here: a plain module loads. Stent must do the
@@ -290,16 +311,7 @@ func TestStall(t *testing.T) {
 	if err := vm.WriteFile(ctx, dir+"/enabled", []byte("0"), 0); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if _, err := vm.Run(ctx, "test", "-e", dir); err != nil {
-			break // the reversed patch is gone
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still there a minute after disabling", dir)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitGone(ctx, t, vm, dir, time.Minute) // the reversed patch is freed
 	waitFile(ctx, t, vm, "/proc/stent_blocker", "blocker original", time.Second)
 	if _, err := vm.Sh(ctx, "rmmod stent_lp_stall && rmmod stent_blocker"); err != nil {
 		t.Error(err)
@@ -355,5 +367,47 @@ func TestReboot(t *testing.T) {
 	}
 	if _, err := os.Stat(disk); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGuestCrash panics the guest kernel: requests fail at once with ErrDown
+// and the panic in the error, instead of hanging.
+func TestGuestCrash(t *testing.T) {
+	k := Kernel(t, DefaultABI)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	vm := Boot(ctx, t, Options{Kernel: k, NoStent: true})
+	start := time.Now()
+	_, err := vm.Sh(ctx, "echo c > /proc/sysrq-trigger")
+	if !errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "sysrq") {
+		t.Errorf("Sh(crash) = %v, want ErrDown with the panic", err)
+	}
+	if _, err := vm.Run(ctx, "true"); !errors.Is(err, ErrDown) && err == nil {
+		t.Errorf("Run after the crash = %v, want an error", err)
+	}
+	t.Logf("crash noticed in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestStartErrors checks that a VM that cannot start says why, quickly.
+func TestStartErrors(t *testing.T) {
+	k := Kernel(t, DefaultABI)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := Start(ctx, Options{Kernel: k, NoStent: true, Disk: filepath.Join(t.TempDir(), "missing.img"), LogDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "missing.img") {
+		t.Errorf("Start with a missing disk = %v, want an error naming it", err)
+	}
+	// QEMU itself refuses: a disk image that is not a qcow2 file.
+	bad := filepath.Join(t.TempDir(), "bad.qcow2")
+	if err := os.WriteFile(bad, []byte("not qcow2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(ctx, Options{Kernel: k, NoStent: true, Disk: bad, LogDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "qcow2") {
+		t.Errorf("Start with a bad qcow2 disk = %v, want QEMU's complaint", err)
+	}
+	t.Logf("bad disk: %v", err)
+	if _, err := Start(ctx, Options{}); err == nil {
+		t.Error("Start without a kernel succeeded")
 	}
 }
