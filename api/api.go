@@ -217,8 +217,8 @@ type RolloutRequest struct {
 	// canary wave, ending at 100; default [10, 50, 100].
 	Waves []int `json:"waves,omitempty"`
 	// MaxFailurePct halts the rollout when more than this percentage of the
-	// hosts released so far failed; default 5. Always halts on the canary's
-	// first failure.
+	// hosts released so far failed (rounded down: with a canary of one
+	// host, its failure halts); default 5.
 	MaxFailurePct float64 `json:"max_failure_pct,omitempty"`
 	// OfflineAfter is how long a released host may stay silent before a wave
 	// stops waiting for it; default 5m.
@@ -294,6 +294,9 @@ type RolloutHost struct {
 // POST PathRollouts/<id>/<action>.
 type RolloutActionRequest struct {
 	Reason string `json:"reason,omitempty"`
+	// MaxFailurePct, on resume, replaces the rollout's failure threshold,
+	// so a rollout halted by failures an operator accepts can go on.
+	MaxFailurePct *float64 `json:"max_failure_pct,omitempty"`
 }
 
 // RevertRequest reverts a patch everywhere: every rollout of the patch name

@@ -111,10 +111,10 @@ func (t *Tx) InsertRollout(ctx context.Context, r *Rollout) error {
 	return nil
 }
 
-// UpdateRollout stores a rollout's state, wave and reason.
+// UpdateRollout stores a rollout's state, wave, reason and failure threshold.
 func (t *Tx) UpdateRollout(ctx context.Context, r *Rollout) error {
-	_, err := t.exec(ctx, `UPDATE rollouts SET state = ?, wave = ?, reason = ?, updated_at = ? WHERE id = ?`,
-		r.State, r.Wave, r.Reason, ms(r.UpdatedAt), r.ID)
+	_, err := t.exec(ctx, `UPDATE rollouts SET state = ?, wave = ?, reason = ?, max_failure_pct = ?, updated_at = ? WHERE id = ?`,
+		r.State, r.Wave, r.Reason, r.MaxFailurePct, ms(r.UpdatedAt), r.ID)
 	if err != nil {
 		return fmt.Errorf("update rollout %s: %w", r.ID, err)
 	}

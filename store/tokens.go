@@ -136,6 +136,23 @@ func (t *Tx) InsertAdminToken(ctx context.Context, a *AdminToken) error {
 	return nil
 }
 
+// AdminTokenByHash returns the admin token with the given hash, revoked or
+// expired ones included, or ErrNotFound.
+func (s *Store) AdminTokenByHash(ctx context.Context, hash string) (*AdminToken, error) {
+	var a AdminToken
+	var created, expires, revoked int64
+	err := s.queryRow(ctx, `SELECT id, name, role, token_hash, created_at, created_by, expires_at, revoked_at FROM admin_tokens WHERE token_hash = ?`, hash).
+		Scan(&a.ID, &a.Name, &a.Role, &a.Hash, &created, &a.CreatedBy, &expires, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up admin token: %w", err)
+	}
+	a.CreatedAt, a.ExpiresAt, a.RevokedAt = fromMS(created), fromMS(expires), fromMS(revoked)
+	return &a, nil
+}
+
 // ListAdminTokens returns every admin token.
 func (s *Store) ListAdminTokens(ctx context.Context) ([]*AdminToken, error) {
 	rows, err := s.query(ctx, `SELECT id, name, role, token_hash, created_at, created_by, expires_at, revoked_at FROM admin_tokens ORDER BY created_at, id`)

@@ -1,0 +1,271 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/stent-dev/stent/api"
+)
+
+// refusal is a final verdict on a bundle: it failed the hash or signature
+// checks, or does not say what the server said it would. Reported as
+// "refused" and never retried for that rollout.
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string { return r.msg }
+
+// failure is a final failure of an action (the runtime said no).
+type failure struct{ msg string }
+
+func (f *failure) Error() string { return f.msg }
+
+// reconcile acts on every entry of d not acted on yet. It returns whether
+// it changed the kernel's patches; an error means a retryable problem
+// (server or disk), with the unfinished entries left for the next try.
+func (a *Agent) reconcile(ctx context.Context, d api.DesiredState) (changed bool, err error) {
+	want := map[string]bool{}
+	for _, p := range d.Patches {
+		key := opKey(p.Action, p.Rollout, p.Name)
+		want[key] = true
+		op := a.st.Ops[key]
+		if op != nil && op.Done {
+			continue
+		}
+		if op == nil {
+			// Record the intent before acting, with the request id the
+			// report will carry whatever happens next.
+			op = &Op{RequestID: newRequestID(), Action: p.Action, Rollout: p.Rollout, Name: p.Name, Bundle: p.Bundle, Started: time.Now().UTC()}
+			a.st.Ops[key] = op
+			a.save()
+		}
+		var did bool
+		var err error
+		switch p.Action {
+		case api.ActionApply:
+			did, err = a.apply(ctx, p)
+		case api.ActionRevert:
+			did, err = a.revert(ctx, p)
+		default:
+			err = &failure{fmt.Sprintf("unknown action %q", p.Action)}
+		}
+		result, msg := api.ResultOK, ""
+		var rf *refusal
+		var fl *failure
+		switch {
+		case err == nil:
+		case errors.As(err, &rf):
+			result, msg = api.ResultRefused, rf.msg
+		case errors.As(err, &fl):
+			result, msg = api.ResultFailed, fl.msg
+		default:
+			return changed, err
+		}
+		op.Done, op.Result, op.Error, op.Finished = true, result, msg, time.Now().UTC()
+		a.met.action(p.Action, result)
+		if result == api.ResultOK {
+			a.log.Info(p.Action+" done", "patch", p.Name, "rollout", p.Rollout, "changed", did)
+		} else {
+			a.log.Warn(p.Action+" "+result, "patch", p.Name, "rollout", p.Rollout, "err", msg)
+		}
+		a.queueReport(api.Report{RequestID: op.RequestID, Action: p.Action, Rollout: p.Rollout, Name: p.Name, Bundle: p.Bundle,
+			Result: result, Error: msg, At: op.Finished, BootID: a.st.BootID})
+		changed = changed || did
+	}
+	// Forget finished actions the server no longer asks for, once reported.
+	pending := map[string]bool{}
+	for _, r := range a.st.Pending {
+		pending[r.RequestID] = true
+	}
+	for k, op := range a.st.Ops {
+		if !want[k] && op.Done && !pending[op.RequestID] {
+			delete(a.st.Ops, k)
+		}
+	}
+	a.save()
+	return changed, nil
+}
+
+func (a *Agent) apply(ctx context.Context, p api.DesiredPatch) (bool, error) {
+	rs, err := a.cfg.Runtime.Status(ctx)
+	if err != nil {
+		return false, fmt.Errorf("runtime status: %w", err)
+	}
+	if p.KernelRelease != "" && rs.KernelRelease != p.KernelRelease {
+		return false, &failure{fmt.Sprintf("patch %s is for kernel %s; this host runs %s", p.Name, p.KernelRelease, rs.KernelRelease)}
+	}
+	if lp := findPatch(rs.Patches, p.Name); lp != nil && lp.Enabled && (lp.Level == 0 || lp.Level >= p.Level) {
+		return false, nil // already applied (before a restart, or by hand): never load twice
+	}
+	path, err := a.download(ctx, p)
+	if err != nil {
+		return false, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("read downloaded bundle: %w", err)
+	}
+	info, err := a.cfg.Verifier.Verify(data)
+	if err != nil {
+		os.Remove(path)
+		return false, &refusal{"bundle " + p.Bundle + " refused: " + err.Error()}
+	}
+	if info.Name != p.Name || info.KernelRelease != p.KernelRelease || info.Level != p.Level {
+		os.Remove(path)
+		return false, &refusal{fmt.Sprintf("bundle %s is signed as %s level %d for %s; the server announced %s level %d for %s",
+			p.Bundle, info.Name, info.Level, info.KernelRelease, p.Name, p.Level, p.KernelRelease)}
+	}
+	name, err := a.cfg.Runtime.Apply(ctx, path)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err() // interrupted, not failed: the next start looks again
+		}
+		return false, &failure{"apply: " + err.Error()}
+	}
+	if name != p.Name {
+		a.log.Warn("runtime loaded a patch under another name", "want", p.Name, "got", name)
+	}
+	os.Remove(path)
+	return true, nil
+}
+
+func (a *Agent) revert(ctx context.Context, p api.DesiredPatch) (bool, error) {
+	rs, err := a.cfg.Runtime.Status(ctx)
+	if err != nil {
+		return false, fmt.Errorf("runtime status: %w", err)
+	}
+	if findPatch(rs.Patches, p.Name) == nil {
+		return false, nil // not loaded: nothing to do
+	}
+	if err := a.cfg.Runtime.Revert(ctx, p.Name); err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return false, &failure{"revert: " + err.Error()}
+	}
+	return true, nil
+}
+
+var reSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// download fetches the bundle into DownloadDir, resuming a partial file
+// left by an earlier attempt, and checks its SHA-256. A mismatch after a
+// resumed download is retried once from scratch; a mismatch on a whole
+// download is a refusal.
+func (a *Agent) download(ctx context.Context, p api.DesiredPatch) (string, error) {
+	if !reSHA256.MatchString(p.Bundle) {
+		return "", &refusal{fmt.Sprintf("bundle id %q is not a sha256", p.Bundle)}
+	}
+	if err := os.MkdirAll(a.cfg.DownloadDir, 0o700); err != nil {
+		return "", fmt.Errorf("downloads folder: %w", err)
+	}
+	final := filepath.Join(a.cfg.DownloadDir, p.Bundle+".stb")
+	part := final + ".part"
+	if sum, err := fileSHA256(final); err == nil && sum == p.Bundle {
+		return final, nil
+	}
+	for attempt := 0; ; attempt++ {
+		f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return "", fmt.Errorf("download: %w", err)
+		}
+		off, _ := f.Seek(0, io.SeekEnd)
+		if p.Size > 0 && off > p.Size {
+			off = 0
+			f.Truncate(0)
+		}
+		if off > 0 {
+			a.met.resumed(off)
+			a.log.Info("resuming download", "bundle", p.Bundle, "from", off)
+		}
+		var n int64
+		var restart bool
+		if p.Size == 0 || off < p.Size {
+			n, restart, err = a.c.Download(ctx, api.PathBundles+p.Bundle, off, f)
+		}
+		a.met.downloaded(n)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if restart {
+			os.Remove(part)
+			continue
+		}
+		if err != nil {
+			if api.IsStatus(err, http.StatusNotFound) {
+				return "", &failure{"bundle " + p.Bundle + " is not on the server"}
+			}
+			return "", fmt.Errorf("download bundle %s: %w", p.Bundle, err)
+		}
+		sum, err := fileSHA256(part)
+		if err != nil {
+			return "", fmt.Errorf("download: %w", err)
+		}
+		if sum != p.Bundle {
+			os.Remove(part)
+			if off > 0 && attempt == 0 {
+				continue // the part kept from before may be what is wrong
+			}
+			return "", &refusal{fmt.Sprintf("bundle %s: downloaded bytes hash to %s; refusing a bundle that is not what was published", p.Bundle, sum)}
+		}
+		if err := os.Rename(part, final); err != nil {
+			return "", fmt.Errorf("download: %w", err)
+		}
+		return final, nil
+	}
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// queueReport adds a report to the persistent outbox.
+func (a *Agent) queueReport(r api.Report) {
+	a.st.Pending = append(a.st.Pending, r)
+	a.save()
+}
+
+// flushReports sends queued reports in order until one fails to reach the
+// server. The server ignores a request id it has seen, so resending after
+// a lost answer is safe.
+func (a *Agent) flushReports(ctx context.Context) {
+	if len(a.st.Pending) == 0 {
+		return
+	}
+	sent := 0
+	for _, r := range a.st.Pending {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := a.c.Do(cctx, http.MethodPost, api.PathReport, r, &api.ReportResponse{})
+		cancel()
+		var se *api.StatusError
+		if err != nil && errors.As(err, &se) && se.Status/100 == 4 && se.Status != http.StatusUnauthorized && se.Status != http.StatusTooManyRequests {
+			a.log.Error("server rejected a report; dropping it", "request_id", r.RequestID, "err", err)
+			err = nil
+		}
+		if err != nil {
+			break
+		}
+		sent++
+	}
+	if sent > 0 {
+		a.st.Pending = append([]api.Report(nil), a.st.Pending[sent:]...)
+		a.save()
+	}
+}

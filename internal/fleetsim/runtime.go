@@ -1,0 +1,183 @@
+// Package fleetsim runs simulated hosts: the real agent code (package
+// agent) over a simulated kernel runtime, thousands to a process, against
+// a real stent-server on loopback. Tests use it to check rollouts end to
+// end at scale; the fleet benchmark (make bench-fleet) uses it to measure.
+package fleetsim
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/stent-dev/stent/agent"
+	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/bundle"
+)
+
+// Runtime is a simulated live patch runtime: a kernel release and a list of
+// loaded patches, with the delays and failures a test asks for.
+type Runtime struct {
+	mu      sync.Mutex
+	kernel  string
+	buildID string
+	bootID  string
+	patches []api.PatchState
+	applies map[string]int
+	reverts map[string]int
+	// ApplyDelay is how long an apply takes (the transition).
+	ApplyDelay time.Duration
+	// Fail, when set, decides whether an apply of the named patch fails.
+	Fail func(name string) error
+}
+
+// NewRuntime returns a runtime running kernel with no patches.
+func NewRuntime(kernel string) *Runtime {
+	return &Runtime{kernel: kernel, bootID: randHex(16), applies: map[string]int{}, reverts: map[string]int{}}
+}
+
+var _ agent.Runtime = (*Runtime)(nil)
+
+func (r *Runtime) Status(ctx context.Context) (*agent.RuntimeStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &agent.RuntimeStatus{KernelRelease: r.kernel, BuildID: r.buildID, BootID: r.bootID, Patches: append([]api.PatchState{}, r.patches...)}, nil
+}
+
+// Apply loads the bundle at path: parsed for its manifest (the agent
+// verified it already), then "transitioned" for ApplyDelay. A cumulative
+// patch replaces every other one.
+func (r *Runtime) Apply(ctx context.Context, path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	b, err := bundle.Parse(data)
+	if err != nil {
+		return "", err
+	}
+	m := b.Manifest()
+	if m.Kernel.Release != r.kernel {
+		return "", fmt.Errorf("bundle %s targets kernel %s but this kernel is %s", m.Name, m.Kernel.Release, r.kernel)
+	}
+	if r.ApplyDelay > 0 {
+		t := time.NewTimer(r.ApplyDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+	if r.Fail != nil {
+		if err := r.Fail(m.Name); err != nil {
+			return "", err
+		}
+	}
+	sum := sha256.Sum256(data)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applies[m.Name]++
+	kept := r.patches[:0]
+	for _, p := range r.patches {
+		if p.Name != m.Name && !m.Replace {
+			kept = append(kept, p)
+		}
+	}
+	r.patches = append(kept, api.PatchState{Name: m.Name, Level: m.Level, Bundle: hex.EncodeToString(sum[:]), Enabled: true})
+	sort.Slice(r.patches, func(i, j int) bool { return r.patches[i].Name < r.patches[j].Name })
+	return m.Name, nil
+}
+
+func (r *Runtime) Revert(ctx context.Context, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, p := range r.patches {
+		if p.Name == name {
+			r.patches = append(r.patches[:i], r.patches[i+1:]...)
+			r.reverts[name]++
+			return nil
+		}
+	}
+	return fmt.Errorf("patch %s is not loaded", name)
+}
+
+// Applies counts successful applies of the named patch.
+func (r *Runtime) Applies(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applies[name]
+}
+
+// Reverts counts reverts of the named patch.
+func (r *Runtime) Reverts(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reverts[name]
+}
+
+// Loaded reports whether the named patch is loaded and enabled.
+func (r *Runtime) Loaded(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.patches {
+		if p.Name == name {
+			return p.Enabled
+		}
+	}
+	return false
+}
+
+// Reboot simulates a reboot: a new boot id, and the patches gone unless
+// keep says the boot service loads them again (persisted patches).
+func (r *Runtime) Reboot(keep bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bootID = randHex(16)
+	if !keep {
+		r.patches = nil
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// MakeBundle builds a signed bundle for tests and benchmarks: a manifest
+// for name/kernel/level and a stand-in module of moduleSize bytes (the
+// simulated runtime does not load it).
+func MakeBundle(key ed25519.PrivateKey, name, kernel string, level int64, replace bool, moduleSize int) ([]byte, error) {
+	module := make([]byte, max(moduleSize, 64))
+	copy(module, "\x7fELF simulated livepatch module "+name)
+	for i := 40; i < len(module); i++ {
+		module[i] = byte(i * 7)
+	}
+	m := &bundle.Manifest{
+		FormatVersion: bundle.FormatVersion,
+		Name:          name,
+		Kernel:        bundle.Kernel{Release: kernel},
+		Level:         level,
+		Replace:       replace,
+		CVEs:          []string{"CVE-2024-1086"},
+		Functions:     []bundle.Function{{Object: "vmlinux", Name: "nft_verdict_init"}},
+		Description:   "simulated live patch " + name,
+		Created:       time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+	}
+	var buf writerBuf
+	if err := bundle.Create(&buf, m, module, key); err != nil {
+		return nil, err
+	}
+	return buf.b, nil
+}
+
+type writerBuf struct{ b []byte }
+
+func (w *writerBuf) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }

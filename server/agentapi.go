@@ -1,0 +1,247 @@
+package server
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/store"
+)
+
+// handleSync is the agent's one regular call: it records the check-in and,
+// when the agent already has the current desired state (?etag=) and asks
+// to wait (?wait=), holds the request until the desired state changes or
+// the wait is over. Agents are therefore told about a new rollout wave the
+// moment it is released, without polling.
+func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
+	h := principalOf(r).host
+	var c api.Checkin
+	if err := readJSON(r, 1<<20, &c); err != nil {
+		return err
+	}
+	if len(c.Patches) > 1000 || len(c.Hostname) > 255 || len(c.KernelRelease) > 64 {
+		return errorf(http.StatusBadRequest, "bad_request", "check-in: too many patches or fields too long")
+	}
+	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+	etag := r.URL.Query().Get("etag")
+	now := s.now().UTC()
+
+	s.mu.Lock()
+	interval := time.Duration(s.settings.CheckinInterval)
+	kernelChanged := h.KernelRelease != c.KernelRelease || h.BuildID != c.BuildID
+	if c.Hostname != "" {
+		h.Hostname = c.Hostname
+	}
+	h.LastSeen, h.KernelRelease, h.BuildID, h.BootID = now, c.KernelRelease, c.BuildID, c.BootID
+	h.AgentVersion, h.Health, h.HealthDetail, h.Patches = c.AgentVersion, c.Health, c.HealthDetail, c.Patches
+	var rows []store.RolloutHost
+	if kernelChanged && c.KernelRelease != "" {
+		rows = s.adoptLocked(h, now)
+	}
+	changedRows := s.healthLocked(h, now)
+	rows = append(rows, changedRows...)
+	if kernelChanged || len(rows) > 0 {
+		s.recompute(h)
+	}
+	ci := &store.Checkin{HostID: h.ID, At: now, Checkin: c}
+	s.mu.Unlock()
+
+	err := s.w.do(r.Context(), func(tx *store.Tx) error {
+		if err := tx.SaveCheckin(r.Context(), ci); err != nil {
+			return err
+		}
+		for i := range rows {
+			if err := tx.PutRolloutHost(r.Context(), &rows[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return internal(err)
+	}
+	s.met.checkins.Inc()
+	if len(changedRows) > 0 {
+		s.kickEngine()
+	}
+
+	s.mu.RLock()
+	desired, wake := h.desired, h.wake
+	s.mu.RUnlock()
+	if wait > 0 && etag == desired.ETag {
+		// Hold a little less than asked, spread by ±10% so that agents
+		// started together do not keep checking in together.
+		hold := min(wait, interval)
+		hold = hold - hold/10 + time.Duration(rand.Int64N(int64(hold/5)+1))
+		t := time.NewTimer(hold)
+		s.polls.Add(1)
+		select {
+		case <-wake:
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+		s.polls.Add(-1)
+		t.Stop()
+		if r.Context().Err() != nil {
+			return nil // agent gone or server stopping
+		}
+		s.mu.RLock()
+		desired = h.desired
+		interval = time.Duration(s.settings.CheckinInterval)
+		s.mu.RUnlock()
+	}
+	return writeJSON(w, http.StatusOK, api.SyncResponse{Desired: desired, CheckinInterval: api.Duration(interval), ServerTime: now})
+}
+
+// healthLocked moves h's applied rollout rows to healthy (or failed) on a
+// check-in made after the apply was reported, and returns the rows changed.
+func (s *Server) healthLocked(h *host, now time.Time) []store.RolloutHost {
+	var out []store.RolloutHost
+	for _, rh := range h.refs {
+		if rh.State != api.HostApplied || rh.skip || !now.After(rh.AppliedAt) {
+			continue
+		}
+		switch rh.r.State {
+		case api.RolloutReverting, api.RolloutReverted:
+			continue
+		}
+		enabled, transition := hasPatch(h.Patches, rh.r.Name)
+		switch {
+		case h.Health == api.HealthDegraded:
+			rh.State, rh.Error = api.HostFailed, "unhealthy after apply: "+h.HealthDetail
+		case h.Health != api.HealthOK || transition:
+			continue // not checked yet, or still switching tasks over
+		case enabled:
+			rh.State, rh.Error = api.HostHealthy, ""
+		default:
+			rh.State, rh.Error = api.HostFailed, "patch "+rh.r.Name+" not enabled after apply"
+		}
+		rh.UpdatedAt = now
+		out = append(out, rh.RolloutHost)
+	}
+	return out
+}
+
+// handleReport records what an agent did, once per request id.
+func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
+	h := principalOf(r).host
+	var rep api.Report
+	if err := readJSON(r, 64<<10, &rep); err != nil {
+		return err
+	}
+	if rep.RequestID == "" || len(rep.RequestID) > 128 || len(rep.Error) > 8192 {
+		return errorf(http.StatusBadRequest, "bad_request", "report: request_id must be 1 to 128 characters, error at most 8 KiB")
+	}
+	switch rep.Action {
+	case api.ActionApply, api.ActionRevert, api.ActionReboot:
+	default:
+		return errorf(http.StatusBadRequest, "bad_request", "report: action %q: want apply, revert or reboot", rep.Action)
+	}
+	switch rep.Result {
+	case api.ResultOK, api.ResultFailed, api.ResultRefused:
+	default:
+		return errorf(http.StatusBadRequest, "bad_request", "report: result %q: want ok, failed or refused", rep.Result)
+	}
+	now := s.now().UTC()
+
+	// Work out the row change now; it is written only if the report is new.
+	s.mu.RLock()
+	var row *store.RolloutHost
+	var rh *rolloutHost
+	if rep.Rollout != "" {
+		if r := s.rolloutByID[rep.Rollout]; r != nil {
+			rh = r.hosts[h.ID]
+		}
+	}
+	if rh != nil {
+		nr := rh.RolloutHost
+		switch {
+		case rep.Action == api.ActionApply && rep.Result == api.ResultOK:
+			if nr.State != api.HostHealthy {
+				nr.State, nr.AppliedAt, nr.Error = api.HostApplied, now, ""
+			}
+		case rep.Action == api.ActionApply && rep.Result == api.ResultRefused:
+			nr.State, nr.Error = api.HostRefused, rep.Error
+		case rep.Action == api.ActionApply:
+			nr.State, nr.Error = api.HostFailed, rep.Error
+		case rep.Action == api.ActionRevert && rep.Result == api.ResultOK:
+			nr.State, nr.Error = api.HostReverted, ""
+		case rep.Action == api.ActionRevert:
+			nr.State, nr.Error = api.HostFailed, "revert: "+rep.Error
+		}
+		nr.UpdatedAt = now
+		row = &nr
+	}
+	s.mu.RUnlock()
+
+	var inserted bool
+	audit := &api.AuditEntry{At: now, Actor: "host:" + h.ID, Action: "host." + rep.Action, Target: h.ID}
+	audit.Detail = mustJSON(map[string]any{"rollout": rep.Rollout, "name": rep.Name, "bundle": rep.Bundle,
+		"result": rep.Result, "error": rep.Error, "request_id": rep.RequestID, "at": rep.At})
+	err := s.w.do(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if inserted, err = tx.InsertReport(r.Context(), h.ID, &rep, now); err != nil || !inserted {
+			return err
+		}
+		if row != nil {
+			if err := tx.PutRolloutHost(r.Context(), row); err != nil {
+				return err
+			}
+		}
+		return tx.InsertAudit(r.Context(), audit)
+	})
+	if err != nil {
+		return internal(err)
+	}
+	s.met.reports.WithLabelValues(rep.Action, rep.Result).Inc()
+	if inserted && row != nil {
+		s.mu.Lock()
+		rh.RolloutHost = *row
+		if s.recompute(h) {
+			s.log.Debug("desired state changed by report", "host", h.ID)
+		}
+		s.mu.Unlock()
+		s.kickEngine()
+	}
+	if inserted {
+		s.log.Info("host report", "host", h.ID, "action", rep.Action, "rollout", rep.Rollout, "result", rep.Result, "error", rep.Error)
+	}
+	return writeJSON(w, http.StatusOK, api.ReportResponse{Duplicate: !inserted})
+}
+
+// handleBundle serves a published bundle's bytes with Range support, so an
+// interrupted download resumes where it stopped.
+func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request) error {
+	sha := r.PathValue("sha")
+	s.mu.RLock()
+	b, data := s.bundles[sha], s.blobs[sha]
+	s.mu.RUnlock()
+	if b == nil {
+		return errorf(http.StatusNotFound, "not_found", "no bundle %s", sha)
+	}
+	if data == nil {
+		var err error
+		if data, err = s.st.BundleData(r.Context(), sha); err != nil {
+			return internal(err)
+		}
+		s.mu.Lock()
+		s.blobs[sha] = data
+		s.mu.Unlock()
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("ETag", strconv.Quote(sha))
+	w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+	http.ServeContent(w, r, sha+".stb", b.Published, bytes.NewReader(data))
+	s.met.bundleBytes.Add(float64(len(data)))
+	return nil
+}
+
+func (s *Server) kickEngine() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,320 @@
+// Package server is stent-server: the control plane of a Stent fleet. It
+// enrolls hosts, takes published bundles, runs staged rollouts and wakes
+// agents through long-polls the moment their desired state changes.
+//
+// One Server value holds everything: the store, an in-memory copy of the
+// fleet (hosts, rollouts, desired states) that every request reads, and a
+// single writer goroutine that group-commits changes to the store. The
+// store is the truth: a server killed at any point rebuilds the same
+// memory from it on the next start.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/store"
+)
+
+// Server is a running control server.
+type Server struct {
+	cfg         Config
+	st          *store.Store
+	log         *slog.Logger
+	reg         *prometheus.Registry
+	met         *metrics
+	w           *writer
+	inspect     func([]byte) (*api.BundleInfo, error)
+	now         func() time.Time
+	cert        tls.Certificate
+	fingerprint string
+	kick        chan struct{} // wakes the rollout engine
+	polls       atomic.Int64  // long-polls being held
+
+	mu          sync.RWMutex // guards everything below
+	hosts       map[string]*host
+	byToken     map[string]*host // hex sha256 of credential -> host
+	rollouts    []*rollout       // creation order
+	rolloutByID map[string]*rollout
+	bundles     map[string]*api.BundleInfo
+	blobs       map[string][]byte // bundle bytes, loaded on first download
+	settings    api.Settings
+	lastSeq     int64
+
+	admins adminCache
+}
+
+// Options are the parts of a Server tests replace.
+type Options struct {
+	Log *slog.Logger
+	// Inspect reads a published bundle's description and refuses bundles
+	// that do not parse (or, with Config.KeysDir, do not verify); nil uses
+	// the bundle package.
+	Inspect func([]byte) (*api.BundleInfo, error)
+	Now     func() time.Time
+}
+
+// New opens the store, loads the fleet into memory and prepares TLS. On a
+// first start it creates an admin token and writes it to
+// <data-dir>/admin.token (mode 0600).
+func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if cfg.CheckinInterval <= 0 {
+		cfg.CheckinInterval = DefaultConfig().CheckinInterval
+	}
+	if cfg.EngineTick <= 0 {
+		cfg.EngineTick = DefaultConfig().EngineTick
+	}
+	if cfg.MaxBundleSize <= 0 {
+		cfg.MaxBundleSize = DefaultConfig().MaxBundleSize
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	s := &Server{
+		cfg:         cfg,
+		log:         opt.Log,
+		inspect:     opt.Inspect,
+		now:         opt.Now,
+		kick:        make(chan struct{}, 1),
+		hosts:       map[string]*host{},
+		byToken:     map[string]*host{},
+		rolloutByID: map[string]*rollout{},
+		bundles:     map[string]*api.BundleInfo{},
+		blobs:       map[string][]byte{},
+		settings:    api.Settings{CheckinInterval: api.Duration(cfg.CheckinInterval)},
+	}
+	if s.inspect == nil {
+		insp, err := bundleInspector(cfg.KeysDir)
+		if err != nil {
+			return nil, err
+		}
+		s.inspect = insp
+	}
+	var err error
+	if s.cert, err = loadTLS(&cfg); err != nil {
+		return nil, err
+	}
+	s.fingerprint = Fingerprint(s.cert.Certificate[0])
+	if s.st, err = store.Open(ctx, cfg.dbDSN()); err != nil {
+		return nil, err
+	}
+	s.reg = prometheus.NewRegistry()
+	s.met = newMetrics(s)
+	s.w = newWriter(s.st, s.log, s.met)
+	if err := s.load(ctx); err != nil {
+		s.st.Close()
+		return nil, err
+	}
+	if err := s.bootstrapAdmin(ctx); err != nil {
+		s.st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Fingerprint returns the pin of the server's TLS certificate.
+func (s *Server) Fingerprint() string { return s.fingerprint }
+
+// Store returns the server's store, for tests and tools.
+func (s *Server) Store() *store.Store { return s.st }
+
+// Registry returns the server's Prometheus registry.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// BootstrapTokenFile is where the first admin token is written.
+func (s *Server) BootstrapTokenFile() string { return filepath.Join(s.cfg.DataDir, "admin.token") }
+
+// Run listens on the configured address and serves until ctx is cancelled.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves HTTPS on ln until ctx is cancelled, then shuts down: held
+// long-polls end at once, queued writes are committed, the store is closed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	wctx, stopWriter := context.WithCancel(context.Background())
+	go s.w.run(wctx)
+	ectx, stopEngine := context.WithCancel(ctx)
+	engineDone := make(chan struct{})
+	go func() { defer close(engineDone); s.engine(ectx) }()
+
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 15 * time.Second,
+		IdleTimeout:       3*s.cfg.CheckinInterval + time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          log.New(io.Discard, "", 0), // TLS handshake noise from scanners and killed agents
+	}
+	tlsLn := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12})
+	var msrv *http.Server
+	if s.cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsListen)
+		if err != nil {
+			stopEngine()
+			stopWriter()
+			return fmt.Errorf("listen %s: %w", s.cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET "+api.PathMetrics, s.metricsHandler())
+		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(mln)
+	}
+	s.log.Info("stent-server listening", "addr", ln.Addr().String(), "fingerprint", s.fingerprint,
+		"store", s.st.Engine(), "hosts", len(s.hosts), "rollouts", len(s.rollouts))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(tlsLn) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if msrv != nil {
+		msrv.Shutdown(sctx)
+	}
+	stopEngine()
+	<-engineDone
+	stopWriter()
+	<-s.w.done
+	s.st.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Handler returns the HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.routes(mux)
+	return mux
+}
+
+// httpError is an error with the status and text to show the client; err,
+// when set, is logged and not shown.
+type httpError struct {
+	status int
+	code   string
+	msg    string
+	err    error
+}
+
+func (e *httpError) Error() string {
+	if e.err != nil {
+		return e.msg + ": " + e.err.Error()
+	}
+	return e.msg
+}
+func (e *httpError) Unwrap() error { return e.err }
+
+func errorf(status int, code, format string, args ...any) *httpError {
+	return &httpError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func internal(err error) *httpError {
+	return &httpError{status: http.StatusInternalServerError, code: "internal", msg: "internal error", err: err}
+}
+
+// handlerFunc is an HTTP handler that returns its error.
+type handlerFunc func(http.ResponseWriter, *http.Request) error
+
+// handle registers h at pattern behind the authentication need names:
+// "" (none), "host", or an admin role.
+func (s *Server) handle(mux *http.ServeMux, pattern, need string, h handlerFunc) {
+	obs := s.met.apiLatency.MustCurryWith(prometheus.Labels{"route": pattern})
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		r, err := s.authorize(r, need)
+		if err == nil {
+			err = h(sw, r)
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			var he *httpError
+			if !errors.As(err, &he) {
+				he = internal(err)
+			}
+			if he.status >= 500 {
+				s.log.Warn("request failed", "route", pattern, "err", err)
+			}
+			if sw.status == 0 {
+				writeJSON(sw, he.status, api.Error{Error: he.msg, Code: he.code})
+			}
+		}
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		obs.WithLabelValues(statusClass(sw.status)).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func statusClass(code int) string { return fmt.Sprintf("%dxx", code/100) }
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes a request body of at most limit bytes into v.
+func readJSON(r *http.Request, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errorf(http.StatusRequestEntityTooLarge, "too_large", "request body over %d bytes", limit)
+		}
+		return errorf(http.StatusBadRequest, "bad_request", "request body: %v", err)
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/stent-dev/stent/store"
+)
+
+// writer serialises every write to the store through one goroutine and
+// group-commits: the writes queued while a transaction commits go together
+// into the next one. SQLite has one writer anyway; this way thousands of
+// check-ins a second cost tens of commits, and each caller still learns when
+// its own write is durable.
+type writer struct {
+	st   *store.Store
+	log  *slog.Logger
+	in   chan *writeOp
+	met  *metrics
+	done chan struct{}
+}
+
+type writeOp struct {
+	fn  func(*store.Tx) error // must be safe to run again (a failed batch is retried op by op)
+	res chan error
+}
+
+const maxBatch = 2000
+
+func newWriter(st *store.Store, log *slog.Logger, met *metrics) *writer {
+	return &writer{st: st, log: log, met: met, in: make(chan *writeOp, 8192), done: make(chan struct{})}
+}
+
+// do queues fn and waits until it is committed or failed. A cancelled ctx
+// stops the waiting, not the write.
+func (w *writer) do(ctx context.Context, fn func(*store.Tx) error) error {
+	op := &writeOp{fn: fn, res: make(chan error, 1)}
+	select {
+	case w.in <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.done:
+		return errWriterClosed
+	}
+	select {
+	case err := <-op.res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var errWriterClosed = errors.New("server is shutting down")
+
+// run commits batches until ctx is cancelled, then drains what is queued.
+func (w *writer) run(ctx context.Context) {
+	defer close(w.done)
+	batch := make([]*writeOp, 0, maxBatch)
+	for {
+		var first *writeOp
+		select {
+		case first = <-w.in:
+		case <-ctx.Done():
+			// Commit what is already queued so callers are not left hanging.
+			for {
+				select {
+				case op := <-w.in:
+					w.commit(context.Background(), []*writeOp{op})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case op := <-w.in:
+				batch = append(batch, op)
+			default:
+				break fill
+			}
+		}
+		w.commit(context.Background(), batch)
+	}
+}
+
+func (w *writer) commit(ctx context.Context, batch []*writeOp) {
+	start := time.Now()
+	err := w.st.Update(ctx, func(tx *store.Tx) error {
+		for _, op := range batch {
+			if err := op.fn(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	w.met.dbCommit.Observe(time.Since(start).Seconds())
+	w.met.dbBatch.Observe(float64(len(batch)))
+	if err == nil {
+		for _, op := range batch {
+			op.res <- nil
+		}
+		return
+	}
+	if len(batch) == 1 {
+		w.log.Warn("store write failed", "err", err)
+		batch[0].res <- err
+		return
+	}
+	// One bad write must not fail its neighbours: retry each on its own.
+	for _, op := range batch {
+		w.commit(ctx, []*writeOp{op})
+	}
+}
