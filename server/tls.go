@@ -124,3 +124,16 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	return nil
 }
+
+// CertFingerprint returns the fingerprint of the certificate the server
+// would use with c, creating the self-signed one if it does not exist yet.
+func CertFingerprint(c *Config) (string, error) {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return "", fmt.Errorf("data folder: %w", err)
+	}
+	pair, err := loadTLS(c)
+	if err != nil {
+		return "", err
+	}
+	return Fingerprint(pair.Certificate[0]), nil
+}

@@ -1,0 +1,223 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/stent-dev/stent/agent"
+	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/bundle"
+	"github.com/stent-dev/stent/inventory"
+)
+
+func init() { addCommand(newAgentCmd) }
+
+func (e *Env) agentDir() string { return filepath.Join(e.StateDir, "agent") }
+
+func newAgentCmd(env *Env) *cobra.Command {
+	var server, token, fingerprint, caFile, metricsListen, logLevel, logFormat string
+	var labels []string
+	var enrollOnly bool
+	var healthDelay time.Duration
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the fleet agent: enroll with stent-server, then keep this host's live patches as the server wants",
+		Long: `Run the agent daemon. The first run enrolls the host:
+
+  stent agent --server https://SERVER:8443 --enroll TOKEN --fingerprint sha256:...
+
+which stores the host's credential in <state-dir>/agent/credentials.json (mode
+0600); later runs (the stent-agent systemd unit) need no flags. The agent
+reports the kernel, its live patches and the host inventory, holds a long-poll
+open so the server can wake it the moment a rollout reaches this host,
+downloads bundles (resuming broken downloads), checks their hash and verifies
+their signature against the keys in --keys-dir before anything is loaded,
+applies and reverts through the runtime (persisted, so patches come back at
+boot without the server), and reports each result exactly once. When the
+server is unreachable it keeps the host as it is and retries with backoff.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			log, err := agentLogger(env, logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			dir := env.agentDir()
+			creds, err := agent.LoadCredentials(dir)
+			switch {
+			case err == nil && token != "":
+				return fmt.Errorf("this host is already enrolled as %s with %s; remove %s to enroll again", creds.HostID, creds.Server, filepath.Join(dir, "credentials.json"))
+			case errors.Is(err, agent.ErrNotEnrolled) && token != "":
+				if server == "" {
+					return errors.New("--enroll needs --server https://SERVER:8443")
+				}
+				lm, err := api.ParseLabels(labels)
+				if err != nil {
+					return err
+				}
+				host, _ := os.Hostname()
+				mid, _ := os.ReadFile(filepath.Join(env.Root, "etc", "machine-id"))
+				creds, err = agent.Enroll(ctx, nil, server, api.TLSOptions{Fingerprint: fingerprint, CAFile: caFile}, token, host, strings.TrimSpace(string(mid)), lm)
+				if err != nil {
+					return err
+				}
+				if err := agent.SaveCredentials(dir, creds); err != nil {
+					return err
+				}
+				fmt.Fprintf(env.Stdout, "enrolled as %s (channel %s) with %s\n", creds.HostID, creds.Channel, creds.Server)
+			case err != nil:
+				return err
+			}
+			if enrollOnly {
+				return nil
+			}
+			keys, err := bundle.LoadKeyring(env.KeysDir)
+			if err != nil {
+				return fmt.Errorf("trusted keys: %w", err)
+			}
+			if keys.Len() == 0 {
+				log.Warn("no trusted keys: every bundle will be refused", "keys_dir", env.KeysDir)
+			}
+			var met *agent.Metrics
+			if metricsListen != "" {
+				reg := prometheus.NewRegistry()
+				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+				met = agent.NewMetrics(reg)
+				ln, err := net.Listen("tcp", metricsListen)
+				if err != nil {
+					return fmt.Errorf("metrics: %w", err)
+				}
+				msrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+				go msrv.Serve(ln)
+				defer msrv.Close()
+			}
+			rt := env.runtime()
+			a, err := agent.New(agent.Config{
+				Runtime:     agent.PatcherRuntime{RT: rt},
+				Verifier:    agent.KeyringVerifier{Keys: keys},
+				Dir:         dir,
+				Log:         log,
+				Metrics:     met,
+				HealthDelay: healthDelay,
+				Inventory:   inventoryFunc(env),
+			}, creds)
+			if err != nil {
+				return err
+			}
+			log.Info("agent running", "host", creds.HostID, "server", creds.Server)
+			return a.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&server, "server", "", "server URL to enroll with, https://SERVER:8443")
+	f.StringVar(&token, "enroll", "", "enrollment token (from stent fleet enroll-token)")
+	f.StringVar(&fingerprint, "fingerprint", "", "pin the server certificate, sha256:... (printed by stent-server)")
+	f.StringVar(&caFile, "ca-file", "", "trust the server certificate through this CA file instead")
+	f.StringArrayVar(&labels, "label", nil, "label key=value for this host (repeatable)")
+	f.BoolVar(&enrollOnly, "enroll-only", false, "enroll and exit")
+	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9465)")
+	f.DurationVar(&healthDelay, "health-delay", 10*time.Second, "wait after an apply before checking health and checking in")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	cmd.AddCommand(newAgentStatusCmd(env))
+	return cmd
+}
+
+func agentLogger(env *Env, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(env.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(env.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// inventoryFunc reports the host inventory, collected at most every 15
+// minutes (the agent sends it only when it changed).
+func inventoryFunc(env *Env) func(context.Context) (json.RawMessage, error) {
+	var last json.RawMessage
+	var at time.Time
+	return func(ctx context.Context) (json.RawMessage, error) {
+		if last != nil && time.Since(at) < 15*time.Minute {
+			return last, nil
+		}
+		inv, err := inventory.CollectRoot(ctx, env.Root, env.RunDir, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(inv)
+		if err != nil {
+			return nil, err
+		}
+		last, at = b, time.Now()
+		return b, nil
+	}
+}
+
+func newAgentStatusCmd(env *Env) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the agent's enrollment and what it has done and still has to report",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir := env.agentDir()
+			creds, err := agent.LoadCredentials(dir)
+			if err != nil {
+				return withCode(2, err)
+			}
+			st, err := agent.FileState{Path: filepath.Join(dir, "state.json")}.Load()
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Server      string            `json:"server"`
+				HostID      string            `json:"host_id"`
+				Channel     string            `json:"channel"`
+				Labels      map[string]string `json:"labels,omitempty"`
+				EnrolledAt  time.Time         `json:"enrolled_at"`
+				Fingerprint string            `json:"fingerprint,omitempty"`
+				Ops         map[string]*agent.Op
+				Pending     []api.Report `json:"pending_reports"`
+			}{creds.Server, creds.HostID, creds.Channel, creds.Labels, creds.EnrolledAt, creds.Fingerprint, st.Ops, st.Pending}
+			if asJSON {
+				return writeJSON(env.Stdout, out)
+			}
+			fmt.Fprintf(env.Stdout, "Enrolled as %s with %s (channel %s) since %s\n", creds.HostID, creds.Server, creds.Channel, creds.EnrolledAt.Format(time.RFC3339))
+			for _, op := range st.Ops {
+				state := "in progress"
+				if op.Done {
+					state = op.Result
+					if op.Error != "" {
+						state += ": " + op.Error
+					}
+				}
+				fmt.Fprintf(env.Stdout, "  %s %s (rollout %s): %s\n", op.Action, op.Name, op.Rollout, state)
+			}
+			fmt.Fprintf(env.Stdout, "Reports waiting for the server: %d\n", len(st.Pending))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}
