@@ -44,6 +44,9 @@ type Result struct {
 	Data     []string // new or per-call-site data carried along
 	LineOnly []string // functions whose only change is a __LINE__ number
 	Warnings []string
+	// Sections names the sections of Object holding code, for
+	// ConvertModule's owners.
+	Sections []string
 }
 
 // differ holds the state of one Diff.
@@ -203,6 +206,11 @@ func (d *differ) run() (*Result, error) {
 		name := fmt.Sprintf("__stent_%s_new_%d", d.opts.Prefix, i)
 		b.alias(p, name)
 		res.Funcs = append(res.Funcs, Func{Name: o.Name, Object: d.opts.Object, Sympos: pos, NewName: name, File: d.opts.File})
+	}
+	for _, s := range b.out.Sections[1:] {
+		if s.Flags&elf.SHF_EXECINSTR != 0 {
+			res.Sections = append(res.Sections, s.Name)
+		}
 	}
 	res.New = b.newFuncs
 	res.Data = b.newData

@@ -1,0 +1,242 @@
+package cli
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stent-dev/stent/build"
+	"github.com/stent-dev/stent/bundle"
+	"github.com/stent-dev/stent/elfdiff"
+	"github.com/stent-dev/stent/internal/kpkg"
+)
+
+func init() { addCommand(newBuildCmd) }
+
+type buildResult struct {
+	Bundle    string            `json:"bundle"`
+	Name      string            `json:"name"`
+	Kernel    bundle.Kernel     `json:"kernel"`
+	Level     int64             `json:"level"`
+	Replace   bool              `json:"replace"`
+	CVEs      []string          `json:"cves,omitempty"`
+	Functions []elfdiff.Func    `json:"functions"`
+	New       []string          `json:"new_functions,omitempty"`
+	LineOnly  []string          `json:"line_only,omitempty"`
+	Warnings  []string          `json:"warnings,omitempty"`
+	KeyID     bundle.KeyID      `json:"key_id"`
+	Module    string            `json:"module_sha256"`
+	Steps     []build.Step      `json:"steps"`
+	WorkDir   string            `json:"work_dir,omitempty"`
+	Refusals  []elfdiff.Refusal `json:"refusals,omitempty"`
+}
+
+func newBuildCmd(env *Env) *cobra.Command {
+	var opts build.Options
+	var out, keyFile, cumulative string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "build --kernel RELEASE --patch FIX.patch -o OUT.bundle",
+		Short: "Build a signed live patch bundle from a source fix",
+		Long: `Build a live patch for one kernel build from a source fix, without building
+the whole kernel: fetch the kernel's packages and source (cached under
+$STENT_CACHE), compile only the files the fix touches before and after
+applying it, compare the objects, and link the changed functions into a
+livepatch module signed into a bundle.
+
+The fix is a unified diff against the kernel source (diff -u, git diff);
+--patch may be repeated, the files are applied in order. Fixes that change
+data layout or initial values, __init code, functions ftrace cannot
+redirect or COMDAT groups are refused with the reason (exit code 2).
+
+The bundle is signed with --key, by default with the key stent key generate
+makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("no output file given (-o OUT.bundle)")
+			}
+			key, keyMsg, err := signingKey(keyFile)
+			if err != nil {
+				return err
+			}
+			if cumulative != "" {
+				b, err := bundle.ReadFile(cumulative)
+				if err != nil {
+					return fmt.Errorf("--cumulative-with: %w", err)
+				}
+				opts.Cumulative = b.Manifest()
+			}
+			opts.Progress = env.Stderr
+			if opts.Cache == "" {
+				if opts.Cache, err = buildCache(); err != nil {
+					return err
+				}
+			}
+			if keyMsg != "" {
+				fmt.Fprintln(env.Stderr, keyMsg)
+			}
+			res, err := build.Build(cmd.Context(), opts)
+			var re *elfdiff.RefusedError
+			if errors.As(err, &re) {
+				if asJSON {
+					_ = writeJSON(env.Stdout, buildResult{Name: opts.Name, Refusals: re.Refusals})
+				}
+				return withCode(2, err)
+			}
+			if err != nil {
+				return err
+			}
+			var buf bytes.Buffer
+			if err := bundle.Create(&buf, res.Manifest, res.Module, key); err != nil {
+				return err
+			}
+			if err := writeFileAtomic(out, buf.Bytes()); err != nil {
+				return fmt.Errorf("write bundle: %w", err)
+			}
+			pub, _ := key.Public().(ed25519.PublicKey)
+			r := buildResult{
+				Bundle: out, Name: res.Manifest.Name, Kernel: res.Manifest.Kernel, Level: res.Manifest.Level,
+				Replace: res.Manifest.Replace, CVEs: res.Manifest.CVEs, Functions: res.Funcs, New: res.New,
+				LineOnly: res.LineOnly, Warnings: res.Warnings, KeyID: bundle.KeyIDOf(pub), Steps: res.Steps,
+				WorkDir: res.WorkDir,
+			}
+			if back, err := bundle.Parse(buf.Bytes()); err == nil {
+				r.Module = back.Manifest().ModuleSHA256
+			}
+			if asJSON {
+				return writeJSON(env.Stdout, r)
+			}
+			printBuild(env.Stdout, r)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Kernel, "kernel", "", "target kernel release (uname -r), e.g. 6.1.0-56-amd64")
+	f.StringArrayVar(&opts.Patches, "patch", nil, "source fix (unified diff); repeat to apply several in order")
+	f.StringVar(&opts.Source, "source", "", "kernel source tree to use instead of the distribution's source package")
+	f.StringVar(&opts.Name, "name", "", "patch and module name (default stent_<patch file name>)")
+	f.StringArrayVar(&opts.CVEs, "cve", nil, "CVE id the fix addresses; repeatable")
+	f.StringVar(&opts.Description, "description", "", "description for the manifest")
+	f.StringArrayVar(&opts.Objects, "object", nil, "extra object to compile and compare, e.g. fs/proc/base.o (needed for header changes); repeatable")
+	f.BoolVar(&opts.NoReplace, "no-replace", false, "build a non-cumulative patch that stacks on the ones applied")
+	f.StringVar(&cumulative, "cumulative-with", "", "bundle this patch replaces: take its level + 1 and check nothing it patched is dropped")
+	f.StringVarP(&out, "output", "o", "", "bundle file to write")
+	f.StringVar(&keyFile, "key", "", "ed25519 private key to sign with (default: stent key generate's signing.key, made if missing)")
+	f.BoolVar(&opts.KeepWork, "keep-work", false, "keep the work folder (objects, generated livepatch.c, module)")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+// signingKey loads keyFile, or the default signing key, generating the
+// default one when it does not exist yet.
+func signingKey(keyFile string) (ed25519.PrivateKey, string, error) {
+	if keyFile != "" {
+		k, err := bundle.LoadPrivateKey(keyFile)
+		return k, "", err
+	}
+	dir, err := defaultSigningDir()
+	if err != nil {
+		return nil, "", err
+	}
+	path := filepath.Join(dir, "signing"+bundle.PrivateKeySuffix)
+	k, err := bundle.LoadPrivateKey(path)
+	if err == nil {
+		return k, "", nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, "", err
+	}
+	kf, err := bundle.GenerateKey(dir, "signing", false)
+	if err != nil {
+		return nil, "", err
+	}
+	k, err = bundle.LoadPrivateKey(kf.Private)
+	msg := fmt.Sprintf("build: made signing key %s (key id %s); copy %s into the trusted keys folder (/etc/stent/keys) of hosts", kf.Private, kf.ID, kf.Public)
+	return k, msg, err
+}
+
+// buildCache is $STENT_CACHE, else the repository's .cache when run from a
+// checkout, else $XDG_CACHE_HOME/stent. The kernel package fetcher reads
+// STENT_CACHE, so it is set to the same folder.
+func buildCache() (string, error) {
+	dir, err := kpkg.CacheDir()
+	if err != nil {
+		base, uerr := os.UserCacheDir()
+		if uerr != nil {
+			return "", fmt.Errorf("find a cache folder: %w; set STENT_CACHE", err)
+		}
+		dir = filepath.Join(base, "stent")
+	}
+	if os.Getenv("STENT_CACHE") == "" {
+		os.Setenv("STENT_CACHE", dir)
+	}
+	return dir, nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func printBuild(w io.Writer, r buildResult) {
+	kind := "cumulative (replaces earlier patches)"
+	if !r.Replace {
+		kind = "stacking"
+	}
+	fmt.Fprintf(w, "wrote %s: %s level %d for %s (%s), %s, signed by key %s\n", r.Bundle, r.Name, r.Level, r.Kernel.Release, r.Kernel.PackageVersion, kind, r.KeyID)
+	for _, f := range r.Functions {
+		pos := ""
+		if f.Sympos > 0 {
+			pos = fmt.Sprintf(",%d", f.Sympos)
+		}
+		fmt.Fprintf(w, "  patches %s:%s%s (%s)\n", f.Object, f.Name, pos, f.File)
+	}
+	if len(r.New) > 0 {
+		fmt.Fprintf(w, "  new functions: %s\n", strings.Join(r.New, ", "))
+	}
+	if len(r.LineOnly) > 0 {
+		fmt.Fprintf(w, "  unchanged but for __LINE__: %s\n", strings.Join(r.LineOnly, ", "))
+	}
+	for _, wn := range r.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", wn)
+	}
+	var parts []string
+	var total float64
+	for _, s := range r.Steps {
+		parts = append(parts, fmt.Sprintf("%s %.1fs", s.Name, s.Duration.Seconds()))
+		total += s.Duration.Seconds()
+	}
+	fmt.Fprintf(w, "  time: %s (%.1fs)\n", strings.Join(parts, ", "), total)
+	if r.WorkDir != "" {
+		fmt.Fprintf(w, "  work folder: %s\n", r.WorkDir)
+	}
+}
