@@ -177,7 +177,7 @@ func TestFixTree(t *testing.T) {
 	}
 
 	links := map[string]string{
-		"usr/src/linux-headers-6.1.0-56-amd64/scripts": "../../lib/linux-kbuild-6.1/scripts",
+		"usr/src/linux-headers-6.1.0-56-amd64/scripts":  "../../lib/linux-kbuild-6.1/scripts",
 		"usr/src/linux-headers-6.1.0-56-common/scripts": "../../lib/linux-kbuild-6.1/scripts",
 		"lib/modules/6.1.0-56-amd64/build":              "../../../usr/src/linux-headers-6.1.0-56-amd64",
 	}
@@ -319,4 +319,16 @@ func TestFetchNotFound(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Errorf("fetch(6.1.0-9999-amd64) = %v, want ErrNotFound", err)
 	}
+}
+
+func FuzzParseAptShow(f *testing.F) {
+	f.Add([]byte(aptShowKbuild), "linux-kbuild-6.1")
+	f.Add([]byte("Package: a\nVersion: 1\n\n"), "a")
+	f.Fuzz(func(t *testing.T, out []byte, name string) {
+		for _, v := range parseAptShow(out, name) {
+			if strings.ContainsAny(v, "\n") || v != strings.TrimSpace(v) {
+				t.Errorf("parseAptShow returned version %q", v)
+			}
+		}
+	})
 }

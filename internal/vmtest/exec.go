@@ -53,11 +53,19 @@ func (vm *VM) Exec(ctx context.Context, cmd Cmd) (Result, error) {
 	if len(cmd.Argv) == 0 {
 		return Result{}, errors.New("vmtest: Exec: empty Argv")
 	}
+	// The guest's own timeout fires a little before ctx's deadline, so a
+	// command that runs too long still reports what it printed.
 	timeout := cmd.Timeout
-	if dl, ok := ctx.Deadline(); ok && (timeout == 0 || time.Until(dl) < timeout) {
-		timeout = time.Until(dl)
-		if timeout <= 0 {
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
 			return Result{}, ctx.Err()
+		}
+		if left > 2*time.Second {
+			left -= time.Second
+		}
+		if timeout == 0 || left < timeout {
+			timeout = left
 		}
 	}
 	resp, err := c.do(ctx, wire.Request{

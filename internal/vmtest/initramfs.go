@@ -56,7 +56,7 @@ func goBinary(ctx context.Context, pkg string) ([]byte, error) {
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, filepath.Base(pkg))
-	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-o", out, "./"+pkg)
+	cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, "./"+pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if msg, err := cmd.CombinedOutput(); err != nil {

@@ -94,7 +94,9 @@ func Boot(ctx context.Context, tb testing.TB, opts Options) *VM {
 	if err != nil {
 		tb.Fatalf("boot VM: %v", err) // the error ends with the console's last lines
 	}
-	tb.Logf("booted %s in %v", opts.Kernel.Release, time.Since(start).Round(time.Millisecond))
+	prep, boot := vm.Timings()
+	tb.Logf("booted %s in %v (initramfs %v, boot %v)", opts.Kernel.Release, time.Since(start).Round(time.Millisecond),
+		prep.Round(time.Millisecond), boot.Round(time.Millisecond))
 	tb.Cleanup(func() {
 		if tb.Failed() {
 			tb.Logf("console of the VM (%s), last 80 lines:\n%s", vm.ConsolePath(), vm.ConsoleTail(80))

@@ -51,13 +51,16 @@ type VM struct {
 	initrd  string
 	console string
 
-	mu     sync.Mutex
-	boots  int
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the current QEMU process is gone
+	mu      sync.Mutex
+	boots   int
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the current QEMU process is gone
 	waitErr error
-	ctl    *client
-	closed bool
+	ctl     *client
+	closed  bool
+
+	prepTime time.Duration // building the initramfs (and guest binaries)
+	bootTime time.Duration // last boot, QEMU start to the runner's greeting
 }
 
 // Start boots a VM and waits until its command runner answers.
@@ -99,6 +102,7 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 		return nil, err
 	}
 	vm.sockDir = sd
+	prepStart := time.Now()
 	vm.kernel = bootImage(ctx, opts.Kernel)
 	vm.console = filepath.Join(vm.dir, "console.log")
 	vm.initrd = filepath.Join(vm.dir, "initrd.cpio")
@@ -117,6 +121,7 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 		vm.cleanup()
 		return nil, err
 	}
+	vm.prepTime = time.Since(prepStart)
 	if err := vm.boot(ctx); err != nil {
 		vm.Close()
 		return nil, err
@@ -237,6 +242,9 @@ func (vm *VM) boot(ctx context.Context) error {
 	if ctl.uname != vm.opts.Kernel.Release {
 		return fmt.Errorf("boot: guest runs %q, want %q", ctl.uname, vm.opts.Kernel.Release)
 	}
+	vm.mu.Lock()
+	vm.bootTime = time.Since(deadline.Add(-vm.opts.BootTimeout))
+	vm.mu.Unlock()
 	return nil
 }
 
@@ -359,6 +367,15 @@ func (vm *VM) cleanup() {
 	if vm.sockDir != "" {
 		os.RemoveAll(vm.sockDir)
 	}
+}
+
+// Timings returns how long Start spent preparing the initramfs (building
+// the guest binaries the first time in a process) and how long the last
+// boot took from starting QEMU to the runner's greeting.
+func (vm *VM) Timings() (prep, boot time.Duration) {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.prepTime, vm.bootTime
 }
 
 // Console returns the kernel console output of all boots so far.
