@@ -200,9 +200,6 @@ func stripNumbers(name string) string {
 	return numSuffix.ReplaceAllString(name, "")
 }
 
-// isMangled reports whether name carries a compiler suffix.
-func isMangled(name string) bool { return stripNumbers(name) != name || strings.Contains(name, ".") }
-
 // hasFentry reports whether function s starts with a call to __fentry__,
 // the ftrace hook a livepatch redirects.
 func (o *object) hasFentry(s *Symbol) bool {

@@ -46,7 +46,8 @@ func correlate(orig, patched *object) map[*Symbol]*Symbol {
 		if o == nil || o.Type != p.Type || used[o] {
 			continue
 		}
-		if p.Type == elf.STT_OBJECT && p.Bind == elf.STB_LOCAL && stripNumbers(p.Name) != p.Name {
+		if p.Bind == elf.STB_LOCAL && stripNumbers(p.Name) != p.Name {
+			// Compiler-numbered: numbers move, so match by stem below.
 			continue
 		}
 		match(p, o)
@@ -72,15 +73,10 @@ func correlate(orig, patched *object) map[*Symbol]*Symbol {
 	}
 	pf, of := unmatched(patched.f, elf.STT_FUNC, false), unmatched(orig.f, elf.STT_FUNC, true)
 	for k, ps := range pf {
-		os := of[k]
-		// Same count: pair in order of appearance. Otherwise only a single
-		// candidate on each side is safe.
-		if len(ps) == len(os) || (len(ps) == 1 && len(os) == 1) {
-			for i := range ps {
-				if i < len(os) {
-					match(ps[i], os[i])
-				}
-			}
+		// A single candidate on each side is safe; the rest are paired by
+		// content (differ.correlateByContent).
+		if os := of[k]; len(ps) == 1 && len(os) == 1 {
+			match(ps[0], os[0])
 		}
 	}
 	// 3. Objects: by stem and by the twins of their users.

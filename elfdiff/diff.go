@@ -82,7 +82,71 @@ func Diff(orig, patched *File, opts Options) (res *Result, err error) {
 	}
 	d := &differ{o: index(orig), p: index(patched), opts: opts}
 	d.twin = correlate(d.o, d.p)
+	d.correlateByContent()
 	return d.run()
+}
+
+// correlateByContent pairs the compiler-numbered functions correlate left
+// alone because a stem had different counts on the two sides (a fix that
+// makes GCC clone a function once more renumbers the existing clone): an
+// unmatched patched function pairs with the unmatched original of the same
+// stem whose code and relocations compare equal.
+func (d *differ) correlateByContent() {
+	used := map[*Symbol]bool{}
+	for _, o := range d.twin {
+		used[o] = true
+	}
+	group := func(f *File, skip func(*Symbol) bool) map[string][]*Symbol {
+		m := map[string][]*Symbol{}
+		for _, s := range f.Symbols[1:] {
+			if s.Section != nil && s.Type == elf.STT_FUNC && !skip(s) {
+				m[stripNumbers(s.Name)] = append(m[stripNumbers(s.Name)], s)
+			}
+		}
+		return m
+	}
+	ps := group(d.p.f, func(s *Symbol) bool { return d.twin[s] != nil })
+	os := group(d.o.f, func(s *Symbol) bool { return used[s] })
+	keys := make([]string, 0, len(ps))
+	for k := range ps {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		pair := func(ok func(p, o *Symbol) bool) {
+			for _, p := range ps[k] {
+				if d.twin[p] != nil {
+					continue
+				}
+				for _, o := range os[k] {
+					if !used[o] && ok(p, o) {
+						d.twin[p] = o
+						used[o] = true
+						break
+					}
+				}
+			}
+		}
+		// Equal code first, then equal names, then the one left on each
+		// side.
+		pair(func(p, o *Symbol) bool { return d.compareFunc(p, o) != changed })
+		pair(func(p, o *Symbol) bool { return p.Name == o.Name })
+		var lp, lo []*Symbol
+		for _, p := range ps[k] {
+			if d.twin[p] == nil {
+				lp = append(lp, p)
+			}
+		}
+		for _, o := range os[k] {
+			if !used[o] {
+				lo = append(lo, o)
+			}
+		}
+		if len(lp) == 1 && len(lo) == 1 {
+			d.twin[lp[0]] = lo[0]
+			used[lo[0]] = true
+		}
+	}
 }
 
 func isInit(s *Section) bool {

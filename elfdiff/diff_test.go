@@ -1,0 +1,337 @@
+package elfdiff
+
+import (
+	"debug/elf"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// cflags are the code-generation flags the kernel uses on x86-64 that
+// matter to elfdiff, plus the builder's function and data sections.
+var cflags = []string{
+	"-O2", "-c", "-ffunction-sections", "-fdata-sections", "-pg", "-mfentry", "-mrecord-mcount",
+	"-mcmodel=kernel", "-fno-pic", "-fno-asynchronous-unwind-tables", "-mno-red-zone",
+	"-fno-stack-protector", "-fno-jump-tables", "-fno-strict-aliasing", "-w",
+}
+
+var objCache sync.Map // name -> [2]*File
+
+// compilePair compiles testdata/src/<name>.c without and with -DPATCHED.
+func compilePair(t *testing.T, name string) (orig, patched *File) {
+	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("gcc not installed: the tests compile their objects from testdata/src")
+	}
+	dir := t.TempDir()
+	var files [2]*File
+	for i, def := range []string{"-DORIGINAL", "-DPATCHED"} {
+		out := filepath.Join(dir, name+[]string{".orig.o", ".patched.o"}[i])
+		args := append(append([]string{}, cflags...), def, filepath.Join("testdata", "src", name+".c"), "-o", out)
+		if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+			t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+		data, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Read(data)
+		if err != nil {
+			t.Fatalf("Read(%s) = %v", out, err)
+		}
+		files[i] = f
+	}
+	return files[0], files[1]
+}
+
+// symtabOf makes a kallsyms-like table of an object's functions and data,
+// plus extra entries.
+func symtabOf(f *File, extra ...KSym) *Symtab {
+	t := &Symtab{Object: "vmlinux"}
+	addr := uint64(0xffffffff81000000)
+	for _, s := range f.Symbols[1:] {
+		if s.Section == nil || (s.Type != elf.STT_FUNC && s.Type != elf.STT_OBJECT) {
+			continue
+		}
+		typ := byte('t')
+		if s.Type == elf.STT_OBJECT {
+			typ = 'd'
+		}
+		if s.Bind != elf.STB_LOCAL {
+			typ -= 'a' - 'A'
+		}
+		addr += 0x40
+		t.Syms = append(t.Syms, KSym{Name: s.Name, Addr: addr, Type: typ})
+	}
+	t.Syms = append(t.Syms, extra...)
+	return t
+}
+
+var exported = map[string]bool{"printk": true, "__fentry__": true, "sink": true, "__might_sleep": true}
+
+func opts(orig *File, extra ...KSym) Options {
+	return Options{
+		Object: "vmlinux", File: "test.c", Symtab: symtabOf(orig, extra...), Prefix: "t",
+		Exported: func(n string) (string, bool) { return "vmlinux", exported[n] },
+	}
+}
+
+func funcNames(r *Result) []string {
+	var out []string
+	for _, f := range r.Funcs {
+		out = append(out, f.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// outSyms lists the undefined symbols the output object references, and
+// the sections it has.
+func outSyms(f *File) (undef []string, sections []string) {
+	for _, s := range f.Symbols[1:] {
+		if s.Section == nil && s.Type != elf.STT_SECTION {
+			undef = append(undef, s.Name)
+		}
+	}
+	for _, s := range f.Sections[1:] {
+		sections = append(sections, s.Name)
+	}
+	sort.Strings(undef)
+	return undef, sections
+}
+
+func TestDiff(t *testing.T) {
+	tests := []struct {
+		name      string
+		extra     []KSym
+		funcs     []string // replaced functions
+		newFuncs  []string
+		lineOnly  []string
+		undef     []string // must be among the output's undefined symbols
+		notUndef  []string // must not be
+		sections  []string // must be among the output's sections
+		entries   map[string]int
+		refused   Rule
+		refusedOn string
+	}{
+		{name: "changed", funcs: []string{"value"}, sections: []string{".text.value", "__mcount_loc"}},
+		{name: "isra", funcs: []string{"user"}, newFuncs: []string{"helper.isra.0"},
+			// The renumbered, unchanged clone is reached in the running
+			// kernel under its original name.
+			undef: []string{".klp.sym.vmlinux.helper.isra.0,0"}, notUndef: []string{".klp.sym.vmlinux.helper.isra.1,0"}},
+		{name: "static_local", funcs: []string{"counter"},
+			undef: []string{".klp.sym.vmlinux.count.0,0"}},
+		{name: "new_func", funcs: []string{"handle"}, newFuncs: []string{"check"}, sections: []string{".text.check"}},
+		{name: "string", funcs: []string{"report"}},
+		{name: "line", lineOnly: []string{"warned"}},
+		{name: "data", refused: RuleDataChanged, refusedOn: "limit"},
+		{name: "init", refused: RuleInitChanged, refusedOn: "setup"},
+		{name: "notrace", refused: RuleNoFtrace, refusedOn: "raw"},
+		{name: "comdat", refused: RuleComdat, refusedOn: "shared"},
+		{name: "jump_label", funcs: []string{"branchy"}, undef: []string{".klp.sym.vmlinux.feature_key,0"},
+			entries: map[string]int{"__jump_table": 1}},
+		{name: "bug_table", funcs: []string{"guarded"}, entries: map[string]int{"__bug_table": 1}},
+		{name: "ex_table", funcs: []string{"peek"}, entries: map[string]int{"__ex_table": 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			orig, patched := compilePair(t, tt.name)
+			res, err := Diff(orig, patched, opts(orig, tt.extra...))
+			if tt.refused != "" {
+				var re *RefusedError
+				if !errors.As(err, &re) || !errors.Is(err, ErrRefused) {
+					t.Fatalf("Diff(%s) = %v, want a refusal (%s)", tt.name, err, tt.refused)
+				}
+				found := false
+				for _, r := range re.Refusals {
+					if r.Rule == tt.refused && r.Symbol == tt.refusedOn && r.Suggest != "" {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("Diff(%s) refusals = %+v, want rule %s on %s", tt.name, re.Refusals, tt.refused, tt.refusedOn)
+				}
+				if !strings.Contains(err.Error(), tt.refusedOn) {
+					t.Errorf("refusal message %q does not name %s", err, tt.refusedOn)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Diff(%s) = %v", tt.name, err)
+			}
+			if diff := cmp.Diff(tt.funcs, funcNames(res)); diff != "" {
+				t.Errorf("Diff(%s) replaced functions (-want +got):\n%s", tt.name, diff)
+			}
+			if diff := cmp.Diff(tt.newFuncs, res.New); diff != "" {
+				t.Errorf("Diff(%s) new functions (-want +got):\n%s", tt.name, diff)
+			}
+			if diff := cmp.Diff(tt.lineOnly, res.LineOnly); diff != "" {
+				t.Errorf("Diff(%s) line-only functions (-want +got):\n%s", tt.name, diff)
+			}
+			if len(tt.funcs) == 0 {
+				if res.Object != nil {
+					t.Errorf("Diff(%s) made an object, want none", tt.name)
+				}
+				return
+			}
+			undef, secs := outSyms(res.Object)
+			for _, u := range tt.undef {
+				if !contains(undef, u) {
+					t.Errorf("output undefined symbols = %v, want %s among them", undef, u)
+				}
+			}
+			for _, u := range tt.notUndef {
+				if contains(undef, u) {
+					t.Errorf("output undefined symbols = %v, want no %s", undef, u)
+				}
+			}
+			for _, s := range tt.sections {
+				if !contains(secs, s) {
+					t.Errorf("output sections = %v, want %s", secs, s)
+				}
+			}
+			for sec, n := range tt.entries {
+				s := res.Object.Section(sec)
+				sp := specialOf(sec)
+				if s == nil || int(s.Size)/sp.size != n {
+					t.Errorf("output %s = %v, want %d entries", sec, s, n)
+					continue
+				}
+				// Every entry's anchor reaches a carried function.
+				for _, r := range s.Relocs {
+					if int(r.Offset)%sp.size == sp.anchor && (r.Sym.Section == nil || r.Sym.Section.Flags&elf.SHF_EXECINSTR == 0) {
+						t.Errorf("%s entry at %#x anchors to %s, not carried code", sec, r.Offset, r.Sym.Name)
+					}
+				}
+			}
+			checkWritable(t, res.Object)
+			for _, f := range res.Funcs {
+				if res.Object.Symbol(f.NewName) == nil {
+					t.Errorf("output lacks the global %s for %s", f.NewName, f.Name)
+				}
+			}
+		})
+	}
+}
+
+// checkWritable writes the output, reads it back with debug/elf and, when
+// installed, readelf, and compares symbols.
+func checkWritable(t *testing.T, f *File) {
+	t.Helper()
+	b, err := Write(f)
+	if err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	back, err := Read(b)
+	if err != nil {
+		t.Fatalf("Read(Write(out)) = %v", err)
+	}
+	if len(back.Symbols) != len(f.Symbols) {
+		t.Errorf("symbols after a round trip = %d, want %d", len(back.Symbols), len(f.Symbols))
+	}
+	if _, err := exec.LookPath("readelf"); err == nil {
+		p := filepath.Join(t.TempDir(), "out.o")
+		os.WriteFile(p, b, 0o644)
+		out, err := exec.Command("readelf", "-aW", p).CombinedOutput()
+		if err != nil || strings.Contains(string(out), "Warning") || strings.Contains(string(out), "Error") {
+			t.Errorf("readelf -a on the output: %v\n%s", err, out)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSympos(t *testing.T) {
+	orig, patched := compilePair(t, "static_local")
+	// Two other files define a count.0 too; ours sits among the symbols
+	// of our file.
+	o := opts(orig)
+	st := o.Symtab
+	filler := func() (f []KSym) {
+		for i := 0; i < 100; i++ {
+			f = append(f, KSym{Name: "filler", Type: 't'})
+		}
+		return f
+	}
+	ours := st.Syms
+	st.Syms = append(append([]KSym{{Name: "count.0", Type: 'd'}}, filler()...), ours...)
+	st.Syms = append(append(st.Syms, filler()...), KSym{Name: "count.0", Type: 'd'})
+	res, err := Diff(orig, patched, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	undef, _ := outSyms(res.Object)
+	if !contains(undef, ".klp.sym.vmlinux.count.0,2") {
+		t.Errorf("undefined symbols = %v, want .klp.sym.vmlinux.count.0,2 (the second of three)", undef)
+	}
+}
+
+func TestConvertModule(t *testing.T) {
+	orig, patched := compilePair(t, "static_local")
+	res, err := Diff(orig, patched, opts(orig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Write(res.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv, marked, err := ConvertModule(b, nil)
+	if err != nil {
+		t.Fatalf("ConvertModule = %v", err)
+	}
+	if diff := cmp.Diff([]string{".klp.sym.vmlinux.count.0,0"}, marked); diff != "" {
+		t.Errorf("marked (-want +got):\n%s", diff)
+	}
+	f, err := Read(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.Section(".text.counter")
+	if s == nil || len(s.KLPRelocs) == 0 || s.KLPObject != "vmlinux" {
+		t.Fatalf(".text.counter after ConvertModule = %+v, want livepatch relocations for vmlinux", s)
+	}
+	for _, r := range s.Relocs {
+		if strings.HasPrefix(r.Sym.Name, ".klp.sym.") {
+			t.Errorf("ordinary relocation against %s left in .rela.text.counter", r.Sym.Name)
+		}
+	}
+	for _, r := range s.KLPRelocs {
+		if r.Sym.Shndx != SHN_LIVEPATCH {
+			t.Errorf("%s has section index %#x, want SHN_LIVEPATCH", r.Sym.Name, r.Sym.Shndx)
+		}
+	}
+	if _, err := exec.LookPath("readelf"); err == nil {
+		p := filepath.Join(t.TempDir(), "klp.o")
+		os.WriteFile(p, conv, 0o644)
+		out, _ := exec.Command("readelf", "-SW", p).CombinedOutput()
+		if !strings.Contains(string(out), ".klp.rela.vmlinux.text.counter") || !strings.Contains(string(out), "AIo") {
+			t.Errorf("readelf -S shows no .klp.rela.vmlinux.text.counter with flags AIo:\n%s", out)
+		}
+	}
+}
+
+func TestStripNumbers(t *testing.T) {
+	for in, want := range map[string]string{
+		"foo.isra.0": "foo.isra", "foo.constprop.0.isra.12": "foo.constprop.isra", "count.3": "count",
+		"foo.cold": "foo.cold", "foo": "foo", "foo.part.1": "foo.part",
+	} {
+		if got := stripNumbers(in); got != want {
+			t.Errorf("stripNumbers(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
