@@ -472,8 +472,14 @@ func (s *Server) handlePutSettings(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return internal(err)
 	}
+	// Wake every held long-poll so agents learn the new interval now, not
+	// at the end of the old one.
 	s.mu.Lock()
 	s.settings = req
+	for _, h := range s.hosts {
+		close(h.wake)
+		h.wake = make(chan struct{})
+	}
 	s.mu.Unlock()
 	return writeJSON(w, http.StatusOK, req)
 }
