@@ -24,7 +24,8 @@
 //     host's busybox-static with its applet links, /init, the runner
 //     (internal/vmtest/guestrun) and stent, both built once per test process
 //     with CGO_ENABLED=0, the image modules below with a modules.dep for
-//     busybox modprobe, and the test's Files (appended as a second archive).
+//     busybox modprobe, /boot/config-<release>, and the test's Files
+//     (appended as a second archive).
 //   - Modules loaded at boot (all =m in Debian's 6.1 config): virtio_ring,
 //     virtio_pci_modern_dev, virtio_pci_legacy_dev, virtio, virtio_pci,
 //     virtio_console; with a disk also virtio_blk, crc32c_generic, jbd2,

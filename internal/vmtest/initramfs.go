@@ -209,6 +209,9 @@ func baseInitramfs(ctx context.Context, k *kpkg.Kernel, withStent bool, extra []
 		a.File(modDir+"/"+rel, b, 0o644)
 	}
 	a.File(modDir+"/modules.dep", modulesDep(order, dep), 0o644)
+	if b, err := os.ReadFile(k.Config); err == nil { // for tools that check CONFIG_LIVEPATCH
+		a.File("/boot/config-"+k.Release, b, 0o644)
+	}
 	if b, err := os.ReadFile(filepath.Join(k.ModulesDir, "modules.builtin")); err == nil {
 		a.File(modDir+"/modules.builtin", b, 0o644)
 	}

@@ -43,6 +43,9 @@ func TestBoot(t *testing.T) {
 	if _, err := vm.Run(ctx, "test", "-d", "/sys/kernel/livepatch"); err != nil {
 		t.Errorf("no /sys/kernel/livepatch in the guest: %v", err)
 	}
+	if _, err := vm.Sh(ctx, "grep -qx CONFIG_LIVEPATCH=y /boot/config-$(uname -r)"); err != nil {
+		t.Errorf("no /boot/config with CONFIG_LIVEPATCH=y in the guest: %v", err)
+	}
 	if _, err := vm.Run(ctx, "test", "-x", "/usr/bin/stent"); err != nil {
 		t.Errorf("no stent binary in the guest: %v", err)
 	}
