@@ -127,7 +127,7 @@ func collect(ctx context.Context, root, runDir string, now time.Time) (*Inventor
 		inv.LivePatches = lps
 	}
 	inv.Warnings = append(inv.Warnings, warns...)
-	inv.Sources["live_patches"] = "/sys/kernel/livepatch and " + filepath.Join(runDir, "applied") + "/*.json"
+	inv.Sources["live_patches"] = "klp (/sys/kernel/livepatch) and the runtime's records in " + filepath.Join(runDir, "applied")
 	return inv, inv.Validate()
 }
 

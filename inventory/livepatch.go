@@ -1,76 +1,53 @@
 package inventory
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
-	"strings"
-	"time"
+
+	"github.com/stent-dev/stent/klp"
+	"github.com/stent-dev/stent/patcher"
 )
 
-// appliedManifest is the part of an applied bundle's manifest read here.
-type appliedManifest struct {
-	Name   string   `json:"name"`
-	CVEs   []string `json:"cves"`
-	Kernel struct {
-		Release string `json:"release"`
-	} `json:"kernel"`
-	AppliedAt *time.Time `json:"applied_at,omitempty"`
-}
-
-// appliedPatches lists the live patches loaded in the kernel
-// (/sys/kernel/livepatch/NAME/enabled and .../transition) with the CVEs
-// from the manifests the runtime keeps in <runDir>/applied/NAME.json.
-//
-// This is the one place to swap for the runtime's own API (packages klp and
-// patcher) once it lands. A patch without a manifest is listed with
-// Manifest false and no CVEs, and a warning: it fixes nothing Stent can
-// vouch for.
+// appliedPatches lists the live patches loaded in the kernel, from the
+// runtime: klp.List reads /sys/kernel/livepatch, and the runtime's records
+// (<runDir>/applied/NAME.json, written by patcher when it applies a bundle)
+// carry each patch's manifest and so its CVEs. A loaded patch without a
+// record or without a manifest is listed with Manifest false and no CVEs,
+// and a warning: it fixes nothing Stent can vouch for.
 func appliedPatches(root, runDir string) ([]LivePatch, []string, error) {
-	dir := filepath.Join(root, "sys/kernel/livepatch")
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+	loaded, err := klp.List(root)
+	if errors.Is(err, klp.ErrNotSupported) {
 		return nil, nil, nil // no livepatch support: nothing applied
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("list live patches: %w", err)
+		return nil, nil, err
+	}
+	records, err := patcher.New(patcher.Config{Root: root, RunDir: filepath.Join(root, runDir)}).Records()
+	if err != nil {
+		return nil, nil, fmt.Errorf("live patch records: %w", err)
 	}
 	var out []LivePatch
 	var warnings []string
-	for _, e := range ents {
-		name := e.Name()
-		enabled, err := os.ReadFile(filepath.Join(dir, name, "enabled"))
-		if err != nil {
-			continue // not a patch directory
-		}
-		lp := LivePatch{Name: name, Enabled: strings.TrimSpace(string(enabled)) == "1", CVEs: []string{}}
-		if b, err := os.ReadFile(filepath.Join(dir, name, "transition")); err == nil {
-			lp.Transition = strings.TrimSpace(string(b)) == "1"
-		}
-		mpath := filepath.Join(root, runDir, "applied", name+".json")
-		data, err := os.ReadFile(mpath)
+	for _, p := range loaded {
+		lp := LivePatch{Name: p.Name, Enabled: p.Enabled, Transition: p.Transition, CVEs: []string{}}
+		rec := records[p.Name]
 		switch {
-		case errors.Is(err, os.ErrNotExist):
-			warnings = append(warnings, fmt.Sprintf("live patch %s: no manifest at %s: its CVEs are unknown", name, filepath.Join(runDir, "applied", name+".json")))
-		case err != nil:
-			return nil, nil, fmt.Errorf("live patch %s: %w", name, err)
+		case rec == nil:
+			warnings = append(warnings, fmt.Sprintf("live patch %s: no record in %s: its CVEs are unknown", p.Name, filepath.Join(runDir, "applied")))
+		case rec.Manifest == nil:
+			warnings = append(warnings, fmt.Sprintf("live patch %s: applied without a manifest: its CVEs are unknown", p.Name))
 		default:
-			var m appliedManifest
-			if err := json.Unmarshal(data, &m); err != nil {
-				return nil, nil, fmt.Errorf("live patch %s: manifest %s: %w", name, mpath, err)
-			}
-			if m.Name != "" && m.Name != name {
-				return nil, nil, fmt.Errorf("live patch %s: manifest %s is for %q", name, mpath, m.Name)
-			}
 			lp.Manifest = true
-			if m.CVEs != nil {
-				lp.CVEs = m.CVEs
+			if cves := rec.CVEs(); cves != nil {
+				lp.CVEs = append([]string(nil), cves...)
 			}
-			lp.KernelRelease = m.Kernel.Release
-			lp.AppliedAt = m.AppliedAt
+			lp.KernelRelease = rec.Manifest.Kernel.Release
+		}
+		if rec != nil && !rec.AppliedAt.IsZero() {
+			t := rec.AppliedAt.UTC()
+			lp.AppliedAt = &t
 		}
 		out = append(out, lp)
 	}

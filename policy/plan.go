@@ -1,0 +1,791 @@
+package policy
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stent-dev/stent/inventory"
+	"github.com/stent-dev/stent/vuln"
+)
+
+// PlanSchemaVersion is the version of the plan JSON.
+const PlanSchemaVersion = 1
+
+// Compliance statuses, from best to worst.
+const (
+	Compliant = "compliant"
+	Excepted  = "excepted"
+	AtRisk    = "at-risk"
+	Breached  = "breached"
+)
+
+var statusRank = map[string]int{Compliant: 0, Excepted: 1, AtRisk: 2, Breached: 3}
+
+// Action kinds, in the order a host's actions are listed.
+const (
+	ActApplyLivePatch  = "apply-livepatch"
+	ActUpgradeUrgent   = "upgrade-package-now"
+	ActEmergencyReboot = "emergency-reboot"
+	ActMitigate        = "mitigate"
+	ActUpgrade         = "upgrade-package"
+	ActReboot          = "reboot"
+	ActRestartServices = "restart-services"
+	ActRemoveKernels   = "remove-old-kernels"
+)
+
+// Action is one thing to do on a host, with why and by when.
+type Action struct {
+	Kind      string     `json:"kind"`
+	Summary   string     `json:"summary"`
+	LivePatch string     `json:"live_patch,omitempty"`
+	Package   string     `json:"package,omitempty"`
+	Version   string     `json:"min_version,omitempty"`
+	Kernel    string     `json:"kernel,omitempty"`
+	Window    *Slot      `json:"window,omitempty"`
+	Services  []string   `json:"services,omitempty"`
+	Packages  []string   `json:"packages,omitempty"`
+	Deadline  *time.Time `json:"deadline,omitempty"`
+	CVEs      []string   `json:"cves,omitempty"`
+	Rules     []string   `json:"rules"` // rule ids, or "inventory:<reason>" for what the host reported
+	Note      string     `json:"note,omitempty"`
+}
+
+// Item is one CVE under one rule on one host.
+type Item struct {
+	CVE         string     `json:"cve"`
+	State       vuln.State `json:"state"`
+	Status      string     `json:"status"`
+	Since       *time.Time `json:"since,omitempty"` // when the first remedy was released: the clock's start
+	Deadline    *time.Time `json:"deadline,omitempty"`
+	DaysExposed float64    `json:"days_exposed"`
+	Note        string     `json:"note,omitempty"`
+}
+
+// RuleResult is a host's standing under one rule.
+type RuleResult struct {
+	Rule        string         `json:"rule"`
+	Status      string         `json:"status"`
+	DaysExposed float64        `json:"days_exposed"`       // the longest exposure counted against the rule
+	Deadline    *time.Time     `json:"deadline,omitempty"` // the earliest deadline of an item at risk
+	Counts      map[string]int `json:"counts"`
+	Items       []Item         `json:"items,omitempty"` // items not simply compliant
+}
+
+// KernelInfo is the running and newest kernels of a host.
+type KernelInfo struct {
+	Release         string    `json:"release"`
+	PackageVersion  string    `json:"package_version"`
+	BootTime        time.Time `json:"boot_time"`
+	NewestInstalled string    `json:"newest_installed,omitempty"`
+}
+
+// HostPlan is the plan for one host.
+type HostPlan struct {
+	Hostname   string             `json:"hostname"`
+	Inventory  string             `json:"inventory,omitempty"`
+	Distro     string             `json:"distro"`
+	Kernel     KernelInfo         `json:"kernel"`
+	Track      string             `json:"track,omitempty"`
+	Counts     map[vuln.State]int `json:"counts"`
+	Exposure   []vuln.Finding     `json:"exposure"`
+	Actions    []Action           `json:"actions"`
+	Compliance []RuleResult       `json:"compliance"`
+	Evidence   []string           `json:"evidence"`
+	Resolved   []vuln.Resolved    `json:"-"`
+}
+
+// FleetRule is the fleet's standing under one rule.
+type FleetRule struct {
+	Rule      string         `json:"rule"`
+	Reference string         `json:"reference,omitempty"`
+	Hosts     map[string]int `json:"hosts"` // hosts per status
+	Breached  []string       `json:"breached_hosts,omitempty"`
+}
+
+// FleetPlan is the plan for a fleet.
+type FleetPlan struct {
+	SchemaVersion int             `json:"schema_version"`
+	GeneratedAt   time.Time       `json:"generated_at"`
+	Policy        *Policy         `json:"policy"`
+	Feeds         []vuln.FeedInfo `json:"feeds"`
+	Fleet         []FleetRule     `json:"fleet"`
+	Hosts         []HostPlan      `json:"hosts"`
+}
+
+// Input is what Plan needs.
+type Input struct {
+	Inventories []*inventory.Inventory
+	Names       []string // where each inventory came from, for errors; may be nil
+	DB          *vuln.DB
+	Policy      *Policy
+	Now         time.Time
+}
+
+// Plan decides the actions and compliance of every host. It fails on the
+// first host it cannot judge (unknown distribution, unparsable version): a
+// host left out would look compliant.
+func Plan(in Input) (*FleetPlan, error) {
+	p := in.Policy
+	if p == nil {
+		p = Default()
+	}
+	pl := &planner{in: in, policy: p, now: in.Now.UTC(), core: map[coreKey]*hostCore{}, slots: map[string]*Slot{}}
+	pl.patchReleased = map[string]time.Time{}
+	for _, lp := range in.DB.Patches {
+		pl.patchReleased[lp.Name] = lp.Released
+	}
+	fp := &FleetPlan{SchemaVersion: PlanSchemaVersion, GeneratedAt: pl.now, Policy: p, Feeds: in.DB.Feeds}
+	seen := map[string]string{}
+	fp.Hosts = make([]HostPlan, 0, len(in.Inventories))
+	for i, inv := range in.Inventories {
+		name := inv.Hostname
+		if i < len(in.Names) {
+			name = in.Names[i]
+		}
+		if prev, dup := seen[inv.Hostname]; dup {
+			return nil, fmt.Errorf("inventory %s: host %s is also in %s", name, inv.Hostname, prev)
+		}
+		seen[inv.Hostname] = name
+		hp, err := pl.host(inv)
+		if err != nil {
+			return nil, fmt.Errorf("inventory %s: %w", name, err)
+		}
+		if i < len(in.Names) {
+			hp.Inventory = in.Names[i]
+		}
+		fp.Hosts = append(fp.Hosts, hp)
+	}
+	sort.Slice(fp.Hosts, func(i, j int) bool { return fp.Hosts[i].Hostname < fp.Hosts[j].Hostname })
+	for _, r := range p.Rules {
+		fr := FleetRule{Rule: r.ID, Reference: r.Reference, Hosts: map[string]int{Compliant: 0, Excepted: 0, AtRisk: 0, Breached: 0}}
+		for i := range fp.Hosts {
+			for _, rr := range fp.Hosts[i].Compliance {
+				if rr.Rule == r.ID {
+					fr.Hosts[rr.Status]++
+					if rr.Status == Breached {
+						fr.Breached = append(fr.Breached, fp.Hosts[i].Hostname)
+					}
+				}
+			}
+		}
+		fp.Fleet = append(fp.Fleet, fr)
+	}
+	return fp, nil
+}
+
+type planner struct {
+	in            Input
+	policy        *Policy
+	now           time.Time
+	patchReleased map[string]time.Time
+	mu            sync.Mutex
+	core          map[coreKey]*hostCore
+	slots         map[string]*Slot // window name → next slot
+}
+
+// coreKey identifies what a host's compliance and CVE actions depend on,
+// so hosts in the same situation share them.
+type coreKey struct {
+	exp        *vuln.Exposure
+	exceptions string
+	window     string
+	meta       string
+	newest     string
+	scheme     vuln.Scheme
+}
+
+// hostCore is the part of a host plan shared by hosts in one situation.
+type hostCore struct {
+	compliance []RuleResult
+	actions    []Action
+}
+
+func (pl *planner) host(inv *inventory.Inventory) (HostPlan, error) {
+	h, err := vuln.HostFromInventory(inv)
+	if err != nil {
+		return HostPlan{}, err
+	}
+	exp, err := pl.in.DB.Evaluate(h)
+	if err != nil {
+		return HostPlan{}, fmt.Errorf("host %s: %w", inv.Hostname, err)
+	}
+	hp := HostPlan{
+		Hostname: inv.Hostname, Distro: inv.OS.ID + " " + inv.OS.VersionID, Track: exp.Track,
+		Kernel: KernelInfo{Release: inv.Kernel.Release, PackageVersion: inv.Kernel.PackageVersion, BootTime: inv.Kernel.BootTime, NewestInstalled: inv.NewestKernel},
+		Counts: exp.Counts, Exposure: exp.Findings, Resolved: exp.Resolved,
+	}
+	if hp.Exposure == nil {
+		hp.Exposure = []vuln.Finding{}
+	}
+	// Which exceptions and windows concern this host.
+	var exc []int
+	for i := range pl.policy.Exceptions {
+		if pl.policy.Exceptions[i].appliesTo(inv.Hostname) {
+			exc = append(exc, i)
+		}
+	}
+	slot := pl.nextSlot(inv.Hostname)
+	meta := ""
+	if len(inv.Metapackages) > 0 {
+		meta = inv.Metapackages[0].Name
+	} else if inv.OS.Family == "rpm" {
+		meta = "kernel"
+	} else {
+		meta = "linux-image-" + flavour(inv.Kernel.Release)
+	}
+	key := coreKey{exp: exp, exceptions: fmt.Sprint(exc), meta: meta, newest: h.Newest.Release, scheme: h.Scheme}
+	if slot != nil {
+		key.window = slot.Window
+	}
+	pl.mu.Lock()
+	core := pl.core[key]
+	pl.mu.Unlock()
+	if core == nil {
+		core = pl.buildCore(exp, exc, slot, meta, h)
+		pl.mu.Lock()
+		pl.core[key] = core
+		pl.mu.Unlock()
+	}
+	hp.Compliance = core.compliance
+	hp.Actions = pl.hostActions(inv, core.actions, slot)
+	hp.Evidence = evidence(inv)
+	return hp, nil
+}
+
+// flavour is the kernel flavour at the end of a Debian release
+// ("6.1.0-56-cloud-amd64" → "cloud-amd64").
+func flavour(release string) string {
+	parts := strings.SplitN(release, "-", 3)
+	if len(parts) == 3 {
+		return parts[2]
+	}
+	return release
+}
+
+func (pl *planner) nextSlot(host string) *Slot {
+	var best *Slot
+	for i := range pl.policy.Windows {
+		w := &pl.policy.Windows[i]
+		if !w.appliesTo(host) {
+			continue
+		}
+		pl.mu.Lock()
+		s, ok := pl.slots[w.Name]
+		if !ok {
+			if next, found := w.Next(pl.now); found {
+				s = &next
+			}
+			pl.slots[w.Name] = s
+		}
+		pl.mu.Unlock()
+		if s != nil && (best == nil || s.Start.Before(best.Start)) {
+			best = s
+		}
+	}
+	return best
+}
+
+func evidence(inv *inventory.Inventory) []string {
+	ev := []string{fmt.Sprintf("running kernel %s (%s) since %s", inv.Kernel.Release, inv.Kernel.PackageVersion, inv.Kernel.BootTime.Format(time.RFC3339))}
+	if inv.NewestKernel != "" && inv.NewestKernel != inv.Kernel.Release {
+		if np := inv.NewestPackage(); np != nil {
+			ev = append(ev, fmt.Sprintf("newest installed kernel %s (%s)", np.Release, np.Version))
+		}
+	}
+	for _, lp := range inv.LivePatches {
+		s := fmt.Sprintf("live patch %s", lp.Name)
+		switch {
+		case !lp.Enabled:
+			s += " loaded but disabled"
+		case lp.AppliedAt != nil:
+			s += " applied " + lp.AppliedAt.Format(time.RFC3339)
+		default:
+			s += " applied"
+		}
+		if lp.Manifest {
+			s += " fixes " + strings.Join(lp.CVEs, ", ")
+		} else {
+			s += " (no manifest: fixes nothing Stent can vouch for)"
+		}
+		ev = append(ev, s)
+	}
+	ev = append(ev, "inventory collected "+inv.CollectedAt.Format(time.RFC3339))
+	return ev
+}
+
+func days(d time.Duration) float64 {
+	if d < 0 {
+		return 0
+	}
+	return float64(int64(d.Hours()/24*10+0.5)) / 10
+}
+
+func tp(t time.Time) *time.Time { return &t }
+
+// judge is a finding under a rule.
+type judged struct {
+	item     Item
+	applies  bool
+	excepted bool
+	fullyExc bool // excepted from every rule (no actions)
+}
+
+// clock returns when the first remedy for f counted by rule r was
+// released, or false when there is none with a known date.
+func (pl *planner) clock(f *vuln.Finding, r *Rule) (time.Time, bool) {
+	var t time.Time
+	take := func(c time.Time) {
+		if !c.IsZero() && (t.IsZero() || c.Before(t)) {
+			t = c
+		}
+	}
+	if f.FixReleased != nil {
+		take(*f.FixReleased)
+	}
+	if r.LivePatchCounts {
+		if f.LivePatch != "" {
+			take(pl.patchReleased[f.LivePatch])
+		}
+		if f.AvailablePatch != "" {
+			take(pl.patchReleased[f.AvailablePatch])
+		}
+	}
+	if t.IsZero() && f.Published != nil && (f.State == vuln.FixedInstalled || f.State == vuln.UpdateNeeded || f.State == vuln.FixedLivePatch) {
+		// A fix exists but its release date is unknown: count from the
+		// publication, which can only make the deadline earlier.
+		t = *f.Published
+	}
+	return t, !t.IsZero()
+}
+
+// judge rates one finding under one rule for a host with exceptions exc.
+func (pl *planner) judge(f *vuln.Finding, r *Rule, exc []int) judged {
+	j := judged{item: Item{CVE: f.CVE, State: f.State}}
+	if !r.covers(f.Severity) {
+		return j
+	}
+	if r.Kind == KindMaxKernelAge && f.State == vuln.NoFix {
+		return j // nothing released to boot
+	}
+	j.applies = true
+	var expired []string
+	for _, i := range exc {
+		e := &pl.policy.Exceptions[i]
+		if !e.coversCVE(f.CVE) || !e.coversRule(r.ID) {
+			continue
+		}
+		if pl.now.Before(e.Expires) {
+			j.excepted = true
+			j.item.Status = Excepted
+			j.item.Note = fmt.Sprintf("exception until %s: %s", e.Expires.Format(time.RFC3339), e.Reason)
+			if len(e.Rules) == 0 {
+				j.fullyExc = true
+			}
+		} else {
+			expired = append(expired, e.Expires.Format("2006-01-02"))
+		}
+	}
+	if j.excepted {
+		return j
+	}
+	if f.State == vuln.FixedLivePatch && r.LivePatchCounts {
+		j.item.Status = Compliant
+		j.item.Note = "live patch " + f.LivePatch + " applied"
+		return j
+	}
+	since, ok := pl.clock(f, r)
+	switch {
+	case f.State == vuln.Unknown:
+		j.item.Status, j.item.Note = AtRisk, "state unknown: no feed speaks for this kernel"
+	case !ok:
+		j.item.Status, j.item.Note = AtRisk, "no fix released yet"
+	default:
+		deadline := since.Add(time.Duration(r.Within))
+		j.item.Since, j.item.Deadline = tp(since), tp(deadline)
+		j.item.DaysExposed = days(pl.now.Sub(since))
+		if pl.now.After(deadline) {
+			j.item.Status = Breached
+		} else {
+			j.item.Status = AtRisk
+		}
+	}
+	if f.State == vuln.Unknown || f.State == vuln.NoFix {
+		if f.Published != nil {
+			j.item.DaysExposed = days(pl.now.Sub(*f.Published))
+		}
+	}
+	if len(expired) > 0 {
+		j.item.Note += "; exception expired " + strings.Join(expired, ", ")
+	}
+	return j
+}
+
+func (pl *planner) buildCore(exp *vuln.Exposure, exc []int, slot *Slot, meta string, h vuln.Host) *hostCore {
+	c := &hostCore{}
+	deadlines := make([]*time.Time, len(exp.Findings))
+	fully := make([]bool, len(exp.Findings))
+	exceptedUrgent := make([]bool, len(exp.Findings))
+	for ri := range pl.policy.Rules {
+		r := &pl.policy.Rules[ri]
+		rr := RuleResult{Rule: r.ID, Status: Compliant, Counts: map[string]int{}}
+		for fi := range exp.Findings {
+			f := &exp.Findings[fi]
+			j := pl.judge(f, r, exc)
+			if !j.applies {
+				continue
+			}
+			rr.Counts[j.item.Status]++
+			if j.fullyExc {
+				fully[fi] = true
+			}
+			if j.excepted && r.Kind == KindUrgent {
+				exceptedUrgent[fi] = true
+			}
+			if statusRank[j.item.Status] > statusRank[rr.Status] {
+				rr.Status = j.item.Status
+			}
+			if j.item.Status == AtRisk || j.item.Status == Breached {
+				if j.item.DaysExposed > rr.DaysExposed {
+					rr.DaysExposed = j.item.DaysExposed
+				}
+				if d := j.item.Deadline; d != nil {
+					if rr.Deadline == nil || d.Before(*rr.Deadline) {
+						rr.Deadline = d
+					}
+					if deadlines[fi] == nil || d.Before(*deadlines[fi]) {
+						deadlines[fi] = d
+					}
+				}
+			}
+			if j.item.Status != Compliant || j.item.Note != "" {
+				rr.Items = append(rr.Items, j.item)
+			}
+		}
+		c.compliance = append(c.compliance, rr)
+	}
+	c.actions = pl.cveActions(exp, deadlines, fully, exceptedUrgent, slot, meta, h)
+	return c
+}
+
+// group gathers the CVEs and rules behind one action.
+type group struct {
+	cves     []string
+	rules    map[string]bool
+	deadline *time.Time
+	version  string
+	kernel   string
+}
+
+func (g *group) add(f *vuln.Finding, rule string, d *time.Time) {
+	g.cves = append(g.cves, f.CVE)
+	if g.rules == nil {
+		g.rules = map[string]bool{}
+	}
+	if rule != "" {
+		g.rules[rule] = true
+	}
+	if d != nil && (g.deadline == nil || d.Before(*g.deadline)) {
+		g.deadline = d
+	}
+}
+
+func (g *group) ruleList() []string {
+	out := make([]string, 0, len(g.rules))
+	for r := range g.rules {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (pl *planner) rulesFor(f *vuln.Finding) []string {
+	var out []string
+	for i := range pl.policy.Rules {
+		r := &pl.policy.Rules[i]
+		if r.covers(f.Severity) && !(r.Kind == KindMaxKernelAge && f.State == vuln.NoFix) {
+			out = append(out, r.ID)
+		}
+	}
+	return out
+}
+
+func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully, exceptedUrgent []bool, slot *Slot, meta string, h vuln.Host) []Action {
+	var urgent *Rule
+	for i := range pl.policy.Rules {
+		if pl.policy.Rules[i].Kind == KindUrgent {
+			urgent = &pl.policy.Rules[i]
+			break
+		}
+	}
+	patches := map[string]*group{}
+	var patchOrder []string
+	var upgradeNow, emergency, mitigate, upgrade, reboot group
+	maxVersion := func(g *group, v string) {
+		if v == "" {
+			return
+		}
+		if g.version == "" {
+			g.version = v
+		} else if c, err := vuln.CompareVersions(h.Scheme, v, g.version); err == nil && c > 0 {
+			g.version = v
+		}
+	}
+	nowT := pl.now
+	for fi := range exp.Findings {
+		f := &exp.Findings[fi]
+		if fully[fi] {
+			continue
+		}
+		d := deadlines[fi]
+		isUrgent := urgent != nil && urgent.covers(f.Severity) && !exceptedUrgent[fi] && f.State != vuln.FixedLivePatch
+		urgentDeadline := d
+		if isUrgent {
+			urgentDeadline = pl.urgentDeadline(f, urgent)
+		}
+		for _, rid := range pl.rulesFor(f) {
+			_ = rid
+		}
+		rules := pl.rulesFor(f)
+		primary := ""
+		if len(rules) > 0 {
+			primary = rules[0]
+		}
+		addAll := func(g *group, dl *time.Time) {
+			g.add(f, "", dl)
+			for _, r := range rules {
+				g.rules[r] = true
+			}
+		}
+		_ = primary
+		switch {
+		case isUrgent && f.AvailablePatch != "":
+			g := patches[f.AvailablePatch]
+			if g == nil {
+				g = &group{}
+				patches[f.AvailablePatch] = g
+				patchOrder = append(patchOrder, f.AvailablePatch)
+			}
+			addAll(g, urgentDeadline)
+			// The kernel update still follows at the next scheduled reboot.
+			if f.State == vuln.UpdateNeeded {
+				addAll(&upgrade, d)
+				maxVersion(&upgrade, f.FixedIn)
+			}
+			if f.State == vuln.UpdateNeeded || f.State == vuln.FixedInstalled {
+				addAll(&reboot, d)
+			}
+		case isUrgent && f.State == vuln.FixedInstalled:
+			addAll(&emergency, urgentDeadline)
+		case isUrgent && f.State == vuln.UpdateNeeded:
+			addAll(&upgradeNow, urgentDeadline)
+			maxVersion(&upgradeNow, f.FixedIn)
+			addAll(&emergency, urgentDeadline)
+		case isUrgent:
+			addAll(&mitigate, urgentDeadline)
+		case f.State == vuln.FixedLivePatch:
+			if f.Kernel != "" || f.FixedIn != "" {
+				addAll(&reboot, d)
+				if f.Kernel == "" {
+					addAll(&upgrade, d)
+					maxVersion(&upgrade, f.FixedIn)
+				}
+			}
+		case f.State == vuln.FixedInstalled:
+			addAll(&reboot, d)
+		case f.State == vuln.UpdateNeeded:
+			addAll(&upgrade, d)
+			maxVersion(&upgrade, f.FixedIn)
+			addAll(&reboot, d)
+		}
+	}
+	_ = nowT
+	var acts []Action
+	for _, name := range patchOrder {
+		g := patches[name]
+		acts = append(acts, Action{Kind: ActApplyLivePatch, LivePatch: name, Summary: fmt.Sprintf("apply live patch %s now", name),
+			Deadline: g.deadline, CVEs: g.cves, Rules: g.ruleList()})
+	}
+	target := h.Newest.Release
+	if len(upgradeNow.cves) > 0 {
+		acts = append(acts, Action{Kind: ActUpgradeUrgent, Package: meta, Version: upgradeNow.version,
+			Summary:  fmt.Sprintf("upgrade %s to %s or later now", meta, upgradeNow.version),
+			Deadline: upgradeNow.deadline, CVEs: upgradeNow.cves, Rules: upgradeNow.ruleList()})
+		target = fmt.Sprintf("the kernel of %s %s or later", meta, upgradeNow.version)
+		// The urgent upgrade covers the others too.
+		if len(upgrade.cves) > 0 {
+			maxVersion(&upgradeNow, upgrade.version)
+			acts[len(acts)-1].Version = upgradeNow.version
+			acts[len(acts)-1].Summary = fmt.Sprintf("upgrade %s to %s or later now", meta, upgradeNow.version)
+			acts[len(acts)-1].CVEs = append(acts[len(acts)-1].CVEs, upgrade.cves...)
+			for r := range upgrade.rules {
+				upgradeNow.rules[r] = true
+			}
+			acts[len(acts)-1].Rules = upgradeNow.ruleList()
+			upgrade = group{}
+		}
+	}
+	if len(emergency.cves) > 0 {
+		// One reboot takes every fix: fold the window's reboot into it.
+		cves := append(append([]string(nil), emergency.cves...), reboot.cves...)
+		for r := range reboot.rules {
+			emergency.rules[r] = true
+		}
+		a := Action{Kind: ActEmergencyReboot, Kernel: target, Deadline: emergency.deadline, CVEs: dedup(cves), Rules: emergency.ruleList()}
+		a.Summary = fmt.Sprintf("emergency reboot into %s", target)
+		if emergency.deadline != nil {
+			a.Summary += " before " + emergency.deadline.Format(time.RFC3339)
+			if emergency.deadline.Before(pl.now) {
+				a.Note = "overdue: the urgent deadline has passed"
+			}
+		} else {
+			a.Summary += " now"
+		}
+		acts = append(acts, a)
+		reboot = group{}
+	}
+	if len(mitigate.cves) > 0 {
+		acts = append(acts, Action{Kind: ActMitigate, Deadline: mitigate.deadline, CVEs: mitigate.cves, Rules: mitigate.ruleList(),
+			Summary: "no fixed kernel or live patch is released for these urgent CVEs: mitigate (disable the affected feature or module) and watch for a fix"})
+	}
+	if len(upgrade.cves) > 0 {
+		a := Action{Kind: ActUpgrade, Package: meta, Version: upgrade.version, Deadline: upgrade.deadline, CVEs: upgrade.cves, Rules: upgrade.ruleList(),
+			Summary: fmt.Sprintf("upgrade %s to %s or later before the reboot", meta, upgrade.version)}
+		target = fmt.Sprintf("the kernel of %s %s or later", meta, upgrade.version)
+		acts = append(acts, a)
+	}
+	if len(reboot.cves) > 0 {
+		acts = append(acts, pl.windowReboot(target, dedup(reboot.cves), reboot.ruleList(), reboot.deadline, slot))
+	}
+	return acts
+}
+
+// urgentDeadline is when an urgent CVE must be dealt with: the urgent rule's
+// deadline, or now when its clock has not started (no dated remedy).
+func (pl *planner) urgentDeadline(f *vuln.Finding, r *Rule) *time.Time {
+	if since, ok := pl.clock(f, r); ok {
+		return tp(since.Add(time.Duration(r.Within)))
+	}
+	return tp(pl.now)
+}
+
+func (pl *planner) windowReboot(target string, cves, rules []string, deadline *time.Time, slot *Slot) Action {
+	a := Action{Kind: ActReboot, Kernel: target, CVEs: cves, Rules: rules, Deadline: deadline}
+	switch {
+	case slot != nil:
+		a.Window = slot
+		a.Summary = fmt.Sprintf("reboot into %s in window %s (%s to %s)", target, slot.Window, slot.Start.Format(time.RFC3339), slot.End.Format(time.RFC3339))
+		if deadline != nil && slot.Start.After(*deadline) {
+			a.Note = fmt.Sprintf("the next window opens after the deadline: reboot before %s", deadline.Format(time.RFC3339))
+		}
+	case deadline != nil:
+		a.Summary = fmt.Sprintf("reboot into %s before %s (no maintenance window for this host)", target, deadline.Format(time.RFC3339))
+	default:
+		a.Summary = fmt.Sprintf("reboot into %s at the next opportunity (no maintenance window for this host)", target)
+	}
+	return a
+}
+
+func dedup(s []string) []string {
+	seen := map[string]bool{}
+	out := s[:0:0]
+	for _, x := range s {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// hostActions adds what comes from the host's own inventory to the shared
+// CVE actions: reboot reasons, services to restart, old kernels to remove.
+func (pl *planner) hostActions(inv *inventory.Inventory, shared []Action, slot *Slot) []Action {
+	acts := append([]Action(nil), shared...)
+	rebootIdx := -1
+	emergency := false
+	for i, a := range acts {
+		if a.Kind == ActReboot || a.Kind == ActEmergencyReboot {
+			rebootIdx = i
+			emergency = a.Kind == ActEmergencyReboot
+		}
+	}
+	var reasons []string
+	for _, r := range inv.Reboot.Reasons {
+		reasons = append(reasons, "inventory:"+r.Code)
+	}
+	if len(reasons) > 0 {
+		if rebootIdx >= 0 {
+			a := acts[rebootIdx]
+			a.Rules = append(append([]string(nil), a.Rules...), reasons...)
+			acts[rebootIdx] = a
+		} else {
+			target := inv.NewestKernel
+			if target == "" {
+				target = inv.Kernel.Release
+			}
+			a := pl.windowReboot(target, nil, reasons, nil, slot)
+			acts = append(acts, a)
+		}
+	}
+	if len(inv.StaleProcesses) > 0 {
+		units := map[string]bool{}
+		for _, p := range inv.StaleProcesses {
+			u := p.Unit
+			if u == "" || strings.HasSuffix(u, ".scope") {
+				u = fmt.Sprintf("pid %d (%s)", p.PID, p.Comm)
+			}
+			units[u] = true
+		}
+		var list []string
+		for u := range units {
+			list = append(list, u)
+		}
+		sort.Strings(list)
+		a := Action{Kind: ActRestartServices, Services: list, Rules: []string{"inventory:stale-libraries"},
+			Summary: "restart " + strings.Join(list, ", ") + ": they still map deleted or replaced libraries (a restart, not a reboot, clears this)"}
+		if emergency {
+			a.Note = "the emergency reboot restarts them"
+		}
+		acts = append(acts, a)
+	}
+	if rm := oldKernels(inv, pl.policy.FallbackKernels); len(rm) > 0 {
+		a := Action{Kind: ActRemoveKernels, Packages: rm, Rules: []string{"inventory:old-kernels"},
+			Summary: fmt.Sprintf("remove %s (keeping the running, the newest and %d fallback kernel(s))", strings.Join(rm, ", "), pl.policy.FallbackKernels)}
+		if b := inv.Boot; b.TotalBytes > 0 {
+			a.Note = fmt.Sprintf("/boot is %d%% full", b.UsedBytes*100/b.TotalBytes)
+		}
+		acts = append(acts, a)
+	}
+	if acts == nil {
+		acts = []Action{}
+	}
+	return acts
+}
+
+// oldKernels lists the kernel packages to remove: all but the running one,
+// the newest one and the newest `fallback` others.
+func oldKernels(inv *inventory.Inventory, fallback int) []string {
+	pkgs := inv.KernelPackages // oldest first
+	keep := map[string]bool{inv.Kernel.Release: true, inv.NewestKernel: true}
+	left := fallback
+	for i := len(pkgs) - 1; i >= 0 && left > 0; i-- {
+		if !keep[pkgs[i].Release] {
+			keep[pkgs[i].Release] = true
+			left--
+		}
+	}
+	var out []string
+	for _, p := range pkgs {
+		if !keep[p.Release] {
+			out = append(out, p.Name+" "+p.Version)
+		}
+	}
+	return out
+}
+
+// itoa is strconv.Itoa, kept for templates.
+var itoa = strconv.Itoa
