@@ -35,6 +35,7 @@ const (
 	ActReboot          = "reboot"
 	ActRestartServices = "restart-services"
 	ActRemoveKernels   = "remove-old-kernels"
+	ActReviewUnknown   = "review-unknown"
 )
 
 // Action is one thing to do on a host, with why and by when.
@@ -95,7 +96,17 @@ type HostPlan struct {
 	Actions    []Action           `json:"actions"`
 	Compliance []RuleResult       `json:"compliance"`
 	Evidence   []string           `json:"evidence"`
-	Resolved   []vuln.Resolved    `json:"-"`
+	// LivePatches are the patches applied on the host, for evidence.
+	LivePatches []AppliedPatch  `json:"live_patches"`
+	Resolved    []vuln.Resolved `json:"-"`
+}
+
+// AppliedPatch is a live patch applied on a host.
+type AppliedPatch struct {
+	Name      string     `json:"name"`
+	Enabled   bool       `json:"enabled"`
+	CVEs      []string   `json:"cves"`
+	AppliedAt *time.Time `json:"applied_at,omitempty"`
 }
 
 // FleetRule is the fleet's standing under one rule.
@@ -253,6 +264,10 @@ func (pl *planner) host(inv *inventory.Inventory) (HostPlan, error) {
 	hp.Compliance = core.compliance
 	hp.Actions = pl.hostActions(inv, core.actions, slot)
 	hp.Evidence = evidence(inv)
+	hp.LivePatches = []AppliedPatch{}
+	for _, lp := range inv.LivePatches {
+		hp.LivePatches = append(hp.LivePatches, AppliedPatch{Name: lp.Name, Enabled: lp.Enabled, CVEs: lp.CVEs, AppliedAt: lp.AppliedAt})
+	}
 	return hp, nil
 }
 
@@ -480,13 +495,10 @@ type group struct {
 	kernel   string
 }
 
-func (g *group) add(f *vuln.Finding, rule string, d *time.Time) {
+func (g *group) add(f *vuln.Finding, d *time.Time) {
 	g.cves = append(g.cves, f.CVE)
 	if g.rules == nil {
 		g.rules = map[string]bool{}
-	}
-	if rule != "" {
-		g.rules[rule] = true
 	}
 	if d != nil && (g.deadline == nil || d.Before(*g.deadline)) {
 		g.deadline = d
@@ -523,7 +535,7 @@ func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully,
 	}
 	patches := map[string]*group{}
 	var patchOrder []string
-	var upgradeNow, emergency, mitigate, upgrade, reboot group
+	var upgradeNow, emergency, mitigate, upgrade, reboot, unknown group
 	maxVersion := func(g *group, v string) {
 		if v == "" {
 			return
@@ -534,7 +546,6 @@ func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully,
 			g.version = v
 		}
 	}
-	nowT := pl.now
 	for fi := range exp.Findings {
 		f := &exp.Findings[fi]
 		if fully[fi] {
@@ -546,22 +557,18 @@ func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully,
 		if isUrgent {
 			urgentDeadline = pl.urgentDeadline(f, urgent)
 		}
-		for _, rid := range pl.rulesFor(f) {
-			_ = rid
-		}
 		rules := pl.rulesFor(f)
-		primary := ""
-		if len(rules) > 0 {
-			primary = rules[0]
-		}
 		addAll := func(g *group, dl *time.Time) {
-			g.add(f, "", dl)
+			g.add(f, dl)
 			for _, r := range rules {
 				g.rules[r] = true
 			}
 		}
-		_ = primary
 		switch {
+		case f.State == vuln.Unknown && f.AvailablePatch == "":
+			// Nothing tells whether this kernel is affected: no action
+			// can be chosen, only the data gap closed.
+			addAll(&unknown, nil)
 		case isUrgent && f.AvailablePatch != "":
 			g := patches[f.AvailablePatch]
 			if g == nil {
@@ -602,7 +609,6 @@ func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully,
 			addAll(&reboot, d)
 		}
 	}
-	_ = nowT
 	var acts []Action
 	for _, name := range patchOrder {
 		g := patches[name]
@@ -659,6 +665,10 @@ func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully,
 	}
 	if len(reboot.cves) > 0 {
 		acts = append(acts, pl.windowReboot(target, dedup(reboot.cves), reboot.ruleList(), reboot.deadline, slot))
+	}
+	if len(unknown.cves) > 0 {
+		acts = append(acts, Action{Kind: ActReviewUnknown, CVEs: unknown.cves, Rules: unknown.ruleList(),
+			Summary: fmt.Sprintf("%d CVEs cannot be judged for this kernel: add a feed that covers %s kernels (its OSV advisories or changelog); until then they count as at risk", len(unknown.cves), h.Distro)})
 	}
 	return acts
 }
