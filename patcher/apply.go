@@ -64,8 +64,8 @@ type StallError struct {
 
 func (e *StallError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "live patch %s: transition did not finish in %s; %s still run the old code",
-		e.Name, e.Waited.Round(time.Second), plural(len(e.Blockers), "task", "tasks"))
+	fmt.Fprintf(&b, "live patch %s: transition did not finish in %s; %s the old code",
+		e.Name, e.Waited.Round(time.Second), plural(len(e.Blockers), "task still runs", "tasks still run"))
 	if e.Reverted {
 		b.WriteString("; the patch was reverted and its module unloaded, the kernel is as before")
 	} else if e.Cleanup != nil {
@@ -127,6 +127,14 @@ func (rt *Runtime) readPayload(path string, allowUnsigned bool, k *kinfo.Kernel)
 		}
 		p.module, p.manifest, p.keyID = b.Module(), b.Manifest(), b.KeyID().String()
 	}
+	if m := p.manifest; m != nil {
+		if m.Kernel.Release != k.Release {
+			return nil, refuse("bundle %s targets kernel %s but this kernel is %s", m.Name, m.Kernel.Release, k.Release)
+		}
+		if m.Kernel.BuildID != "" && k.BuildID != "" && m.Kernel.BuildID != k.BuildID {
+			return nil, refuse("bundle %s targets kernel build %s but this kernel's build ID is %s (same release, different build)", m.Name, m.Kernel.BuildID, k.BuildID)
+		}
+	}
 	info, err := kmod.ModInfo(p.module)
 	if err != nil {
 		return nil, refuse("%s: %v", path, err)
@@ -138,16 +146,8 @@ func (rt *Runtime) readPayload(path string, allowUnsigned bool, k *kinfo.Kernel)
 	if rel := info.Release(); rel != k.Release {
 		return nil, refuse("module %s was built for kernel %s (vermagic %q) but this kernel is %s", info.Name, rel, strings.TrimSpace(info.Vermagic), k.Release)
 	}
-	if m := p.manifest; m != nil {
-		if moduleName(m.Name) != info.Name {
-			return nil, refuse("bundle manifest names patch %s but its module is %s", m.Name, info.Name)
-		}
-		if m.Kernel.Release != k.Release {
-			return nil, refuse("bundle %s targets kernel %s but this kernel is %s", m.Name, m.Kernel.Release, k.Release)
-		}
-		if m.Kernel.BuildID != "" && k.BuildID != "" && m.Kernel.BuildID != k.BuildID {
-			return nil, refuse("bundle %s targets kernel build %s but this kernel's build ID is %s (same release, different build)", m.Name, m.Kernel.BuildID, k.BuildID)
-		}
+	if m := p.manifest; m != nil && moduleName(m.Name) != info.Name {
+		return nil, refuse("bundle manifest names patch %s but its module is %s", m.Name, info.Name)
 	}
 	return p, nil
 }
@@ -217,26 +217,35 @@ func (rt *Runtime) Apply(ctx context.Context, path string, opts ApplyOptions) (*
 	}
 	defer os.Remove(staged)
 
-	opts.Progress.emit(Event{Step: "load", Message: fmt.Sprintf("loading %s (%d bytes) into kernel %s", name, len(p.module), k.Release)})
-	if err := rt.sys.Load(staged, ""); err != nil {
+	// The record is written before loading so that status can tell, during
+	// the transition, which patch stent is applying and what it fixes.
+	rec := &Record{
+		Name: name, Source: path, FileSHA256: p.fileSum, ModuleSHA256: sha(p.module),
+		Signed: p.manifest != nil, KeyID: p.keyID, Manifest: p.manifest,
+		AppliedAt: rt.now().UTC(), BootID: k.BootID, Applying: true,
+	}
+	if err := rt.saveRecord(rec); err != nil {
 		rt.clearPending(name)
+		return nil, fmt.Errorf("write record: %w", err)
+	}
+	fail := func(err error) (*ApplyResult, error) {
+		rt.clearPending(name)
+		rt.dropRecord(name)
 		return nil, err
 	}
 
+	opts.Progress.emit(Event{Step: "load", Message: fmt.Sprintf("loading %s (%d bytes) into kernel %s", name, len(p.module), k.Release)})
+	if err := rt.sys.Load(staged, ""); err != nil {
+		return fail(err)
+	}
 	forced, err := rt.waitApplied(ctx, name, opts)
 	if err != nil {
-		rt.clearPending(name)
-		return nil, err
+		return fail(err)
 	}
 
 	res := &ApplyResult{Name: name, Forced: forced}
 	res.Replaced = rt.unloadReplaced(ctx, before, name, opts.Progress)
-
-	rec := &Record{
-		Name: name, Source: path, FileSHA256: p.fileSum, ModuleSHA256: sha(p.module),
-		Signed: p.manifest != nil, KeyID: p.keyID, Manifest: p.manifest,
-		AppliedAt: rt.now().UTC(), Forced: forced, BootID: k.BootID,
-	}
+	rec.Applying, rec.Forced, rec.AppliedAt = false, forced, rt.now().UTC()
 	if opts.Persist {
 		if err := rt.persist(p, name, k, opts.AllowUnsigned); err != nil {
 			// The patch is live; say plainly that it will not survive a reboot.

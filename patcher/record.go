@@ -28,6 +28,8 @@ type Record struct {
 	Forced       bool             `json:"forced,omitempty"`
 	Persisted    bool             `json:"persisted,omitempty"`
 	BootID       string           `json:"boot_id,omitempty"`
+	// Applying is set while stent waits for the patch's first transition.
+	Applying bool `json:"applying,omitempty"`
 }
 
 // CVEs returns the CVE ids the record's manifest says the patch fixes.

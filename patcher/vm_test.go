@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,24 +21,9 @@ import (
 )
 
 const (
-	testABI  = "6.1.0-56-amd64" // the kernel the guest boots
-	otherABI = "6.1.0-55-amd64" // a second ABI, for "built for another kernel"
+	testABI  = vmtest.DefaultABI // the kernel the guest boots
+	otherABI = vmtest.OtherABI   // a second ABI, for "built for another kernel"
 )
-
-// requireVM skips when the machine truly cannot run the real-kernel tests,
-// and fails instead under CI, where they must run.
-func requireVM(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("real-kernel test: skipped with -short")
-	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("qemu-system-x86_64 missing under CI: run make deps")
-		}
-		t.Skip("qemu-system-x86_64 not installed (make deps installs it)")
-	}
-}
 
 type artifacts struct {
 	dir     string
@@ -78,7 +62,7 @@ func (a *artifacts) bundle(t *testing.T, name string, level int64, release strin
 }
 
 func TestRealKernel(t *testing.T) {
-	requireVM(t)
+	vmtest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	k, err := kpkg.Fetch(ctx, testABI, os.Stderr)
@@ -231,7 +215,7 @@ func TestRealKernel(t *testing.T) {
 		g.ok("insmod", "/root/stent_blocker.ko")
 		defer g.run("rmmod", "stent_blocker")
 		// While the transition is pending, status names the blocking thread.
-		bg := g.run("sh", "-c", "stent apply --timeout 6s /root/stall.bundle >/tmp/stall.out 2>/tmp/stall.err; echo $? >/tmp/stall.rc &")
+		bg := g.run("sh", "-c", "(stent apply --timeout 6s /root/stall.bundle >/tmp/stall.out 2>/tmp/stall.err; echo $? >/tmp/stall.rc) &")
 		if bg.Exit != 0 {
 			t.Fatalf("start background apply: %+v", bg)
 		}

@@ -151,6 +151,9 @@ func printPatch(out io.Writer, p patcher.PatchStatus) {
 		if r.Forced {
 			attrs = append(attrs, "FORCED")
 		}
+		if r.Applying {
+			attrs = append(attrs, "being applied by stent")
+		}
 	} else {
 		attrs = append(attrs, "not applied by stent")
 	}
