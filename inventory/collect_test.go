@@ -15,7 +15,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-var now = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+var now = time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 
 // collectFixture runs collect on a fake host tree and blanks what depends
 // on the machine the test runs on (/boot's file system).
