@@ -138,6 +138,9 @@ func read(data []byte) (*File, error) {
 			Addralign: es.Addralign, Entsize: es.Entsize, Size: es.Size, Info: es.Info, index: i,
 		}
 		secs[i] = s
+		if es.Addralign > 1<<20 || es.Addralign&(es.Addralign-1) != 0 {
+			return nil, fmt.Errorf("%w: section %d (%s) has alignment %#x (want a power of two up to 1 MiB)", ErrFormat, i, es.Name, es.Addralign)
+		}
 		switch es.Type {
 		case elf.SHT_NOBITS, elf.SHT_NULL:
 		default:
