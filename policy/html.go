@@ -25,7 +25,7 @@ func (r *Report) chartSVG() string {
 	const W, H, left, bottom, top, right = 960, 300, 60, 40, 20, 150
 	pts := r.Series
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-labelledby="chart-title" id="exposure-chart">`, W, H, W, H)
+	fmt.Fprintf(&b, `<svg width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-labelledby="chart-title" id="exposure-chart">`, W, H, W, H)
 	b.WriteString(`<title id="chart-title">Open exposures by severity per day</title>`)
 	if len(pts) == 0 {
 		b.WriteString(`<text x="20" y="40">no history</text></svg>`)
