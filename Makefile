@@ -31,7 +31,7 @@ demo: deps
 	$(GO) run ./internal/demo
 
 bench: deps
-	$(GO) run ./internal/vmtest/benchapply
+	$(GO) run ./internal/benchapply
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

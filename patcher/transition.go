@@ -81,19 +81,19 @@ func (rt *Runtime) waitApplied(ctx context.Context, name string, opts ApplyOptio
 }
 
 // backoff returns a poll interval generator: transitions usually finish
-// within milliseconds, so polling starts at 1 ms and doubles up to
+// within tens of milliseconds, so the first 200 polls come 1 ms apart
+// (a sysfs read costs microseconds), then the interval doubles up to
 // cfg.Poll.
 func (rt *Runtime) backoff() func() time.Duration {
-	d := time.Millisecond
+	n, d := 0, time.Millisecond
 	return func() time.Duration {
-		cur := d
+		if n++; n <= 200 {
+			return time.Millisecond
+		}
 		if d *= 2; d > rt.cfg.Poll {
 			d = rt.cfg.Poll
 		}
-		if cur > rt.cfg.Poll {
-			cur = rt.cfg.Poll
-		}
-		return cur
+		return d
 	}
 }
 

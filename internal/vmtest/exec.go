@@ -25,6 +25,11 @@ type Result struct {
 	Stdout string
 	Stderr string
 	Exit   int // exit status; 128+n when killed by signal n
+	// Duration is the command's wall time measured in the guest, free of
+	// the control channel's round trip; MaxRSSKB its peak resident set
+	// size (with reaped descendants), from wait4(2).
+	Duration time.Duration
+	MaxRSSKB int64
 }
 
 // ExitError is returned by Exec, Run and Sh when the command exited with a
@@ -75,7 +80,8 @@ func (vm *VM) Exec(ctx context.Context, cmd Cmd) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("guest: %s: %w", strings.Join(cmd.Argv, " "), vm.explain(err))
 	}
-	res := Result{Stdout: string(resp.Stdout), Stderr: string(resp.Stderr), Exit: resp.Exit}
+	res := Result{Stdout: string(resp.Stdout), Stderr: string(resp.Stderr), Exit: resp.Exit,
+		Duration: time.Duration(resp.DurationNS), MaxRSSKB: resp.MaxRSSKB}
 	if resp.Error != "" {
 		return res, fmt.Errorf("guest: %s", resp.Error)
 	}

@@ -220,7 +220,14 @@ func runCommand(req wire.Request) wire.Response {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
+	start := time.Now()
 	err = cmd.Run()
+	resp.DurationNS = time.Since(start).Nanoseconds()
+	if ps := cmd.ProcessState; ps != nil {
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			resp.MaxRSSKB = ru.Maxrss // kilobytes on Linux; includes reaped descendants
+		}
+	}
 	resp.TimedOut = ctx.Err() != nil
 	resp.Stdout, _ = os.ReadFile(stdout.Name())
 	resp.Stderr, _ = os.ReadFile(stderr.Name())

@@ -39,6 +39,10 @@ type Response struct {
 	Stderr   []byte `json:"stderr,omitempty"` // OpRun
 	Exit     int    `json:"exit"`             // OpRun: exit status, 128+n when killed by signal n
 	TimedOut bool   `json:"timed_out,omitempty"`
-	Data     []byte `json:"data,omitempty"`  // OpRead
-	Error    string `json:"error,omitempty"` // the request could not be carried out
+	// OpRun: wall time from start to exit, measured in the guest, and the
+	// peak resident set size of the command and its reaped descendants.
+	DurationNS int64  `json:"duration_ns,omitempty"`
+	MaxRSSKB   int64  `json:"max_rss_kb,omitempty"`
+	Data       []byte `json:"data,omitempty"`  // OpRead
+	Error      string `json:"error,omitempty"` // the request could not be carried out
 }
