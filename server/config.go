@@ -17,7 +17,7 @@ import (
 // configuration file (one "flag = value" a line).
 type Config struct {
 	Listen          string        // HTTPS address
-	MetricsListen   string        // optional plain-HTTP address serving only /metrics
+	MetricsListen   string        // optional plain-HTTP address serving /metrics and /debug/pprof
 	DataDir         string        // database, TLS certificate, bootstrap token
 	DB              string        // postgres:// DSN; empty: SQLite in DataDir
 	TLSCert         string        // PEM certificate; empty: self-signed in DataDir
@@ -47,7 +47,7 @@ func DefaultConfig() Config {
 // BindFlags registers c's fields on fs, with c's values as defaults.
 func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTPS listen address (use :8443 to serve the network)")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "optional plain-HTTP address serving /metrics only")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "optional plain-HTTP address serving /metrics and /debug/pprof (keep it private)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "folder for the SQLite database, the TLS certificate and the bootstrap admin token")
 	fs.StringVar(&c.DB, "db", c.DB, "PostgreSQL DSN (postgres://...); empty: SQLite file in --data-dir")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate; empty: a self-signed one generated in --data-dir")

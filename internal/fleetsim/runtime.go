@@ -8,11 +8,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,7 +81,6 @@ func (r *Runtime) Apply(ctx context.Context, path string) (string, error) {
 			return "", err
 		}
 	}
-	sum := sha256.Sum256(data)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.applies[m.Name]++
@@ -90,7 +90,9 @@ func (r *Runtime) Apply(ctx context.Context, path string) (string, error) {
 			kept = append(kept, p)
 		}
 	}
-	r.patches = append(kept, api.PatchState{Name: m.Name, Level: m.Level, Bundle: hex.EncodeToString(sum[:]), Enabled: true})
+	// The agent names downloads after their sha256.
+	sha := strings.TrimSuffix(filepath.Base(path), ".stb")
+	r.patches = append(kept, api.PatchState{Name: m.Name, Level: m.Level, Bundle: sha, Enabled: true})
 	sort.Slice(r.patches, func(i, j int) bool { return r.patches[i].Name < r.patches[j].Name })
 	return m.Name, nil
 }

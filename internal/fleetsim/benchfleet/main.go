@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,6 +46,7 @@ type options struct {
 	applyDelay  time.Duration
 	moduleSize  int
 	keep        bool
+	profile     string // folder for CPU profiles of both processes
 }
 
 func main() {
@@ -60,6 +62,7 @@ func main() {
 	flag.DurationVar(&o.applyDelay, "apply-delay", 200*time.Millisecond, "simulated apply (transition) time")
 	flag.IntVar(&o.moduleSize, "module-size", 64<<10, "size of the simulated live patch module in the bundle")
 	flag.BoolVar(&o.keep, "keep", false, "keep the server's data folder")
+	flag.StringVar(&o.profile, "profile", "", "write CPU profiles of the server and the simulator for each phase to this folder")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -74,21 +77,65 @@ func logf(format string, args ...any) {
 }
 
 func run(ctx context.Context, o options) error {
+	// The simulated hosts' downloads go to memory when it can: ten
+	// thousand hosts' file churn on a shared disk measures the disk.
+	tmp := ""
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		tmp = "/dev/shm"
+	}
+	agentsDir, err := os.MkdirTemp(tmp, "benchfleet-agents")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(agentsDir)
+	// The server's database stays on disk, as in production.
 	dir, err := os.MkdirTemp("", "benchfleet")
 	if err != nil {
 		return err
 	}
 	if !o.keep {
 		defer os.RemoveAll(dir)
+	} else {
+		logf("server data and log in %s", dir)
 	}
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	args := []string{"--data-dir", filepath.Join(dir, "server"), "--listen", addr, "--checkin-interval", "60s", "--log-level", "warn", "--engine-tick", "250ms"}
+	args := []string{"--data-dir", filepath.Join(dir, "server"), "--listen", addr, "--checkin-interval", "60s", "--log-level", "info", "--engine-tick", "250ms"}
 	if o.db != "" {
 		args = append(args, "--db", o.db)
+	}
+	var mport int
+	if o.profile != "" {
+		if mport, err = freePort(); err != nil {
+			return err
+		}
+		args = append(args, "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", mport))
+		os.MkdirAll(o.profile, 0o755)
+	}
+	// profile records both processes' CPU profiles for d (or until the
+	// returned stop is called) into o.profile/<name>-{server,sim}.pprof.
+	profile := func(name string, d time.Duration) (stop func()) {
+		if o.profile == "" {
+			return func() {}
+		}
+		f, _ := os.Create(filepath.Join(o.profile, name+"-sim.pprof"))
+		pprof.StartCPUProfile(f)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", mport, int(d.Seconds())))
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			g, _ := os.Create(filepath.Join(o.profile, name+"-server.pprof"))
+			io.Copy(g, resp.Body)
+			g.Close()
+		}()
+		return func() { pprof.StopCPUProfile(); f.Close(); <-done }
 	}
 	srv := exec.Command(o.serverBin, args...)
 	srvLog, _ := os.Create(filepath.Join(dir, "server.log"))
@@ -126,7 +173,7 @@ func run(ctx context.Context, o options) error {
 	start := time.Now()
 	fleet, err := fleetsim.Enroll(ctx, fleetsim.Config{
 		Server: url, Fingerprint: fp, EnrollToken: et.Secret, N: o.n, Kernel: kernel, Keys: bundle.NewKeyring(pub),
-		Dir: filepath.Join(dir, "agents"), HealthDelay: o.healthDelay, Spread: o.spread, ApplyDelay: o.applyDelay,
+		Dir: agentsDir, HealthDelay: o.healthDelay, Spread: o.spread, ApplyDelay: o.applyDelay,
 		MaxBackoff: 10 * time.Second, SpreadSources: true, Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -161,12 +208,16 @@ func run(ctx context.Context, o options) error {
 	}
 	time.Sleep(2*o.checkins + 3*time.Second)
 	c0, t1 := scrapeCounter(ctx, hc, url, "stent_server_checkins_total"), time.Now()
-	cpu1 := procCPU(pid)
+	cpu1, sim1 := procCPU(pid), procCPU(os.Getpid())
+	stopProf := profile("checkins", o.measure)
 	time.Sleep(o.measure)
+	stopProf()
 	c1, el := scrapeCounter(ctx, hc, url, "stent_server_checkins_total"), time.Since(t1).Seconds()
 	rate := (c1 - c0) / el
 	loadCPU := (procCPU(pid) - cpu1) / el * 100
-	logf("check-ins: %.0f/s sustained over %.0f s (offered %.0f/s), server CPU %.0f%%, RSS %d MB", rate, el, float64(o.n)/o.checkins.Seconds(), loadCPU, rssMB(pid, "VmRSS"))
+	simCPU := (procCPU(os.Getpid()) - sim1) / el * 100
+	logf("check-ins: %.0f/s sustained over %.0f s (offered %.0f/s), server CPU %.0f%%, simulator CPU %.0f%%, RSS %d MB",
+		rate, el, float64(o.n)/o.checkins.Seconds(), loadCPU, simCPU, rssMB(pid, "VmRSS"))
 	if err := admin.Do(ctx, http.MethodPut, api.PathSettings, api.Settings{CheckinInterval: api.Duration(60 * time.Second)}, nil); err != nil {
 		return err
 	}
@@ -177,6 +228,8 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	stopProf = profile("rollout", 60*time.Second)
+	cpu2, sim2 := procCPU(pid), procCPU(os.Getpid())
 	start = time.Now()
 	var info api.BundleInfo
 	if err := admin.Do(ctx, http.MethodPost, api.PathAdminBundle, data, &info); err != nil {
@@ -206,6 +259,8 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	applied := time.Since(start).Seconds()
+	logf("rollout: server CPU %.0f%%, simulator CPU %.0f%% on average", (procCPU(pid)-cpu2)/applied*100, (procCPU(os.Getpid())-sim2)/applied*100)
+	stopProf()
 	twice := 0
 	for _, h := range fleet.Hosts {
 		if h.Runtime.Applies("lp_bench_cve_2024_1086") != 1 {
