@@ -22,6 +22,8 @@ func progressPrinter(w io.Writer, quiet bool) patcher.Progress {
 	}
 	return func(ev patcher.Event) {
 		switch ev.Step {
+		case "done":
+			// The command prints its own result line.
 		case "transition":
 			names := make([]string, 0, 3)
 			for i, t := range ev.Blockers {

@@ -55,8 +55,8 @@ func (d *demo) guest(argv ...string) (string, error) {
 	if err != nil && !errors.As(err, &ee) {
 		return "", err
 	}
+	fmt.Fprint(d.out, indent(r.Stderr)) // progress comes before the result
 	fmt.Fprint(d.out, indent(r.Stdout))
-	fmt.Fprint(d.out, indent(r.Stderr))
 	if r.Exit != 0 {
 		return r.Stdout, fmt.Errorf("guest %s: exit %d", strings.Join(argv, " "), r.Exit)
 	}
