@@ -1,0 +1,193 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stent-dev/stent/agent"
+	"github.com/stent-dev/stent/api"
+)
+
+func (e *env) client(token string) *api.Client {
+	return &api.Client{BaseURL: e.url, Token: token, HTTP: e.admin.HTTP}
+}
+
+func (e *env) enroll(token, hostname string) (*agent.Credentials, error) {
+	return agent.Enroll(context.Background(), e.admin.HTTP, e.url, api.TLSOptions{Fingerprint: e.fp}, token, hostname, "", nil)
+}
+
+func status(err error) int {
+	if err == nil {
+		return 200
+	}
+	if se, ok := err.(*api.StatusError); ok {
+		return se.Status
+	}
+	return -1
+}
+
+func TestEnrollmentTokens(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	ctx := context.Background()
+	twice := e.enrollToken("stable", 2)
+	for i, want := range []bool{true, true, false} {
+		_, err := e.enroll(twice, "h")
+		if (err == nil) != want {
+			t.Errorf("enrollment #%d with a 2-use token: err = %v, want success %v", i, err, want)
+		}
+	}
+	var short api.Token
+	e.do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "short", TTL: api.Duration(300 * time.Millisecond)}, &short)
+	time.Sleep(400 * time.Millisecond)
+	if _, err := e.enroll(short.Secret, "h"); err == nil {
+		t.Errorf("enrollment with an expired token succeeded")
+	}
+	var rev api.Token
+	e.do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "rev"}, &rev)
+	e.do(http.MethodDelete, api.PathEnrollToken+"/"+rev.ID, nil, nil)
+	if _, err := e.enroll(rev.Secret, "h"); err == nil {
+		t.Errorf("enrollment with a revoked token succeeded")
+	}
+	if _, err := e.enroll("ste_made_up", "h"); err == nil {
+		t.Errorf("enrollment with an unknown token succeeded")
+	}
+	// Labels and channel come from the token, merged with the host's.
+	var lt api.Token
+	e.do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "l", Channel: "canary", Labels: map[string]string{"dc": "fra"}}, &lt)
+	c, err := agent.Enroll(ctx, e.admin.HTTP, e.url, api.TLSOptions{Fingerprint: e.fp}, lt.Secret, "web-9", "", map[string]string{"role": "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Channel != "canary" || c.Labels["dc"] != "fra" || c.Labels["role"] != "web" {
+		t.Errorf("enrolled host channel %q labels %v, want canary with dc=fra and role=web", c.Channel, c.Labels)
+	}
+}
+
+func TestCredentials(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	ctx := context.Background()
+	tok := e.enrollToken("stable", 0)
+	a, err := e.enroll(tok, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostA := e.client(a.Credential)
+	sync := func(c *api.Client) error {
+		return c.Do(ctx, http.MethodPost, api.PathSync, api.Checkin{KernelRelease: kernel, Health: api.HealthOK}, &api.SyncResponse{})
+	}
+	var tv, to api.Token
+	e.do(http.MethodPost, api.PathTokens, api.TokenRequest{Name: "v", Role: api.RoleViewer}, &tv)
+	e.do(http.MethodPost, api.PathTokens, api.TokenRequest{Name: "o", Role: api.RoleOperator}, &to)
+	var expiring api.Token
+	e.do(http.MethodPost, api.PathTokens, api.TokenRequest{Name: "x", Role: api.RoleAdmin, TTL: api.Duration(300 * time.Millisecond)}, &expiring)
+	viewer, operator := e.client(tv.Secret), e.client(to.Secret)
+
+	tests := []struct {
+		name   string
+		call   func() error
+		status int
+	}{
+		{"host syncs", func() error { return sync(hostA) }, 200},
+		{"no credential", func() error { return sync(e.client("")) }, 401},
+		{"unknown host credential", func() error { return sync(e.client("sth_bogus")) }, 401},
+		{"garbage credential", func() error { return sync(e.client("hello")) }, 401},
+		{"host on admin API", func() error { return hostA.Get(ctx, api.PathHosts, &[]api.Host{}) }, 403},
+		{"admin token on agent API", func() error { return sync(e.admin) }, 403},
+		{"viewer reads fleet", func() error { return viewer.Get(ctx, api.PathFleet, &api.FleetStatus{}) }, 200},
+		{"viewer cannot roll out", func() error {
+			return viewer.Do(ctx, http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: "x"}, nil)
+		}, 403},
+		{"viewer cannot create enrollment tokens", func() error {
+			return viewer.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "n"}, nil)
+		}, 403},
+		{"operator creates enrollment tokens", func() error {
+			return operator.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "n"}, &api.Token{})
+		}, 200},
+		{"operator cannot create admin tokens", func() error {
+			return operator.Do(ctx, http.MethodPost, api.PathTokens, api.TokenRequest{Name: "n", Role: api.RoleAdmin}, nil)
+		}, 403},
+		{"operator cannot revoke hosts", func() error { return operator.Do(ctx, http.MethodDelete, api.PathHosts+"/"+a.HostID, nil, nil) }, 403},
+		{"expired admin token", func() error {
+			time.Sleep(400 * time.Millisecond)
+			return e.client(expiring.Secret).Get(ctx, api.PathFleet, &api.FleetStatus{})
+		}, 401},
+	}
+	for _, tt := range tests {
+		if got := status(tt.call()); got != tt.status {
+			t.Errorf("%s: status %d, want %d", tt.name, got, tt.status)
+		}
+	}
+
+	// Revocation takes effect at once, for hosts and admin tokens.
+	e.do(http.MethodDelete, api.PathHosts+"/"+a.HostID, nil, nil)
+	if got := status(sync(hostA)); got != 401 {
+		t.Errorf("sync after host revocation: status %d, want 401", got)
+	}
+	e.do(http.MethodDelete, api.PathTokens+"/"+tv.ID, nil, nil)
+	if got := status(viewer.Get(ctx, api.PathFleet, &api.FleetStatus{})); got != 401 {
+		t.Errorf("viewer after revocation: status %d, want 401", got)
+	}
+	var audit []api.AuditEntry
+	e.do(http.MethodGet, api.PathAudit+"?action=host.revoke", nil, &audit)
+	if len(audit) != 1 || audit[0].Target != a.HostID {
+		t.Errorf("audit host.revoke = %+v, want one entry for %s", audit, a.HostID)
+	}
+}
+
+// TestHostIsolation: a host's calls only ever touch its own rows, whatever
+// it puts in the body.
+func TestHostIsolation(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	ctx := context.Background()
+	f := e.fleet(3, "stable", nil)
+	e.waitHosts(3)
+	// A fourth host in another channel, outside the rollout.
+	other, err := e.enroll(e.enrollToken("canary", 0), "outsider")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outsider := e.client(other.Credential)
+	if err := outsider.Do(ctx, http.MethodPost, api.PathSync, api.Checkin{KernelRelease: kernel, Health: api.HealthOK}, &api.SyncResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range f.Hosts {
+		h.Runtime.ApplyDelay = time.Hour // stay "released" so a forged report would show
+	}
+	b := e.publish("lp_iso", 1, true, 512)
+	var r api.Rollout
+	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 3}, &r)
+	// The outsider claims to have failed in that rollout.
+	var resp api.ReportResponse
+	err = outsider.Do(ctx, http.MethodPost, api.PathReport, api.Report{RequestID: "forged", Action: api.ActionApply, Rollout: r.ID,
+		Name: "lp_iso", Result: api.ResultFailed, Error: "forged", At: time.Now()}, &resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = e.rollout(r.ID)
+	if r.Counts.Failed != 0 || r.State != api.RolloutRunning {
+		t.Errorf("after a forged report from a host outside the rollout: counts %+v state %s, want nothing failed", r.Counts, r.State)
+	}
+	// Its desired state is its own: nothing.
+	var sr api.SyncResponse
+	if err := outsider.Do(ctx, http.MethodPost, api.PathSync, api.Checkin{KernelRelease: kernel}, &sr); err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Desired.Patches) != 0 {
+		t.Errorf("outsider's desired state = %+v, want empty", sr.Desired)
+	}
+	// Bundles are readable by enrolled hosts, not by strangers.
+	if got := status(download(outsider, api.PathBundles+b.SHA256)); got != 200 {
+		t.Errorf("enrolled host downloading a bundle: status %d, want 200", got)
+	}
+	if got := status(download(e.client(""), api.PathBundles+b.SHA256)); got != 401 {
+		t.Errorf("anonymous bundle download: status %d, want 401", got)
+	}
+}
+
+func download(c *api.Client, path string) error {
+	_, _, err := c.Download(context.Background(), path, 0, io.Discard)
+	return err
+}
