@@ -234,8 +234,9 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", strconv.Quote(sha))
 	w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
-	http.ServeContent(w, r, sha+".stb", b.Published, bytes.NewReader(data))
-	s.met.bundleBytes.Add(float64(len(data)))
+	cw := &countingWriter{ResponseWriter: w}
+	http.ServeContent(cw, r, sha+".stb", b.Published, bytes.NewReader(data))
+	s.met.bundleBytes.Add(float64(cw.n))
 	return nil
 }
 
@@ -244,4 +245,15 @@ func (s *Server) kickEngine() {
 	case s.kick <- struct{}{}:
 	default:
 	}
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
 }

@@ -35,6 +35,7 @@ type env struct {
 	cancel context.CancelFunc
 	done   chan error
 	dir    string
+	o      envOpt
 }
 
 type envOpt struct {
@@ -42,6 +43,7 @@ type envOpt struct {
 	interval time.Duration
 	dataDir  string
 	dsn      string
+	throttle int // bytes per second the server sends on each connection; 0: no limit
 }
 
 func testLog(t *testing.T) *slog.Logger {
@@ -59,31 +61,16 @@ func startEnv(t *testing.T, o envOpt) *env {
 	if o.dataDir == "" {
 		o.dataDir = t.TempDir()
 	}
-	cfg := server.DefaultConfig()
-	cfg.DataDir = o.dataDir
-	cfg.DB = o.dsn
-	if o.engine == store.Postgres && cfg.DB == "" {
-		cfg.DB = storetest.DSN(t, store.Postgres)
+	if o.engine == store.Postgres && o.dsn == "" {
+		o.dsn = storetest.DSN(t, store.Postgres)
 	}
-	cfg.CheckinInterval = o.interval
-	if cfg.CheckinInterval == 0 {
-		cfg.CheckinInterval = 5 * time.Second
+	if o.interval == 0 {
+		o.interval = 5 * time.Second
 	}
-	cfg.EngineTick = 100 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: testLog(t)})
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, srv: srv, url: "https://" + ln.Addr().String(), fp: srv.Fingerprint(), cancel: cancel, done: make(chan error, 1), dir: o.dataDir}
-	go func() { e.done <- srv.Serve(ctx, ln) }()
+	e := &env{t: t, o: o, dir: o.dataDir}
+	e.start("127.0.0.1:0")
 	t.Cleanup(e.stop)
-	tok, err := os.ReadFile(srv.BootstrapTokenFile())
+	tok, err := os.ReadFile(e.srv.BootstrapTokenFile())
 	if err != nil {
 		t.Fatalf("bootstrap token: %v", err)
 	}
@@ -97,12 +84,88 @@ func startEnv(t *testing.T, o envOpt) *env {
 	return e
 }
 
+// start runs a server on the env's data folder, listening on addr.
+func (e *env) start(addr string) {
+	e.t.Helper()
+	cfg := server.DefaultConfig()
+	cfg.DataDir, cfg.DB, cfg.CheckinInterval = e.o.dataDir, e.o.dsn, e.o.interval
+	cfg.EngineTick = 100 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, server.Options{Log: testLog(e.t)})
+	if err != nil {
+		cancel()
+		e.t.Fatalf("server.New: %v", err)
+	}
+	var ln net.Listener
+	for i := 0; ; i++ {
+		if ln, err = net.Listen("tcp", addr); err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		cancel()
+		e.t.Fatal(err)
+	}
+	if e.o.throttle > 0 {
+		ln = &throttledListener{Listener: ln, rate: e.o.throttle}
+	}
+	e.srv, e.cancel, e.done = srv, cancel, make(chan error, 1)
+	e.url, e.fp = "https://"+ln.Addr().String(), srv.Fingerprint()
+	go func() { e.done <- srv.Serve(ctx, ln) }()
+}
+
+// restart stops the server and starts it again on the same address and
+// data, as an operator would.
+func (e *env) restart(down time.Duration) {
+	e.t.Helper()
+	addr := strings.TrimPrefix(e.url, "https://")
+	e.stop()
+	time.Sleep(down)
+	e.start(addr)
+}
+
 func (e *env) stop() {
 	if e.cancel != nil {
 		e.cancel()
 		<-e.done
 		e.cancel = nil
 	}
+}
+
+// throttledListener slows every connection's writes to rate bytes/s, so a
+// download takes long enough to be interrupted.
+type throttledListener struct {
+	net.Listener
+	rate int
+}
+
+func (l *throttledListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &throttledConn{Conn: c, rate: l.rate}, nil
+}
+
+type throttledConn struct {
+	net.Conn
+	rate int
+}
+
+func (c *throttledConn) Write(b []byte) (int, error) {
+	written := 0
+	for len(b) > 0 {
+		n := min(len(b), 4096)
+		m, err := c.Conn.Write(b[:n])
+		written += m
+		if err != nil {
+			return written, err
+		}
+		b = b[n:]
+		time.Sleep(time.Duration(n) * time.Second / time.Duration(c.rate))
+	}
+	return written, nil
 }
 
 func (e *env) do(method, path string, in, out any) {

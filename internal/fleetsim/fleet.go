@@ -60,6 +60,9 @@ type Fleet struct {
 	Hosts []*Host
 }
 
+// Config returns the fleet's configuration.
+func (f *Fleet) Config() Config { return f.cfg }
+
 // Enroll creates the fleet's hosts and enrolls each with the server.
 func Enroll(ctx context.Context, cfg Config) (*Fleet, error) {
 	if cfg.Concurrency <= 0 {

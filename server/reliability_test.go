@@ -1,0 +1,336 @@
+package server_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/bundle"
+	"github.com/stent-dev/stent/internal/fleetsim"
+	"github.com/stent-dev/stent/store"
+	"github.com/stent-dev/stent/store/storetest"
+)
+
+// buildServer compiles cmd/stent-server for tests that need a real process
+// to kill.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "stent-server")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out, err := exec.Command(gobin, "build", "-o", bin, "github.com/stent-dev/stent/cmd/stent-server").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build stent-server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proc is a stent-server process.
+type proc struct {
+	cmd  *exec.Cmd
+	args []string
+	bin  string
+	log  string
+}
+
+func startProc(t *testing.T, bin, logPath string, args []string) *proc {
+	t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p := &proc{cmd: cmd, args: args, bin: bin, log: logPath}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	return p
+}
+
+func waitPort(t *testing.T, addr string) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s", addr)
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServerKilledMidRollout kills the server process with SIGKILL while a
+// rollout is between waves and starts it again: the rollout completes, no
+// host is lost and none applied the patch twice.
+func TestServerKilledMidRollout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a server process")
+	}
+	bin := buildServer(t)
+	for _, eng := range storetest.Engines {
+		t.Run(eng, func(t *testing.T) {
+			dir, addr := t.TempDir(), freeAddr(t)
+			args := []string{"--data-dir", dir, "--listen", addr, "--checkin-interval", "3s", "--engine-tick", "100ms", "--log-level", "debug"}
+			if eng == store.Postgres {
+				args = append(args, "--db", storetest.DSN(t, store.Postgres))
+			}
+			logPath := filepath.Join(dir, "server.log")
+			p := startProc(t, bin, logPath, args)
+			waitPort(t, addr)
+			e := &env{t: t, url: "https://" + addr, dir: dir}
+			fpOut, err := exec.Command(bin, "fingerprint", "--data-dir", dir).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.fp = strings.TrimSpace(string(fpOut))
+			tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hc, _ := api.NewHTTPClient(api.TLSOptions{Fingerprint: e.fp})
+			e.admin = &api.Client{BaseURL: e.url, Token: strings.TrimSpace(string(tok)), HTTP: hc}
+			pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+			e.key, e.keys = priv, bundle.NewKeyring(pub)
+
+			const n = 60
+			f := e.fleet(n, "stable", func(c *fleetsim.Config) {
+				c.ApplyDelay, c.HealthDelay, c.Spread = 200*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
+			})
+			e.waitHosts(n)
+			b := e.publish("lp_crash", 1, true, 8192)
+			var r api.Rollout
+			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 3, Waves: []int{20, 60, 100}}, &r)
+			e.waitFor(30*time.Second, "wave 2 under way", func() bool {
+				r = e.rollout(r.ID)
+				return r.Wave >= 2 && r.Counts.Applied > 12
+			})
+			if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			p.cmd.Wait()
+			t.Logf("killed the server at wave %d with %d of %d applied", r.Wave, r.Counts.Applied, n)
+			time.Sleep(time.Second)
+			startProc(t, bin, logPath, args)
+			waitPort(t, addr)
+			r = e.waitState(r.ID, api.RolloutCompleted, 60*time.Second)
+			if r.Counts.Target != n || r.Counts.Healthy != n {
+				t.Errorf("after restart: counts %+v, want all %d hosts healthy", r.Counts, n)
+			}
+			for _, h := range f.Hosts {
+				if got := h.Runtime.Applies("lp_crash"); got != 1 {
+					t.Errorf("%s applied lp_crash %d times, want 1", h.Name, got)
+				}
+			}
+			var audit []api.AuditEntry
+			e.do(http.MethodGet, api.PathAudit+"?action=host.apply&limit=1000", nil, &audit)
+			if len(audit) != n {
+				t.Errorf("audit log has %d host.apply entries, want %d (one per host)", len(audit), n)
+			}
+		})
+	}
+}
+
+// TestAgentResumesDownload stops an agent in the middle of a slow
+// download and starts it again: it resumes with a range request instead of
+// starting over.
+func TestAgentResumesDownload(t *testing.T) {
+	const size = 1 << 20
+	e := startEnv(t, envOpt{throttle: 512 << 10})
+	f := e.fleet(1, "stable", nil)
+	e.waitHosts(1)
+	h := f.Hosts[0]
+	b := e.publish("lp_big", 1, true, size)
+	var r api.Rollout
+	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 1}, &r)
+	part := filepath.Join(f.Config().Dir, h.Name, "downloads", b.SHA256+".stb.part")
+	var got int64
+	e.waitFor(20*time.Second, "a partial download", func() bool {
+		st, err := os.Stat(part)
+		if err == nil {
+			got = st.Size()
+		}
+		return got > size/4
+	})
+	f.StopHost(h)
+	st, err := os.Stat(part)
+	if err != nil || st.Size() == 0 || st.Size() >= b.Size {
+		t.Fatalf("after stopping the agent: partial file %v, %v; want part of %d bytes", st, err, b.Size)
+	}
+	kept := st.Size()
+	f.StartHost(context.Background(), h)
+	e.waitState(r.ID, api.RolloutCompleted, 30*time.Second)
+	if n := h.Runtime.Applies("lp_big"); n != 1 {
+		t.Errorf("applies = %d, want 1", n)
+	}
+	served := counter(t, e, "stent_server_bundle_bytes_served_total")
+	// Resumed: served about one bundle, not the kept part twice.
+	if served > float64(b.Size)+float64(kept)/2 {
+		t.Errorf("server sent %.0f bytes for a %d-byte bundle with %d bytes kept by the agent: the download started over", served, b.Size, kept)
+	}
+	t.Logf("kept %d bytes, server sent %.0f in all for %d", kept, served, b.Size)
+}
+
+func counter(t *testing.T, e *env, name string) float64 {
+	t.Helper()
+	mfs, err := e.srv.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestTamperedBundleRefused: bundles that do not verify reach agents, and
+// every agent refuses them, reports it, and loads nothing.
+func TestTamperedBundleRefused(t *testing.T) {
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, e *env) api.BundleInfo
+		want   string
+	}{
+		{"signed by an untrusted key", func(t *testing.T, e *env) api.BundleInfo {
+			_, other, _ := ed25519.GenerateKey(rand.Reader)
+			data, err := fleetsim.MakeBundle(other, "lp_evil", kernel, 1, true, 2048)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var info api.BundleInfo
+			e.do(http.MethodPost, api.PathAdminBundle, data, &info)
+			return info
+		}, "not among"},
+		{"altered in the server's store", func(t *testing.T, e *env) api.BundleInfo {
+			info := e.publish("lp_evil", 1, true, 2048)
+			db, err := sql.Open("sqlite", filepath.Join(e.dir, "stent.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var data []byte
+			if err := db.QueryRow(`SELECT data FROM bundles WHERE sha256 = ?`, info.SHA256).Scan(&data); err != nil {
+				t.Fatal(err)
+			}
+			data[len(data)-10] ^= 0xff
+			if _, err := db.Exec(`UPDATE bundles SET data = ? WHERE sha256 = ?`, data, info.SHA256); err != nil {
+				t.Fatal(err)
+			}
+			return info
+		}, "hash to"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := startEnv(t, envOpt{})
+			const n = 5
+			f := e.fleet(n, "stable", nil)
+			e.waitHosts(n)
+			info := tt.tamper(t, e)
+			var r api.Rollout
+			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: info.SHA256, Canary: n, MaxFailurePct: 50}, &r)
+			r = e.waitState(r.ID, api.RolloutHalted, 20*time.Second)
+			full := e.rollout(r.ID)
+			for _, rh := range full.Hosts {
+				if rh.State != api.HostRefused || !strings.Contains(rh.Error, tt.want) {
+					t.Errorf("%s: state %s error %q, want refused mentioning %q", rh.Hostname, rh.State, rh.Error, tt.want)
+				}
+			}
+			for _, h := range f.Hosts {
+				if h.Runtime.Applies("lp_evil") != 0 {
+					t.Errorf("%s loaded the bad bundle", h.Name)
+				}
+			}
+			var audit []api.AuditEntry
+			e.do(http.MethodGet, api.PathAudit+"?action=host.apply", nil, &audit)
+			refused := 0
+			for _, a := range audit {
+				if strings.Contains(string(a.Detail), `"result":"refused"`) {
+					refused++
+				}
+			}
+			if refused != n {
+				t.Errorf("audit log has %d refused applies, want %d", refused, n)
+			}
+		})
+	}
+}
+
+// TestServerDownAgentsRecover: with the server gone, agents keep their
+// patches (and a host that reboots gets its persisted patch back from its
+// own runtime); when the server returns they reconnect by themselves and
+// report the reboot.
+func TestServerDownAgentsRecover(t *testing.T) {
+	e := startEnv(t, envOpt{interval: 2 * time.Second})
+	const n = 8
+	f := e.fleet(n, "stable", nil)
+	e.waitHosts(n)
+	b := e.publish("lp_keep", 1, true, 1024)
+	var r api.Rollout
+	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 2}, &r)
+	e.waitState(r.ID, api.RolloutCompleted, 20*time.Second)
+
+	addr := strings.TrimPrefix(e.url, "https://")
+	e.stop()
+	down := time.Now()
+	// One host reboots while the server is away; its runtime reloads the
+	// persisted patch at boot.
+	rb := f.Hosts[0]
+	f.StopHost(rb)
+	rb.Runtime.Reboot(true)
+	f.StartHost(context.Background(), rb)
+	time.Sleep(3 * time.Second)
+	for _, h := range f.Hosts {
+		if !h.Runtime.Loaded("lp_keep") {
+			t.Errorf("%s lost lp_keep while the server was down", h.Name)
+		}
+	}
+	e.start(addr)
+	e.waitFor(20*time.Second, "every host back", func() bool {
+		var hs []api.Host
+		e.do(http.MethodGet, api.PathHosts, nil, &hs)
+		back := 0
+		for _, h := range hs {
+			if h.LastSeen.After(down.Add(time.Second)) {
+				back++
+			}
+		}
+		return back == n
+	})
+	var audit []api.AuditEntry
+	e.do(http.MethodGet, api.PathAudit+"?action=host.reboot", nil, &audit)
+	if len(audit) != 1 {
+		t.Errorf("audit has %d host.reboot entries, want 1", len(audit))
+	}
+	for _, h := range f.Hosts {
+		if got := h.Runtime.Applies("lp_keep"); got != 1 {
+			t.Errorf("%s applied lp_keep %d times, want 1", h.Name, got)
+		}
+	}
+	_ = fmt.Sprint()
+}
