@@ -1,6 +1,8 @@
 package elfdiff
 
 import (
+	"bytes"
+	"debug/dwarf"
 	"debug/elf"
 	"regexp"
 	"sort"
@@ -19,6 +21,8 @@ type object struct {
 	cold    map[*Symbol]*Symbol    // parent function -> its .cold part
 	parent  map[*Symbol]*Symbol    // .cold part -> parent
 	special []*Section             // special sections present
+
+	declLines map[string]int64 // function name -> DW_AT_decl_line, from DWARF
 }
 
 func index(f *File) *object {
@@ -198,6 +202,57 @@ func stripNumbers(name string) string {
 		return name
 	}
 	return numSuffix.ReplaceAllString(name, "")
+}
+
+// declLine returns the source line a function is declared on, from the
+// object's DWARF, or false when the object has none.
+func (o *object) declLine(name string) (int64, bool) {
+	if o.declLines == nil {
+		o.declLines = declLines(o.f.raw)
+	}
+	base, _, _ := strings.Cut(name, ".")
+	l, ok := o.declLines[base]
+	return l, ok
+}
+
+// declLines reads DW_AT_decl_line of every function defined in the
+// object. Any trouble reading DWARF yields an empty map: callers then
+// treat differing line numbers as real changes.
+func declLines(raw []byte) (m map[string]int64) {
+	m = map[string]int64{}
+	defer func() {
+		if recover() != nil {
+			m = map[string]int64{}
+		}
+	}()
+	ef, err := elf.NewFile(bytes.NewReader(raw))
+	if err != nil {
+		return m
+	}
+	dw, err := ef.DWARF()
+	if err != nil {
+		return m
+	}
+	r := dw.Reader()
+	for {
+		e, err := r.Next()
+		if err != nil || e == nil {
+			return m
+		}
+		if e.Tag == dwarf.TagSubprogram {
+			name, _ := e.Val(dwarf.AttrName).(string)
+			line, ok := e.Val(dwarf.AttrDeclLine).(int64)
+			decl, _ := e.Val(dwarf.AttrDeclaration).(bool)
+			if name != "" && ok && !decl {
+				if _, seen := m[name]; !seen {
+					m[name] = line
+				}
+			}
+		}
+		if e.Children && e.Tag != dwarf.TagCompileUnit {
+			r.SkipChildren()
+		}
+	}
 }
 
 // hasFentry reports whether function s starts with a call to __fentry__,

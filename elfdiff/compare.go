@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -40,6 +41,8 @@ func isFreshStatic(s *Symbol) bool {
 	}
 	return false
 }
+
+var fileLine = regexp.MustCompile(`([A-Za-z0-9_./-]+\.[chS]):[0-9]+`)
 
 // sectionRef is where a relocation leads when no symbol covers the spot.
 type sectionRef struct {
@@ -82,7 +85,12 @@ func (d *differ) sameTarget(ps *Section, rp Reloc, os *Section, ro Reloc) bool {
 		if isStrings(sp) {
 			a, ok1 := cstring(sp.Data, offp)
 			b, ok2 := cstring(so.Data, offo)
-			return ok1 && ok2 && bytes.Equal(a, b) && rp.Addend-offp == ro.Addend-offo
+			if !ok1 || !ok2 || rp.Addend-offp != ro.Addend-offo {
+				return false
+			}
+			// "file.c:402" in a message built with __stringify(__LINE__)
+			// moves with the lines too.
+			return bytes.Equal(a, b) || bytes.Equal(fileLine.ReplaceAll(a, []byte("$1:#")), fileLine.ReplaceAll(b, []byte("$1:#")))
 		}
 		if offp != offo || sp.Size != so.Size {
 			return false
@@ -165,7 +173,7 @@ func (d *differ) compareFunc(p, o *Symbol) change {
 	result := unchanged
 	bp, bo := bytesOf(p), bytesOf(o)
 	if !bytes.Equal(bp, bo) {
-		if !d.lineOnlyCode(p, bp, bo) {
+		if !d.lineOnlyCode(p, o, bp, bo) {
 			return changed
 		}
 		result = lineOnly
@@ -179,19 +187,35 @@ func (d *differ) compareFunc(p, o *Symbol) change {
 	return result
 }
 
-// lineOnlyCode reports whether code bp differs from bo only in the
-// immediate operands of instructions loading a 32-bit constant into an
-// argument register, in a function that calls one of lineFuncs.
-func (d *differ) lineOnlyCode(p *Symbol, bp, bo []byte) bool {
-	callsLine := false
-	for _, r := range d.p.relocsOf(p) {
-		if lineFuncs[r.Sym.Name] {
-			callsLine = true
+// lineOnlyCode reports whether code bp (patched function p) differs from
+// bo (original o) only in immediate operands that are __LINE__ numbers:
+// every differing instruction moves a 32-bit constant, and every such
+// constant moved by the distance the function itself moved in the source
+// (DW_AT_decl_line). Without DWARF, only arguments of lineFuncs qualify,
+// all moved by one distance.
+func (d *differ) lineOnlyCode(p, o *Symbol, bp, bo []byte) bool {
+	shift, known := int64(0), false
+	if lp, ok := d.p.declLine(p.Name); ok {
+		if lo, ok := d.o.declLine(o.Name); ok {
+			shift, known = lp-lo, true
 		}
 	}
-	if !callsLine {
+	if known && shift == 0 {
 		return false
 	}
+	if !known {
+		callsLine := false
+		for _, r := range d.p.relocsOf(p) {
+			if lineFuncs[r.Sym.Name] {
+				callsLine = true
+			}
+		}
+		if !callsLine {
+			return false
+		}
+	}
+	var delta int64
+	seen := false
 	for pos := 0; pos < len(bp); {
 		ip, err1 := x86asm.Decode(bp[pos:], 64)
 		io, err2 := x86asm.Decode(bo[pos:], 64)
@@ -200,31 +224,37 @@ func (d *differ) lineOnlyCode(p *Symbol, bp, bo []byte) bool {
 		}
 		n := ip.Len
 		if !bytes.Equal(bp[pos:pos+n], bo[pos:pos+n]) {
-			if !isLineImm(ip) || ip.Op != io.Op || ip.Args[0] != io.Args[0] {
+			a, ok1 := lineImm(ip)
+			b, ok2 := lineImm(io)
+			if !ok1 || !ok2 || ip.Op != io.Op || ip.Args[0] != io.Args[0] {
 				return false
 			}
+			dl := a - b
+			if known && dl != shift || seen && dl != delta {
+				return false
+			}
+			delta, seen = dl, true
 		}
 		pos += n
 	}
 	return true
 }
 
-func isLineImm(in x86asm.Inst) bool {
+// lineImm returns the constant a MOV of an immediate loads, when it could
+// be a line number.
+func lineImm(in x86asm.Inst) (int64, bool) {
 	if in.Op != x86asm.MOV {
-		return false
+		return 0, false
 	}
-	reg, ok := in.Args[0].(x86asm.Reg)
-	if !ok {
-		return false
+	imm, ok := in.Args[1].(x86asm.Imm)
+	if !ok || imm <= 0 || imm > 1<<20 {
+		return 0, false
 	}
-	if _, ok := in.Args[1].(x86asm.Imm); !ok {
-		return false
+	switch in.Args[0].(type) {
+	case x86asm.Reg, x86asm.Mem:
+		return int64(imm), true
 	}
-	switch reg {
-	case x86asm.ESI, x86asm.EDX, x86asm.ECX, x86asm.R8L, x86asm.R8W, x86asm.R8, x86asm.EDI:
-		return true
-	}
-	return false
+	return 0, false
 }
 
 // entry is one special-section entry tied to a function.

@@ -364,6 +364,9 @@ func (b *builder) specialEntries() (int, error) {
 			if start+uint64(sp.size) > uint64(len(sec.Data)) {
 				return 0, fmt.Errorf("%s: %s entry at %#x runs past the section", b.d.opts.File, sec.Name, start)
 			}
+			if b.dropModuleKeyEntry(sec, start) {
+				continue
+			}
 			if sp.carve != "" {
 				e := entry{sec: sec, sp: sp, start: start}
 				if rg, cs, ok := carvedRange(b.d.p, e); ok && rg[1] > rg[0] {
@@ -386,29 +389,76 @@ func (b *builder) specialEntries() (int, error) {
 			if err := b.convert(p); err != nil {
 				return 0, err
 			}
-			b.checkKeys(sec, p)
 			added++
 		}
 	}
 	return added, nil
 }
 
-// checkKeys refuses jump labels and static calls in carried code whose key
-// lives in a module: the kernel sets those entries up when the patch module
-// loads, before livepatch relocations to other modules are written.
-func (b *builder) checkKeys(sec *Section, p *placed) {
-	if sec.Name != "__jump_table" && sec.Name != ".static_call_sites" {
-		return
+// dropModuleKeyEntry handles jump labels and static calls in carried code
+// whose key lives in a module (the patched module or one it uses). The
+// kernel sets those entries up when the patch module loads, before
+// livepatch relocations to other modules are written, so they cannot be
+// carried. A tracepoint's jump label is dropped, leaving the tracepoint off
+// in the new copy of the function (a warning says so); a static call site is
+// dropped, leaving the call to go through the key's trampoline, which the
+// kernel keeps current; any other static key is refused.
+func (b *builder) dropModuleKeyEntry(sec *Section, start uint64) bool {
+	keyOff := map[string]uint64{"__jump_table": 8, ".static_call_sites": 4}
+	off, ok := keyOff[sec.Name]
+	if !ok {
+		return false
 	}
-	for _, r := range p.out.Relocs {
-		if r.Offset < p.at || r.Offset >= p.at+(p.end-p.start) {
+	for _, r := range sec.Relocs {
+		if r.Offset != start+off {
 			continue
 		}
-		n := r.Sym.Name
-		if strings.HasPrefix(n, ".klp.sym.") && !strings.HasPrefix(n, ".klp.sym.vmlinux.") {
-			b.d.refuse(RuleModuleKey, n, "carried code uses a static key or static call of a module through "+sec.Name+", which the kernel resolves before the module's livepatch relocations", "rewrite the fix without the static branch (use static_key_enabled()) or reboot into a fixed kernel")
+		t, _ := b.d.p.target(sec, r)
+		if t == nil || b.mustInclude(t) {
+			return false
+		}
+		name := t.Name
+		if o := b.d.twin[t]; o != nil {
+			name = o.Name
+		}
+		if !b.moduleSymbol(t, name) {
+			return false
+		}
+		fn := ""
+		for _, a := range sec.Relocs {
+			if a.Offset == start {
+				if f, _ := b.d.p.target(sec, a); f != nil {
+					fn = f.Name
+				}
+			}
+		}
+		switch {
+		case sec.Name == ".static_call_sites":
+			return true
+		case strings.HasPrefix(name, "__tracepoint_"):
+			b.warnings = append(b.warnings, fmt.Sprintf("%s: tracepoint %s stays off in the patched %s (its key lives in module %s)",
+				b.d.opts.File, strings.TrimPrefix(name, "__tracepoint_"), fn, b.d.opts.Object))
+			return true
+		default:
+			b.d.refuse(RuleModuleKey, name, fmt.Sprintf("%s uses static key %s of a module through %s, which the kernel sets up before the module's livepatch relocations are written", fn, name, sec.Name),
+				"rewrite the fix to test the key with static_key_enabled() instead of a static branch, or reboot into a fixed kernel")
+			return true
 		}
 	}
+	return false
+}
+
+// moduleSymbol reports whether carried code reaches s (original name
+// name) in a module rather than in vmlinux.
+func (b *builder) moduleSymbol(s *Symbol, name string) bool {
+	if b.d.opts.Object == "vmlinux" {
+		return false
+	}
+	if s.Section != nil || (b.d.opts.Symtab != nil && b.d.opts.Symtab.Has(name)) {
+		return true
+	}
+	owner, ok := b.d.opts.Exported(name)
+	return ok && owner != "vmlinux"
 }
 
 // checkUnknownSpecials refuses sections the builder does not know that tie

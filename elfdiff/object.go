@@ -40,6 +40,8 @@ type File struct {
 	Flags    uint32
 	Sections []*Section // Sections[0] is the null section
 	Symbols  []*Symbol  // Symbols[0] is the null symbol
+
+	raw []byte // the bytes Read parsed, for DWARF
 }
 
 // Section is one section. Symbol tables, string tables and relocation
@@ -121,7 +123,7 @@ func read(data []byte) (*File, error) {
 	if ef.Type != elf.ET_REL {
 		return nil, fmt.Errorf("%w: type %v, want a relocatable object (ET_REL)", ErrFormat, ef.Type)
 	}
-	f := &File{Machine: ef.Machine, OSABI: ef.OSABI}
+	f := &File{Machine: ef.Machine, OSABI: ef.OSABI, raw: data}
 	if len(data) >= 0x34 {
 		f.Flags = binary.LittleEndian.Uint32(data[0x30:])
 	}

@@ -1,0 +1,121 @@
+package build
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stent-dev/stent/elfdiff"
+	"github.com/stent-dev/stent/internal/kpkg"
+	"github.com/stent-dev/stent/internal/vmtest"
+)
+
+// realObjects are kernel files with plenty of special sections: bug table,
+// exception tables, jump labels, alternatives, static calls, retpoline and
+// return sites, ORC, paravirt, per-CPU data, lockdep keys, dynamic debug.
+var realObjects = []string{
+	"fs/proc/base.c", "fs/namei.c", "kernel/fork.c", "kernel/sched/core.c",
+	"mm/memory.c", "net/ipv4/tcp.c", "kernel/workqueue.c", "arch/x86/kernel/process.c",
+	"fs/ext4/inode.c", "lib/iov_iter.c",
+}
+
+// prepared returns the prepared tree of the test kernel, skipping the test
+// when it cannot be had.
+func prepared(t *testing.T, ctx context.Context) (*kpkg.Kernel, *Tree, string) {
+	t.Helper()
+	k := vmtest.Kernel(t, vmtest.DefaultABI)
+	cache, err := kpkg.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := Source(ctx, cache, k.PackageVersion, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := PrepareTree(ctx, cache, src, "", k.Release, k.Config, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, tree, cache
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// shiftPatch makes a fix that only adds blank lines after line 1 of file,
+// moving every __LINE__ below it.
+func shiftPatch(t *testing.T, tree, file string) string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(tree, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(f)
+	sc.Scan()
+	first := sc.Text()
+	f.Close()
+	p := filepath.Join(t.TempDir(), strings.ReplaceAll(file, "/", "_")+".patch")
+	body := fmt.Sprintf("--- a/%s\n+++ b/%s\n@@ -1 +1,4 @@\n %s\n+\n+\n+\n", file, file, first)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestLineShiftRealObjects compiles real kernel files before and after
+// adding blank lines at their top: no function may count as changed.
+func TestLineShiftRealObjects(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	k, tree, cache := prepared(t, ctx)
+	vmsyms, _, err := KernelSymbols(ctx, k.Vmlinuz, filepath.Join(cache, "build", k.Release))
+	if err != nil {
+		t.Fatal(err)
+	}
+	symvers, err := ReadSymvers(filepath.Join(k.HeadersDir, "Module.symvers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var patches []string
+	var changes []FileChange
+	var objs []string
+	for _, f := range realObjects {
+		patches = append(patches, shiftPatch(t, tree.Dir, f))
+		changes = append(changes, FileChange{Path: f})
+		objs = append(objs, strings.TrimSuffix(f, ".c")+".o")
+	}
+	pairs, err := tree.Compile(ctx, cache, patches, changes, objs, t.TempDir(), testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range pairs {
+		symtab := vmsyms
+		if p.Target != "vmlinux" {
+			if symtab, _, err = ModuleSymbols(k.ModulesDir, p.Target, p.ModFile); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := diffPair(p, elfdiff.Options{Object: p.Target, File: p.Source, Symtab: symtab, Exported: symvers.Exported, Prefix: fmt.Sprint(i)})
+		if err != nil {
+			t.Errorf("%s: Diff = %v", p.Source, err)
+			continue
+		}
+		var names []string
+		for _, f := range res.Funcs {
+			names = append(names, f.Name)
+		}
+		if len(names) > 0 {
+			t.Errorf("%s: blank lines made %d functions count as changed: %s", p.Source, len(names), strings.Join(names, " "))
+		}
+		t.Logf("%s (%s): %d functions unchanged but for __LINE__", p.Source, p.Target, len(res.LineOnly))
+	}
+}
