@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/stent-dev/stent/internal/atomicfile"
 )
 
 // ErrBadKeyFile: a key file is not a PEM ed25519 key of the expected kind.
@@ -321,10 +323,10 @@ func GenerateKey(dir, name string, overwrite bool) (*KeyFiles, error) {
 	}
 	privPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
-	if err := writeFileAtomic(kf.Private, privPEM, 0o600, overwrite); err != nil {
+	if err := writeKeyFile(kf.Private, privPEM, 0o600, overwrite); err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
-	if err := writeFileAtomic(kf.Public, pubPEM, 0o644, overwrite); err != nil {
+	if err := writeKeyFile(kf.Public, pubPEM, 0o644, overwrite); err != nil {
 		if !overwrite {
 			os.Remove(kf.Private) // we made it a moment ago; leave no half pair
 		}
@@ -334,40 +336,9 @@ func GenerateKey(dir, name string, overwrite bool) (*KeyFiles, error) {
 	return kf, nil
 }
 
-// writeFileAtomic writes data to path through a synced temporary file in the
-// same folder. With overwrite it renames over path; without, it hard-links
-// the temporary file into place, which fails if path exists.
-func writeFileAtomic(path string, data []byte, perm os.FileMode, overwrite bool) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(perm)
-	if err == nil {
-		_, err = tmp.Write(data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
+func writeKeyFile(path string, data []byte, perm os.FileMode, overwrite bool) error {
 	if overwrite {
-		err = os.Rename(tmp.Name(), path)
-	} else {
-		err = os.Link(tmp.Name(), path)
+		return atomicfile.Write(path, data, perm)
 	}
-	if err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: make the new name durable
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteNew(path, data, perm)
 }

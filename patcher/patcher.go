@@ -13,10 +13,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/stent-dev/stent/internal/atomicfile"
 	"github.com/stent-dev/stent/klp"
 	"github.com/stent-dev/stent/kmod"
 )
@@ -105,42 +105,9 @@ func (p Progress) emit(e Event) {
 	}
 }
 
-// writeAtomic writes data to path through a temporary file, fsync and
-// rename, so a crash leaves either the old or the new file.
+// writeAtomic writes a state file atomically (see atomicfile).
 func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, data, perm)
 }
 
 // moduleName normalises a module name the way the kernel does ('-' -> '_').

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stent-dev/stent/bundle"
+	"github.com/stent-dev/stent/internal/atomicfile"
 	"github.com/stent-dev/stent/kmod"
 )
 
@@ -83,7 +82,7 @@ must be an ELF relocatable whose .modinfo name= equals the manifest's name.`,
 			if err != nil {
 				return fmt.Errorf("bundle made does not verify (a bug): %w", err)
 			}
-			if err := writeFileSynced(outPath, buf.Bytes(), 0o644); err != nil {
+			if err := atomicfile.Write(outPath, buf.Bytes(), 0o644); err != nil {
 				return err
 			}
 			if asJSON {
@@ -161,38 +160,6 @@ func modinfoName(ko []byte) (string, error) {
 		return "", err
 	}
 	return info.Name, nil
-}
-
-// writeFileSynced writes data to path through a synced temporary file in
-// the same folder, renamed into place.
-func writeFileSynced(path string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(perm)
-	if err == nil {
-		_, err = tmp.Write(data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // bundleReport is what inspect, verify and create print with --json.
