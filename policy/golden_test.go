@@ -89,10 +89,10 @@ func TestPlanGolden(t *testing.T) {
 	fp := realFleet(t)
 	type action struct {
 		Kind, Summary, Note string
-		Deadline           *time.Time `json:",omitempty"`
-		CVEs               int
-		FirstCVEs          []string
-		Rules              []string
+		Deadline            *time.Time `json:",omitempty"`
+		CVEs                int
+		FirstCVEs           []string
+		Rules               []string
 	}
 	type rule struct {
 		Rule, Status string

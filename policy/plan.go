@@ -2,10 +2,12 @@ package policy
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stent-dev/stent/inventory"
@@ -60,8 +62,8 @@ type Item struct {
 	CVE         string     `json:"cve"`
 	State       vuln.State `json:"state"`
 	Status      string     `json:"status"`
-	Since       *time.Time `json:"since,omitempty"` // when the first remedy was released: the clock's start
-	Deadline    *time.Time `json:"deadline,omitempty"`
+	Since       time.Time  `json:"since,omitzero"` // when the first remedy was released: the clock's start
+	Deadline    time.Time  `json:"deadline,omitzero"`
 	DaysExposed float64    `json:"days_exposed"`
 	Note        string     `json:"note,omitempty"`
 }
@@ -144,31 +146,59 @@ func Plan(in Input) (*FleetPlan, error) {
 	if p == nil {
 		p = Default()
 	}
-	pl := &planner{in: in, policy: p, now: in.Now.UTC(), core: map[coreKey]*hostCore{}, slots: map[string]*Slot{}}
+	pl := &planner{in: in, policy: p, now: in.Now.UTC(), core: map[coreKey]*hostCore{}, judged: map[judgedKey]*judgedCore{}, slots: map[string]*Slot{}}
 	pl.patchReleased = map[string]time.Time{}
 	for _, lp := range in.DB.Patches {
 		pl.patchReleased[lp.Name] = lp.Released
 	}
 	fp := &FleetPlan{SchemaVersion: PlanSchemaVersion, GeneratedAt: pl.now, Policy: p, Feeds: in.DB.Feeds}
 	seen := map[string]string{}
-	fp.Hosts = make([]HostPlan, 0, len(in.Inventories))
+	names := make([]string, len(in.Inventories))
 	for i, inv := range in.Inventories {
-		name := inv.Hostname
+		names[i] = inv.Hostname
 		if i < len(in.Names) {
-			name = in.Names[i]
+			names[i] = in.Names[i]
 		}
 		if prev, dup := seen[inv.Hostname]; dup {
-			return nil, fmt.Errorf("inventory %s: host %s is also in %s", name, inv.Hostname, prev)
+			return nil, fmt.Errorf("inventory %s: host %s is also in %s", names[i], inv.Hostname, prev)
 		}
-		seen[inv.Hostname] = name
-		hp, err := pl.host(inv)
+		seen[inv.Hostname] = names[i]
+	}
+	// Hosts are independent: plan them on every CPU. What hosts share
+	// (exposures, compliance, actions) is memoized behind a mutex.
+	fp.Hosts = make([]HostPlan, len(in.Inventories))
+	errs := make([]error, len(in.Inventories))
+	workers := runtime.GOMAXPROCS(0)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				start := int(next.Add(256)) - 256
+				if start >= len(in.Inventories) {
+					return
+				}
+				for i := start; i < start+256 && i < len(in.Inventories); i++ {
+					hp, err := pl.host(in.Inventories[i])
+					if err != nil {
+						errs[i] = fmt.Errorf("inventory %s: %w", names[i], err)
+						continue
+					}
+					if i < len(in.Names) {
+						hp.Inventory = in.Names[i]
+					}
+					fp.Hosts[i] = hp
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("inventory %s: %w", name, err)
+			return nil, err
 		}
-		if i < len(in.Names) {
-			hp.Inventory = in.Names[i]
-		}
-		fp.Hosts = append(fp.Hosts, hp)
 	}
 	sort.Slice(fp.Hosts, func(i, j int) bool { return fp.Hosts[i].Hostname < fp.Hosts[j].Hostname })
 	for _, r := range p.Rules {
@@ -195,7 +225,24 @@ type planner struct {
 	patchReleased map[string]time.Time
 	mu            sync.Mutex
 	core          map[coreKey]*hostCore
+	judged        map[judgedKey]*judgedCore
 	slots         map[string]*Slot // window name → next slot
+}
+
+// judgedKey identifies what compliance depends on: the exposure and the
+// exceptions that name the host.
+type judgedKey struct {
+	exp        *vuln.Exposure
+	exceptions string
+}
+
+// judgedCore is the compliance of hosts in one situation, with what the
+// actions need from it: each finding's earliest deadline and exceptions.
+type judgedCore struct {
+	compliance     []RuleResult
+	deadlines      []*time.Time
+	fully          []bool
+	exceptedUrgent []bool
 }
 
 // coreKey identifies what a host's compliance and CVE actions depend on,
@@ -248,7 +295,12 @@ func (pl *planner) host(inv *inventory.Inventory) (HostPlan, error) {
 	} else {
 		meta = "linux-image-" + flavour(inv.Kernel.Release)
 	}
-	key := coreKey{exp: exp, exceptions: fmt.Sprint(exc), meta: meta, newest: h.Newest.Release, scheme: h.Scheme}
+	var excKey strings.Builder
+	for _, i := range exc {
+		excKey.WriteString(strconv.Itoa(i))
+		excKey.WriteByte(',')
+	}
+	key := coreKey{exp: exp, exceptions: excKey.String(), meta: meta, newest: h.Newest.Release, scheme: h.Scheme}
 	if slot != nil {
 		key.window = slot.Window
 	}
@@ -256,7 +308,17 @@ func (pl *planner) host(inv *inventory.Inventory) (HostPlan, error) {
 	core := pl.core[key]
 	pl.mu.Unlock()
 	if core == nil {
-		core = pl.buildCore(exp, exc, slot, meta, h)
+		jk := judgedKey{exp: exp, exceptions: key.exceptions}
+		pl.mu.Lock()
+		jc := pl.judged[jk]
+		pl.mu.Unlock()
+		if jc == nil {
+			jc = pl.judgeAll(exp, exc)
+			pl.mu.Lock()
+			pl.judged[jk] = jc
+			pl.mu.Unlock()
+		}
+		core = &hostCore{compliance: jc.compliance, actions: pl.cveActions(exp, jc.deadlines, jc.fully, jc.exceptedUrgent, slot, meta, h)}
 		pl.mu.Lock()
 		pl.core[key] = core
 		pl.mu.Unlock()
@@ -420,7 +482,7 @@ func (pl *planner) judge(f *vuln.Finding, r *Rule, exc []int) judged {
 		j.item.Status, j.item.Note = AtRisk, "no fix released yet"
 	default:
 		deadline := since.Add(time.Duration(r.Within))
-		j.item.Since, j.item.Deadline = tp(since), tp(deadline)
+		j.item.Since, j.item.Deadline = since, deadline
 		j.item.DaysExposed = days(pl.now.Sub(since))
 		if pl.now.After(deadline) {
 			j.item.Status = Breached
@@ -439,8 +501,9 @@ func (pl *planner) judge(f *vuln.Finding, r *Rule, exc []int) judged {
 	return j
 }
 
-func (pl *planner) buildCore(exp *vuln.Exposure, exc []int, slot *Slot, meta string, h vuln.Host) *hostCore {
-	c := &hostCore{}
+// judgeAll rates every finding of an exposure under every rule.
+func (pl *planner) judgeAll(exp *vuln.Exposure, exc []int) *judgedCore {
+	c := &judgedCore{}
 	deadlines := make([]*time.Time, len(exp.Findings))
 	fully := make([]bool, len(exp.Findings))
 	exceptedUrgent := make([]bool, len(exp.Findings))
@@ -467,12 +530,12 @@ func (pl *planner) buildCore(exp *vuln.Exposure, exc []int, slot *Slot, meta str
 				if j.item.DaysExposed > rr.DaysExposed {
 					rr.DaysExposed = j.item.DaysExposed
 				}
-				if d := j.item.Deadline; d != nil {
+				if d := j.item.Deadline; !d.IsZero() {
 					if rr.Deadline == nil || d.Before(*rr.Deadline) {
-						rr.Deadline = d
+						rr.Deadline = tp(d)
 					}
 					if deadlines[fi] == nil || d.Before(*deadlines[fi]) {
-						deadlines[fi] = d
+						deadlines[fi] = tp(d)
 					}
 				}
 			}
@@ -482,7 +545,7 @@ func (pl *planner) buildCore(exp *vuln.Exposure, exc []int, slot *Slot, meta str
 		}
 		c.compliance = append(c.compliance, rr)
 	}
-	c.actions = pl.cveActions(exp, deadlines, fully, exceptedUrgent, slot, meta, h)
+	c.deadlines, c.fully, c.exceptedUrgent = deadlines, fully, exceptedUrgent
 	return c
 }
 
@@ -796,6 +859,3 @@ func oldKernels(inv *inventory.Inventory, fallback int) []string {
 	}
 	return out
 }
-
-// itoa is strconv.Itoa, kept for templates.
-var itoa = strconv.Itoa

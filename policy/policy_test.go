@@ -126,8 +126,8 @@ func testHost(name, running, newest string, patches ...string) *inventory.Invent
 	}
 	inv := &inventory.Inventory{
 		SchemaVersion: inventory.SchemaVersion, Hostname: name, CollectedAt: mustTime("2026-11-20T12:00:00Z"),
-		OS:     inventory.OS{ID: "debian", VersionID: "12", Codename: "bookworm", Family: "deb"},
-		Kernel: inventory.Kernel{Release: rel(running), PackageVersion: running, BootTime: mustTime("2026-08-01T00:00:00Z")},
+		OS:             inventory.OS{ID: "debian", VersionID: "12", Codename: "bookworm", Family: "deb"},
+		Kernel:         inventory.Kernel{Release: rel(running), PackageVersion: running, BootTime: mustTime("2026-08-01T00:00:00Z")},
 		KernelPackages: []inventory.Package{{Name: "linux-image-" + rel(running), Version: running, Release: rel(running), Running: true}},
 		Metapackages:   []inventory.Package{{Name: "linux-image-amd64", Version: newest}},
 		NewestKernel:   rel(running),

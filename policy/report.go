@@ -100,10 +100,10 @@ func BuildReport(fp *FleetPlan, days int) *Report {
 
 func itemLine(it Item, h *HostPlan) string {
 	s := fmt.Sprintf("%s: %s, %s", it.CVE, it.State, it.Status)
-	if it.Since != nil {
+	if !it.Since.IsZero() {
 		s += ", remedy released " + it.Since.Format("2006-01-02")
 	}
-	if it.Deadline != nil {
+	if !it.Deadline.IsZero() {
 		s += ", deadline " + it.Deadline.Format("2006-01-02 15:04Z07:00")
 	}
 	if it.DaysExposed > 0 {

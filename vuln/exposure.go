@@ -80,13 +80,22 @@ type verdict struct {
 // evaluation.
 func (h *Host) key() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%s|%s|%v|%v", h.Distro, h.Release, h.Package, h.Scheme, h.Running.Release, h.Running.Version, h.Running.Upstream, h.Newest.Release, h.Newest.Version, h.Newest.Upstream, h.upstreamBased)
-	names := make([]string, 0, len(h.Applied))
-	for _, p := range h.Applied {
-		names = append(names, p.Name+"="+strings.Join(p.CVEs, ","))
+	b.Grow(128)
+	for _, s := range []string{h.Distro, h.Release, h.Package, string(h.Scheme), h.Running.Release, h.Running.Version, h.Running.Upstream.String(), h.Newest.Release, h.Newest.Version, h.Newest.Upstream.String()} {
+		b.WriteString(s)
+		b.WriteByte('|')
 	}
-	sort.Strings(names)
-	b.WriteString("|" + strings.Join(names, ";"))
+	if h.upstreamBased {
+		b.WriteByte('u')
+	}
+	if len(h.Applied) > 0 {
+		names := make([]string, 0, len(h.Applied))
+		for _, p := range h.Applied {
+			names = append(names, p.Name+"="+strings.Join(p.CVEs, ","))
+		}
+		sort.Strings(names)
+		b.WriteString("|" + strings.Join(names, ";"))
+	}
 	return b.String()
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	debversion "github.com/knqyf263/go-deb-version"
 	rpmversion "github.com/knqyf263/go-rpm-version"
@@ -152,9 +153,41 @@ const (
 	SchemeRPM Scheme = "rpm" // rpmvercmp ordering (RHEL, Fedora, SUSE, ...)
 )
 
+// cmpCache remembers comparisons: a fleet has few distinct kernel versions
+// and go-deb-version compares with regular expressions. It is cleared when
+// it grows past cmpCacheMax entries.
+var (
+	cmpMu         sync.Mutex
+	cmpCache      = map[[3]string]int{}
+	validCache    = map[[2]string]bool{}
+	cmpCacheMax   = 1 << 16
+	validCacheMax = 1 << 16
+)
+
 // CompareVersions orders two package versions under scheme s. Debian
 // versions are validated; an invalid one is an error, never a guess.
 func CompareVersions(s Scheme, a, b string) (int, error) {
+	k := [3]string{string(s), a, b}
+	cmpMu.Lock()
+	c, ok := cmpCache[k]
+	cmpMu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := compareVersions(s, a, b)
+	if err != nil {
+		return 0, err
+	}
+	cmpMu.Lock()
+	if len(cmpCache) >= cmpCacheMax {
+		clear(cmpCache)
+	}
+	cmpCache[k] = c
+	cmpMu.Unlock()
+	return c, nil
+}
+
+func compareVersions(s Scheme, a, b string) (int, error) {
 	switch s {
 	case SchemeDeb:
 		if err := ValidateVersion(s, a); err != nil {
@@ -183,6 +216,26 @@ func CompareVersions(s Scheme, a, b string) (int, error) {
 // optional numeric epoch, then VERSION[-RELEASE] made of alphanumerics and
 // ._+~^ and starting with an alphanumeric.
 func ValidateVersion(s Scheme, v string) error {
+	k := [2]string{string(s), v}
+	cmpMu.Lock()
+	ok := validCache[k]
+	cmpMu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := validateVersion(s, v); err != nil {
+		return err
+	}
+	cmpMu.Lock()
+	if len(validCache) >= validCacheMax {
+		clear(validCache)
+	}
+	validCache[k] = true
+	cmpMu.Unlock()
+	return nil
+}
+
+func validateVersion(s Scheme, v string) error {
 	switch s {
 	case SchemeDeb:
 		if _, err := debversion.NewVersion(v); err != nil || strings.TrimSpace(v) != v {
