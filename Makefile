@@ -41,3 +41,18 @@ vet:
 
 clean:
 	rm -rf $(CACHE) bin
+
+# Exposure plus plan for 100,000 synthetic hosts over 5,000 CVEs (figures in
+# docs/benchmarks.md, section "Planner").
+.PHONY: bench-policy
+bench-policy:
+	$(GO) run ./policy/internal/benchplan
+
+# Fleet benchmark: FLEET_N simulated agents (the real agent code over a
+# simulated kernel) against one stent-server process on loopback; see
+# docs/benchmarks.md. The last line is the summary.
+FLEET_N ?= 10000
+.PHONY: bench-fleet
+bench-fleet:
+	@$(GO) build -o bin/ ./cmd/stent-server
+	@$(GO) run ./internal/fleetsim/benchfleet -n $(FLEET_N) -server-bin bin/stent-server
