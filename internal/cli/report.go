@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stent-dev/stent/policy"
+)
+
+func init() { addCommand(newReportCmd) }
+
+func newReportCmd(env *Env) *cobra.Command {
+	var f planFlags
+	var format, output string
+	var days int
+	var failOn string
+	cmd := &cobra.Command{
+		Use:   "report --format json|csv|html --inventory FILE... --feed KIND=PATH... [--policy FILE]",
+		Short: "Compliance report per host and fleet-wide: compliant, at risk, breached, excepted",
+		Long: `Report compliance with the policy's rules, per host and for the fleet: status
+(compliant, at risk, breached, excepted), days exposed, deadline and evidence
+(which kernel runs since when, which live patch was applied when, which CVEs
+lack their fix). Takes the same inputs as stent plan.
+
+--format html writes one self-contained page with a chart of exposure by
+severity over the last --days days; csv writes one row per host and rule, then
+one per rule for the fleet (host "*").`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch format {
+			case "json", "csv", "html":
+			default:
+				return withCode(2, fmt.Errorf("--format %q: want json, csv or html", format))
+			}
+			switch failOn {
+			case "", policy.AtRisk, policy.Breached:
+			default:
+				return withCode(2, fmt.Errorf("--fail-on %q: want at-risk or breached", failOn))
+			}
+			fp, err := f.plan(cmd.Context(), env)
+			if err != nil {
+				return err
+			}
+			rep := policy.BuildReport(fp, days)
+			var buf bytes.Buffer
+			switch format {
+			case "json":
+				err = rep.WriteJSON(&buf)
+			case "csv":
+				err = rep.WriteCSV(&buf)
+			case "html":
+				err = rep.WriteHTML(&buf)
+			}
+			if err != nil {
+				return err
+			}
+			if output == "" || output == "-" {
+				_, err = env.Stdout.Write(buf.Bytes())
+			} else {
+				err = writeReportFile(output, buf.Bytes())
+			}
+			if err != nil {
+				return err
+			}
+			if failOn != "" {
+				for _, h := range rep.Hosts {
+					if h.Status == policy.Breached || (failOn == policy.AtRisk && h.Status == policy.AtRisk) {
+						return withCode(3, fmt.Errorf("host %s is %s (--fail-on %s)", h.Hostname, h.Status, failOn))
+					}
+				}
+			}
+			return nil
+		},
+	}
+	f.bind(cmd, env)
+	cmd.Flags().StringVar(&format, "format", "json", "json, csv or html")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write the report to this file (default: standard output)")
+	cmd.Flags().IntVar(&days, "days", 90, "days of history in the exposure chart and series")
+	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit with code 3 when a host is breached, or at-risk (or worse)")
+	return cmd
+}
+
+// writeReportFile writes data atomically.
+func writeReportFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".report-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
