@@ -129,7 +129,11 @@ func parseHeader(line string) (Upload, error) {
 	if m == nil {
 		return Upload{}, fmt.Errorf("want \"package (version) distribution; urgency=...\", got %q", truncate(line, 80))
 	}
-	u := Upload{Source: m[1], Version: m[2], Distribution: strings.Fields(m[3])[0]}
+	dists := strings.Fields(m[3])
+	if len(dists) == 0 {
+		return Upload{}, fmt.Errorf("no distribution in %q", truncate(line, 80))
+	}
+	u := Upload{Source: m[1], Version: m[2], Distribution: dists[0]}
 	if err := ValidateVersion(SchemeDeb, u.Version); err != nil {
 		return Upload{}, err
 	}
