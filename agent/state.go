@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/internal/atomicfile"
 )
 
 // Credentials are what enrollment gives a host: who it is and how to reach
@@ -58,7 +59,7 @@ func SaveCredentials(dir string, c *Credentials) error {
 		return fmt.Errorf("save credentials: %w", err)
 	}
 	b, _ := json.MarshalIndent(c, "", "  ")
-	return writeFileAtomic(filepath.Join(dir, credentialsFile), b, 0o600)
+	return atomicfile.Write(filepath.Join(dir, credentialsFile), b, 0o600)
 }
 
 // Op is one action the agent took or is taking: recorded as an intent
@@ -122,7 +123,7 @@ func (f FileState) Save(s *State) error {
 	if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
 		return fmt.Errorf("save agent state: %w", err)
 	}
-	return writeFileAtomic(f.Path, b, 0o600)
+	return atomicfile.Write(f.Path, b, 0o600)
 }
 
 // MemState keeps State in memory (a deep copy, as a file would).
@@ -154,36 +155,5 @@ func (m *MemState) Save(s *State) error {
 	m.mu.Lock()
 	m.b = b
 	m.mu.Unlock()
-	return nil
-}
-
-// writeFileAtomic writes through a temporary file, fsync and rename.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
 	return nil
 }

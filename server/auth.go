@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/internal/atomicfile"
 	"github.com/stent-dev/stent/store"
 )
 
@@ -226,7 +227,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bootstrap admin token: %w", err)
 	}
-	if err := writeFileAtomic(s.BootstrapTokenFile(), []byte(t.Secret+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(s.BootstrapTokenFile(), []byte(t.Secret+"\n"), 0o600); err != nil {
 		return fmt.Errorf("bootstrap admin token: %w", err)
 	}
 	s.log.Info("created the first admin token", "file", s.BootstrapTokenFile())

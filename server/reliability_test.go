@@ -334,3 +334,50 @@ func TestServerDownAgentsRecover(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// TestAgentKilledAfterApply stops agents right after the kernel took the
+// patch and before the server heard of it: on restart they neither apply
+// again nor report twice.
+func TestAgentKilledAfterApply(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	const n = 4
+	f := e.fleet(n, "stable", nil)
+	e.waitHosts(n)
+	for _, h := range f.Hosts {
+		h.Runtime.AfterApply = func(ctx context.Context, name string) {
+			go f.StopHost(h)
+			<-ctx.Done() // the agent is being killed: its report is not sent
+		}
+	}
+	b := e.publish("lp_kill", 1, true, 1024)
+	var r api.Rollout
+	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: n}, &r)
+	e.waitFor(10*time.Second, "every host applied and stopped", func() bool {
+		for _, h := range f.Hosts {
+			if !h.Runtime.Loaded("lp_kill") {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(200 * time.Millisecond)
+	if r = e.rollout(r.ID); r.Counts.Applied != 0 {
+		t.Fatalf("the server heard of %d applies before the agents restarted", r.Counts.Applied)
+	}
+	for _, h := range f.Hosts {
+		f.StopHost(h)
+		h.Runtime.AfterApply = nil
+		f.StartHost(context.Background(), h)
+	}
+	r = e.waitState(r.ID, api.RolloutCompleted, 20*time.Second)
+	for _, h := range f.Hosts {
+		if got := h.Runtime.Applies("lp_kill"); got != 1 {
+			t.Errorf("%s applied %d times, want 1", h.Name, got)
+		}
+	}
+	var audit []api.AuditEntry
+	e.do(http.MethodGet, api.PathAudit+"?action=host.apply", nil, &audit)
+	if len(audit) != n {
+		t.Errorf("audit has %d host.apply entries, want %d", len(audit), n)
+	}
+}

@@ -25,7 +25,7 @@ const kernel = "6.1.0-56-amd64"
 
 // env is a running server with an admin client and a signing key.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *server.Server
 	url    string
 	fp     string
@@ -46,14 +46,14 @@ type envOpt struct {
 	throttle int // bytes per second the server sends on each connection; 0: no limit
 }
 
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	if os.Getenv("STENT_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-func startEnv(t *testing.T, o envOpt) *env {
+func startEnv(t testing.TB, o envOpt) *env {
 	t.Helper()
 	if o.engine == "" {
 		o.engine = store.SQLite

@@ -36,6 +36,9 @@ type Runtime struct {
 	ApplyDelay time.Duration
 	// Fail, when set, decides whether an apply of the named patch fails.
 	Fail func(name string) error
+	// AfterApply, when set, runs once a patch is loaded, before Apply
+	// returns (tests stop the agent there).
+	AfterApply func(ctx context.Context, name string)
 }
 
 // NewRuntime returns a runtime running kernel with no patches.
@@ -94,6 +97,12 @@ func (r *Runtime) Apply(ctx context.Context, path string) (string, error) {
 	sha := strings.TrimSuffix(filepath.Base(path), ".stb")
 	r.patches = append(kept, api.PatchState{Name: m.Name, Level: m.Level, Bundle: sha, Enabled: true})
 	sort.Slice(r.patches, func(i, j int) bool { return r.patches[i].Name < r.patches[j].Name })
+	after := r.AfterApply
+	r.mu.Unlock()
+	if after != nil {
+		after(ctx, m.Name)
+	}
+	r.mu.Lock()
 	return m.Name, nil
 }
 

@@ -1,0 +1,40 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stent-dev/stent/api"
+)
+
+// FuzzAgentAPI posts arbitrary bodies to the calls agents and strangers can
+// make: none may crash the server or answer 5xx.
+func FuzzAgentAPI(f *testing.F) {
+	f.Add(uint8(0), []byte(`{"kernel_release":"6.1.0-56-amd64","patches":[{"name":"x","enabled":true}],"health":"ok"}`))
+	f.Add(uint8(1), []byte(`{"request_id":"r","action":"apply","rollout":"r_1","result":"ok","at":"2026-01-01T00:00:00Z"}`))
+	f.Add(uint8(2), []byte(`{"token":"ste_x","hostname":"h","labels":{"a":"b"}}`))
+	f.Add(uint8(1), []byte(`{"request_id":"`+string(bytes.Repeat([]byte("a"), 200))+`","action":"revert","result":"failed"}`))
+	f.Add(uint8(0), []byte(`{"patches":null,"inventory":{"x":[1,2,3]}}`))
+	f.Add(uint8(2), []byte(`[`))
+	e := startEnv(f, envOpt{})
+	defer e.stop()
+	creds, err := e.enroll(e.enrollToken("stable", 0), "fuzz")
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := e.srv.Handler()
+	paths := []string{api.PathSync, api.PathReport, api.PathEnroll, api.PathSync + "?wait=1ms&etag=x"}
+	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
+		path := paths[int(which)%len(paths)]
+		req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+creds.Credential)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Errorf("POST %s %q: status %d: %s", path, body, rec.Code, rec.Body.String())
+		}
+	})
+}
