@@ -125,7 +125,7 @@ Feeds: {{range $i, $f := .Feeds}}{{if $i}}, {{end}}{{$f.Kind}} ({{$f.Records}} r
 {{end}}</table>
 
 <h2>Exposure by severity</h2>
-<p class="muted">Open (host, CVE) exposures at the end of each day: from the release of a fix (or the CVE's publication) until the host booted a fixed kernel or applied a live patch.</p>
+<p class="muted">Open (host, CVE) exposures at the end of each day: from the release of a fix (or the CVE's publication) until the host booted a fixed kernel or applied a live patch. Rebuilt from the current inventories: reboots before the current boot are not known, so days before it are an upper bound.</p>
 {{.Chart}}
 
 <h2>Hosts</h2>
