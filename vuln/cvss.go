@@ -98,8 +98,6 @@ func (l *Level) UnmarshalText(b []byte) error {
 	return nil
 }
 
-var _ json.Marshaler = Severity{}
-
 // LevelOfScore is the CVSS v3/v4 qualitative rating of a base score.
 func LevelOfScore(s float64) Level {
 	switch {

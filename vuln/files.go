@@ -3,7 +3,6 @@ package vuln
 import (
 	"archive/tar"
 	"archive/zip"
-	"bytes"
 	"compress/gzip"
 	"fmt"
 	"io"
@@ -149,6 +148,3 @@ func readZip(path string, keep func(string) bool) ([]feedFile, error) {
 	}
 	return out, nil
 }
-
-// isGzip reports whether data starts with the gzip magic.
-func isGzip(data []byte) bool { return bytes.HasPrefix(data, []byte{0x1f, 0x8b}) }

@@ -226,4 +226,3 @@ func ecosystemMatches(eco, osvName, release string) bool {
 	}
 	return true
 }
-
