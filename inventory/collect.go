@@ -345,7 +345,7 @@ func kernelPackageVersion(root string, inv *Inventory, pkgs []Package, sources m
 			}
 			return nil
 		}
-		return fmt.Errorf("kernel %s: no package version in /proc/version and no linux-image-%s package installed", k.Release, k.Release)
+		return fmt.Errorf("kernel %s: no package version in /proc/version and no linux-image-%s package installed: Stent cannot tell which fixes this kernel carries (not a distribution kernel?)", k.Release, k.Release)
 	case "rpm":
 		k.SourcePackage = "kernel"
 		rel := k.Release

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"flag"
@@ -226,7 +227,9 @@ func TestReportHTMLInChromium(t *testing.T) {
 	}
 	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
 		"--disable-sync", "--no-first-run", "--user-data-dir=" + filepath.Join(dir, "profile")}
-	dom, err := exec.CommandContext(t.Context(), bin, append(args, "--dump-dom", "file://"+page)...).Output()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	dom, err := exec.CommandContext(ctx, bin, append(args, "--dump-dom", "file://"+page)...).Output()
 	if err != nil {
 		t.Fatalf("chromium --dump-dom: %v", err)
 	}
@@ -237,7 +240,7 @@ func TestReportHTMLInChromium(t *testing.T) {
 		}
 	}
 	shot := filepath.Join(dir, "shot.png")
-	if err := exec.CommandContext(t.Context(), bin, append(args, "--screenshot="+shot, "--window-size=1200,1600", "file://"+page)...).Run(); err != nil {
+	if err := exec.CommandContext(ctx, bin, append(args, "--screenshot="+shot, "--window-size=1200,1600", "file://"+page)...).Run(); err != nil {
 		t.Fatalf("chromium --screenshot: %v", err)
 	}
 	if st, err := os.Stat(shot); err != nil || st.Size() < 10000 {
