@@ -56,7 +56,7 @@ func main() {
 	flag.StringVar(&o.db, "db", "", "PostgreSQL DSN (default: SQLite)")
 	flag.DurationVar(&o.checkins, "checkin-interval", time.Second, "check-in interval during the throughput phase")
 	flag.DurationVar(&o.measure, "measure", 20*time.Second, "length of the throughput measurement")
-	flag.DurationVar(&o.idle, "idle", 10*time.Second, "length of the idle CPU measurement")
+	flag.DurationVar(&o.idle, "idle", 65*time.Second, "length of the idle CPU measurement (at least one check-in interval, 60 s)")
 	flag.DurationVar(&o.healthDelay, "health-delay", 5*time.Second, "agents' wait after applying before the health check-in")
 	flag.DurationVar(&o.spread, "spread", time.Second, "agents' random delay before acting on a new desired state")
 	flag.DurationVar(&o.applyDelay, "apply-delay", 200*time.Millisecond, "simulated apply (transition) time")
@@ -199,7 +199,7 @@ func run(ctx context.Context, o options) error {
 	cpu0, t0 := procCPU(pid), time.Now()
 	time.Sleep(o.idle)
 	idleCPU := (procCPU(pid) - cpu0) / time.Since(t0).Seconds() * 100
-	logf("idle: server CPU %.1f%% of one core with %d agents connected (60 s check-ins), RSS %d MB", idleCPU, o.n, rssMB(pid, "VmRSS"))
+	logf("idle: server CPU %.1f%% of one core over %.0f s with %d agents connected (60 s check-ins), RSS %d MB", idleCPU, o.idle.Seconds(), o.n, rssMB(pid, "VmRSS"))
 
 	// Throughput: ask for check-ins every o.checkins and count what the
 	// server records.
