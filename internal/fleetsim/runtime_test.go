@@ -1,0 +1,50 @@
+package fleetsim
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestRuntimeReplaceAndRevert(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	dir := t.TempDir()
+	write := func(name string, level int64, replace bool) string {
+		data, err := MakeBundle(key, name, "6.1.0-56-amd64", level, replace, 128)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name+".stb")
+		os.WriteFile(p, data, 0o644)
+		return p
+	}
+	ctx := context.Background()
+	rt := NewRuntime("6.1.0-56-amd64")
+	for _, p := range []string{write("lp_a", 1, false), write("lp_b", 1, false)} {
+		if _, err := rt.Apply(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !rt.Loaded("lp_a") || !rt.Loaded("lp_b") {
+		t.Fatalf("after two stacked applies: lp_a %v lp_b %v", rt.Loaded("lp_a"), rt.Loaded("lp_b"))
+	}
+	if _, err := rt.Apply(ctx, write("lp_c", 2, true)); err != nil {
+		t.Fatal(err)
+	}
+	if rt.Loaded("lp_a") || rt.Loaded("lp_b") || !rt.Loaded("lp_c") {
+		t.Errorf("a cumulative patch did not replace the others")
+	}
+	if err := rt.Revert(ctx, "lp_c"); err != nil || rt.Loaded("lp_c") || rt.Reverts("lp_c") != 1 {
+		t.Errorf("Revert(lp_c) = %v; loaded %v", err, rt.Loaded("lp_c"))
+	}
+	if err := rt.Revert(ctx, "lp_c"); err == nil {
+		t.Errorf("reverting a patch that is not loaded succeeded")
+	}
+	other := NewRuntime("6.1.0-55-amd64")
+	if _, err := other.Apply(ctx, write("lp_d", 1, true)); err == nil {
+		t.Errorf("applying a bundle for another kernel succeeded")
+	}
+}
