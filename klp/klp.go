@@ -158,6 +158,10 @@ func readObject(dir string) (*Object, error) {
 	o := &Object{Name: filepath.Base(dir), Funcs: []Func{}}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			// The kernel freed the patch while we read it.
+			return nil, fmt.Errorf("%s: %w", dir, ErrNoPatch)
+		}
 		return nil, fmt.Errorf("read live patch object: %w", err)
 	}
 	for _, e := range ents {

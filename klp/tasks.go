@@ -2,6 +2,7 @@ package klp
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -51,6 +52,10 @@ func Blockers(root string, target int) ([]Task, error) {
 			}
 			dir := filepath.Join(tdir, t.Name())
 			st, err := readInt(filepath.Join(dir, "patch_state"))
+			if errors.Is(err, os.ErrPermission) {
+				// patch_state is readable by root only.
+				return nil, fmt.Errorf("read %s: %w (run as root to see the tasks blocking a transition)", filepath.Join(dir, "patch_state"), err)
+			}
 			if err != nil || st == StateUndefined || st == target {
 				continue
 			}

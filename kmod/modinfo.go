@@ -26,6 +26,10 @@ type Info struct {
 	License   string              `json:"license,omitempty"`
 	Depends   []string            `json:"depends,omitempty"`
 	Signed    bool                `json:"signed"` // carries an appended kernel module signature
+	// ThisModule is the name in .gnu.linkonce.this_module (struct
+	// module.name), the name the kernel actually registers; "" when the
+	// file has no such section or its layout is unknown.
+	ThisModule string `json:"this_module,omitempty"`
 	Fields    map[string][]string `json:"-"`
 }
 
@@ -74,6 +78,7 @@ func ModInfo(data []byte) (info *Info, err error) {
 	}
 	info = parseModinfo(raw)
 	info.Signed = signed
+	info.ThisModule = thisModuleName(f)
 	// Every module built by kbuild records exactly one name= (modpost).
 	switch names := info.Fields["name"]; {
 	case len(names) == 0:
@@ -129,3 +134,30 @@ func stripSignature(data []byte) []byte {
 	}
 	return data[:start]
 }
+
+// thisModuleName reads struct module's name from .gnu.linkonce.this_module.
+// Since 2.6 struct module starts with enum module_state state, then struct
+// list_head list, then char name[MODULE_NAME_LEN]: on 64-bit kernels name
+// is at offset 24, on 32-bit at 12.
+func thisModuleName(f *elf.File) string {
+	sec := f.Section(".gnu.linkonce.this_module")
+	if sec == nil || sec.Type == elf.SHT_NOBITS {
+		return ""
+	}
+	off := 12
+	if f.Class == elf.ELFCLASS64 {
+		off = 24
+	}
+	data, err := sec.Data()
+	if err != nil || len(data) < off+moduleNameLen {
+		return ""
+	}
+	name := data[off : off+moduleNameLen]
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return string(name)
+}
+
+// moduleNameLen is MODULE_NAME_LEN on 64-bit kernels (64 - sizeof(long)).
+const moduleNameLen = 56

@@ -20,16 +20,52 @@ func Load(path, params string) error {
 		return err
 	}
 	defer f.Close()
-	err = unix.FinitModule(int(f.Fd()), params, 0)
+	if err := load(f, params); err != nil {
+		return fmt.Errorf("load module %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadBytes loads a module from memory. The bytes go into a sealed
+// memfd(2) so that what finit_module(2) reads is exactly what the caller
+// verified: no file on disk that could be swapped or left behind.
+func LoadBytes(name string, data []byte, params string) error {
+	fd, err := unix.MemfdCreate("stent:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if errors.Is(err, unix.ENOSYS) {
-		data, rerr := os.ReadFile(path)
+		if err := unix.InitModule(data, params); err != nil {
+			return fmt.Errorf("load module %s: %w", name, explainLoadErr(err))
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load module %s: memfd_create: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:"+name)
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("load module %s: write memfd: %w", name, err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		return fmt.Errorf("load module %s: seal memfd: %w", name, err)
+	}
+	if err := load(f, params); err != nil {
+		return fmt.Errorf("load module %s: %w", name, err)
+	}
+	return nil
+}
+
+func load(f *os.File, params string) error {
+	err := unix.FinitModule(int(f.Fd()), params, 0)
+	if errors.Is(err, unix.ENOSYS) {
+		data, rerr := os.ReadFile(f.Name())
 		if rerr != nil {
 			return rerr
 		}
 		err = unix.InitModule(data, params)
 	}
 	if err != nil {
-		return fmt.Errorf("load module %s: %w", path, explainLoadErr(err))
+		return explainLoadErr(err)
 	}
 	return nil
 }
@@ -48,6 +84,8 @@ func explainLoadErr(err error) error {
 		why = "not permitted (needs root; module loading may be disabled or locked down)"
 	case errors.Is(err, unix.EINVAL):
 		why = "the kernel refused the module (see the kernel log: version magic, symbol or live patch target mismatch)"
+	case errors.Is(err, unix.EBUSY):
+		why = "another live patch transition is in progress (stent status shows it); wait for it or revert that patch"
 	case errors.Is(err, unix.ENOENT):
 		why = "a symbol or function the module needs is missing in this kernel (see the kernel log)"
 	default:

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -46,6 +45,7 @@ type ApplyResult struct {
 	Name           string        `json:"name"`
 	AlreadyApplied bool          `json:"already_applied,omitempty"`
 	Replaced       []string      `json:"replaced,omitempty"` // patches the cumulative patch replaced (their modules unloaded)
+	Pinned         []string      `json:"pinned,omitempty"`   // replaced patches whose modules the kernel keeps (forced transition)
 	Forced         bool          `json:"forced,omitempty"`
 	Persisted      bool          `json:"persisted,omitempty"`
 	Duration       time.Duration `json:"duration_ns"`
@@ -134,6 +134,9 @@ func (rt *Runtime) readPayload(path string, allowUnsigned bool, k *kinfo.Kernel)
 		if m.Kernel.BuildID != "" && k.BuildID != "" && m.Kernel.BuildID != k.BuildID {
 			return nil, refuse("bundle %s targets kernel build %s but this kernel's build ID is %s (same release, different build)", m.Name, m.Kernel.BuildID, k.BuildID)
 		}
+		if m.Kernel.PackageVersion != "" && k.PackageVersion != "" && m.Kernel.PackageVersion != k.PackageVersion {
+			return nil, refuse("bundle %s targets package %s of kernel %s but this kernel is package %s (same release, different build)", m.Name, m.Kernel.PackageVersion, k.Release, k.PackageVersion)
+		}
 	}
 	info, err := kmod.ModInfo(p.module)
 	if err != nil {
@@ -146,6 +149,12 @@ func (rt *Runtime) readPayload(path string, allowUnsigned bool, k *kinfo.Kernel)
 	if rel := info.Release(); rel != k.Release {
 		return nil, refuse("module %s was built for kernel %s (vermagic %q) but this kernel is %s", info.Name, rel, strings.TrimSpace(info.Vermagic), k.Release)
 	}
+	if err := checkName(info.Name); err != nil {
+		return nil, refuse("module in %s: %v", path, err)
+	}
+	if info.ThisModule != "" && info.ThisModule != info.Name {
+		return nil, refuse("module in %s says it is %s in .modinfo but registers as %s (.gnu.linkonce.this_module): not built by kbuild, or tampered", path, info.Name, info.ThisModule)
+	}
 	if m := p.manifest; m != nil && moduleName(m.Name) != info.Name {
 		return nil, refuse("bundle manifest names patch %s but its module is %s", m.Name, info.Name)
 	}
@@ -153,9 +162,20 @@ func (rt *Runtime) readPayload(path string, allowUnsigned bool, k *kinfo.Kernel)
 }
 
 // Apply loads the live patch in path (a signed bundle, or a bare .ko with
-// AllowUnsigned) and waits for its transition. On any failure the kernel is
-// left as it was before the call.
+// AllowUnsigned) and waits for its transition. It holds the runtime's lock
+// while it works. On failure the kernel is left as it was before the call,
+// or, when the kernel would not let stent undo the load, the error says
+// what is still loaded and the patch stays recorded.
 func (rt *Runtime) Apply(ctx context.Context, path string, opts ApplyOptions) (*ApplyResult, error) {
+	unlock, err := rt.lock(ctx, opts.Progress)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return rt.apply(ctx, path, opts)
+}
+
+func (rt *Runtime) apply(ctx context.Context, path string, opts ApplyOptions) (*ApplyResult, error) {
 	start := rt.now()
 	if opts.Timeout <= 0 {
 		opts.Timeout = 60 * time.Second
@@ -183,12 +203,15 @@ func (rt *Runtime) Apply(ctx context.Context, path string, opts ApplyOptions) (*
 	if cur, err := klp.Get(rt.cfg.Root, name); err == nil {
 		recs, _ := rt.Records()
 		if r := recs[name]; r != nil && r.ModuleSHA256 == sha(p.module) && cur.Enabled && !cur.Transition {
-			if opts.Persist && !r.Persisted {
-				if err := rt.persist(p, name, k, opts.AllowUnsigned); err != nil {
+			r.Applying = false // left set by an apply that was killed during the transition
+			if opts.Persist && !rt.persistedIs(name, p.fileSum) {
+				if err := rt.persist(p, name, k); err != nil {
 					return nil, err
 				}
 				r.Persisted = true
-				rt.saveRecord(r)
+			}
+			if err := rt.saveRecord(r); err != nil {
+				return nil, err
 			}
 			return &ApplyResult{Name: name, AlreadyApplied: true, Record: r, Persisted: r.Persisted, Duration: rt.now().Sub(start)}, nil
 		}
@@ -202,20 +225,14 @@ func (rt *Runtime) Apply(ctx context.Context, path string, opts ApplyOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	if opts.Persist || opts.viaBoot {
-		// Mark before loading: if the machine dies before the guard window
-		// passes, the next boot will not load this patch again.
-		if err := rt.markPending(name, k.BootID); err != nil {
-			return nil, fmt.Errorf("write crash guard marker: %w", err)
+	for _, b := range before {
+		if b.Transition {
+			return nil, refuse("live patch %s is still in transition; the kernel runs one transition at a time: wait for it (stent status) or revert it", b.Name)
 		}
 	}
-
-	staged := filepath.Join(rt.cfg.RunDir, "staging", name+".ko")
-	if err := writeAtomic(staged, p.module, 0o600); err != nil {
-		rt.clearPending(name)
-		return nil, fmt.Errorf("stage module: %w", err)
+	if err := ctx.Err(); err != nil {
+		return nil, err // nothing loaded yet
 	}
-	defer os.Remove(staged)
 
 	// The record is written before loading so that status can tell, during
 	// the transition, which patch stent is applying and what it fixes.
@@ -225,48 +242,76 @@ func (rt *Runtime) Apply(ctx context.Context, path string, opts ApplyOptions) (*
 		AppliedAt: rt.now().UTC(), BootID: k.BootID, Applying: true,
 	}
 	if err := rt.saveRecord(rec); err != nil {
-		rt.clearPending(name)
 		return nil, fmt.Errorf("write record: %w", err)
 	}
-	fail := func(err error) (*ApplyResult, error) {
+	if opts.Persist || opts.viaBoot {
+		// Mark before loading: if the machine dies before the guard window
+		// passes, the next boot will not load this patch again.
+		if err := rt.markPending(name, k.BootID); err != nil {
+			rt.dropRecord(name)
+			return nil, fmt.Errorf("write crash guard marker: %w", err)
+		}
+	}
+
+	opts.Progress.emit(Event{Step: "load", Message: fmt.Sprintf("loading %s (%d bytes) into kernel %s", name, len(p.module), k.Release)})
+	if err := rt.sys.Load(name, p.module); err != nil {
 		rt.clearPending(name)
 		rt.dropRecord(name)
 		return nil, err
 	}
-
-	opts.Progress.emit(Event{Step: "load", Message: fmt.Sprintf("loading %s (%d bytes) into kernel %s", name, len(p.module), k.Release)})
-	if err := rt.sys.Load(staged, ""); err != nil {
-		return fail(err)
-	}
 	forced, err := rt.waitApplied(ctx, name, opts)
 	if err != nil {
-		return fail(err)
+		return nil, rt.failAfterLoad(name, rec, err)
 	}
 
 	res := &ApplyResult{Name: name, Forced: forced}
-	res.Replaced = rt.unloadReplaced(ctx, before, name, opts.Progress)
+	res.Replaced, res.Pinned = rt.unloadReplaced(context.WithoutCancel(ctx), before, name, forced, opts.Progress)
 	rec.Applying, rec.Forced, rec.AppliedAt = false, forced, rt.now().UTC()
-	if opts.Persist {
-		if err := rt.persist(p, name, k, opts.AllowUnsigned); err != nil {
-			// The patch is live; say plainly that it will not survive a reboot.
-			return nil, fmt.Errorf("patch %s is applied but could not be stored for reboots: %w", name, err)
-		}
-		rec.Persisted = true
-	} else if rt.isPersisted(name) {
-		rec.Persisted = true
-	}
 	for _, old := range res.Replaced {
 		rt.dropRecord(old)
-		rt.unpersist(old)
+	}
+	var persistErr error
+	if opts.Persist {
+		if persistErr = rt.persist(p, name, k); persistErr == nil {
+			rec.Persisted = true
+			// What the new cumulative patch replaced need not load at boot.
+			for _, old := range res.Replaced {
+				rt.unpersist(old)
+			}
+		}
+	} else {
+		rec.Persisted = rt.persistedIs(name, p.fileSum)
 	}
 	if err := rt.saveRecord(rec); err != nil {
 		return nil, fmt.Errorf("patch %s is applied but its record could not be written: %w", name, err)
+	}
+	if persistErr != nil {
+		rt.clearPending(name)
+		// The patch is live; say plainly that it will not survive a reboot.
+		return nil, fmt.Errorf("patch %s is applied but could not be stored for reboots: %w", name, persistErr)
 	}
 	res.Record = rec
 	res.Persisted = rec.Persisted
 	res.Duration = rt.now().Sub(start)
 	opts.Progress.emit(Event{Step: "done", Message: fmt.Sprintf("%s applied in %s", name, res.Duration.Round(time.Millisecond)), Elapsed: res.Duration})
 	return res, nil
+}
+
+// failAfterLoad cleans up after a failed transition wait. Only when the
+// kernel no longer has the patch or its module are the record and guard
+// marker dropped; otherwise they stay, so status and a later revert still
+// know what is loaded.
+func (rt *Runtime) failAfterLoad(name string, rec *Record, err error) error {
+	_, gerr := klp.Get(rt.cfg.Root, name)
+	loaded, _ := kmod.IsLoaded(rt.cfg.Root, name)
+	if errors.Is(gerr, klp.ErrNoPatch) && !loaded {
+		rt.clearPending(name)
+		rt.dropRecord(name)
+		return err
+	}
+	rec.Applying = false
+	rt.saveRecord(rec)
+	return fmt.Errorf("%w (module %s is still loaded: stent status shows it, stent revert %s removes it)", err, name, name)
 }
 
 func sha(b []byte) string {

@@ -39,15 +39,11 @@ func newFakeKernel(t *testing.T) *fakeKernel {
 	return k
 }
 
-func (k *fakeKernel) Load(path, params string) error {
+func (k *fakeKernel) Load(name string, data []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.failLoad != nil {
 		return k.failLoad
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
 	}
 	info, err := kmod.ModInfo(data)
 	if err != nil {
@@ -78,11 +74,14 @@ func (k *fakeKernel) Unload(name string) error {
 }
 
 func (k *fakeKernel) syncModules() {
-	var names []string
+	mods := map[string]string{}
 	for n := range k.modules {
-		names = append(names, n)
+		mods[n] = "OEK"
+		if n == "ext4" {
+			mods[n] = "" // an ordinary in-tree module
+		}
 	}
-	k.tr.SetModules(names...)
+	k.tr.SetModules(mods)
 }
 
 // loop finishes transitions: enabled+transition -> done (and replaced

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -39,14 +40,14 @@ type Config struct {
 
 // moduleSys is the part of kmod the runtime uses.
 type moduleSys interface {
-	Load(path, params string) error
+	Load(name string, data []byte) error
 	Unload(name string) error
 }
 
 type realSys struct{}
 
-func (realSys) Load(path, params string) error { return kmod.Load(path, params) }
-func (realSys) Unload(name string) error       { return kmod.Unload(name) }
+func (realSys) Load(name string, data []byte) error { return kmod.LoadBytes(name, data, "") }
+func (realSys) Unload(name string) error            { return kmod.Unload(name) }
 
 // Runtime applies and reverts live patches on one host.
 type Runtime struct {
@@ -112,6 +113,19 @@ func writeAtomic(path string, data []byte, perm os.FileMode) error {
 
 // moduleName normalises a module name the way the kernel does ('-' -> '_').
 func moduleName(s string) string { return strings.ReplaceAll(s, "-", "_") }
+
+// reName is what a live patch (module) name may be: it names files in the
+// state folders, so nothing else is accepted (MODULE_NAME_LEN is 56 with
+// the NUL on 64-bit kernels).
+var reName = regexp.MustCompile(`^[A-Za-z0-9_]{1,55}$`)
+
+// checkName validates a patch name given by a user or read from a module.
+func checkName(name string) error {
+	if !reName.MatchString(name) {
+		return fmt.Errorf("%q is not a live patch name: use 1 to 55 letters, digits and underscores", name)
+	}
+	return nil
+}
 
 func plural(n int, one, many string) string {
 	if n == 1 {

@@ -201,8 +201,10 @@ func TestStallForce(t *testing.T) {
 	if !res.Forced {
 		t.Error("Apply with Force on a stall: Forced = false")
 	}
-	if err := rt.Revert(ctx, "lp_force", RevertOptions{}); err == nil || !strings.Contains(err.Error(), "forced") {
-		t.Errorf("Revert(forced) err = %v, want refusal naming forced", err)
+	// Since Linux 5.x a forced patching transition pins only the patches it
+	// replaces; the forced patch itself can still be reverted.
+	if err := rt.Revert(ctx, "lp_force", RevertOptions{}); err != nil {
+		t.Errorf("Revert(forced patch) = %v, want success", err)
 	}
 }
 
@@ -281,5 +283,130 @@ func TestPersistAndCrashGuard(t *testing.T) {
 	reboot(false)
 	if rep, _ = rt.LoadPersisted(ctx, ApplyOptions{}); len(rep.Loaded) != 1 || len(rep.Quarantined) != 0 {
 		t.Errorf("LoadPersisted after confirmed crash = %+v, want loaded", rep)
+	}
+}
+
+func TestForcedCumulativePinsReplaced(t *testing.T) {
+	k, f := newFakeKernel(t), newFixture(t)
+	rt := newRuntime(t, k, f)
+	if _, err := rt.Apply(ctx, f.bundle("lp_v1", 1, true, nil), ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k.stall["lp_cumul_v2"] = true
+	go func() {
+		for i := 0; i < 400; i++ {
+			time.Sleep(5 * time.Millisecond)
+			if k.tr.Read("sys/kernel/livepatch/lp_cumul_v2/force") == "1" {
+				k.mu.Lock()
+				k.tr.Write("sys/kernel/livepatch/lp_v1/enabled", "0")
+				k.tr.Write("sys/kernel/livepatch/lp_cumul_v2/transition", "0")
+				k.mu.Unlock()
+				return
+			}
+		}
+	}()
+	res, err := rt.Apply(ctx, f.bundle("lp_cumul_v2", 2, true, nil), ApplyOptions{Timeout: 50 * time.Millisecond, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Forced || !slices.Equal(res.Replaced, []string{"lp_v1"}) || !slices.Equal(res.Pinned, []string{"lp_v1"}) {
+		t.Errorf("forced cumulative Apply = %+v, want lp_v1 replaced and pinned", res)
+	}
+	if !k.modules["lp_v1"] {
+		t.Error("stent tried to unload lp_v1, whose module the kernel pins after a forced transition")
+	}
+}
+
+func TestNamesAreValidated(t *testing.T) {
+	k, f := newFakeKernel(t), newFixture(t)
+	rt := newRuntime(t, k, f)
+	victim := filepath.Join(rt.cfg.StateDir, "victim.json")
+	os.MkdirAll(rt.cfg.StateDir, 0o755)
+	os.WriteFile(victim, []byte(`{"name":"x"}`), 0o644)
+	for _, name := range []string{"../victim", "../../etc/passwd", "", "a/b", strings.Repeat("x", 56)} {
+		if err := rt.Revert(ctx, name, RevertOptions{}); err == nil || !strings.Contains(err.Error(), "not a live patch name") {
+			t.Errorf("Revert(%q) err = %v, want a name refusal", name, err)
+		}
+	}
+	if _, err := os.Stat(victim); err != nil {
+		t.Errorf("a revert with a crafted name removed %s", victim)
+	}
+}
+
+func TestRevertIsNotRmmod(t *testing.T) {
+	k, f := newFakeKernel(t), newFixture(t)
+	rt := newRuntime(t, k, f)
+	k.modules["ext4"] = true
+	k.syncModules()
+	if err := rt.Revert(ctx, "ext4", RevertOptions{}); !errors.Is(err, klp.ErrNoPatch) {
+		t.Errorf("Revert(ext4) err = %v, want ErrNoPatch", err)
+	}
+	if !k.modules["ext4"] {
+		t.Error("Revert unloaded an ordinary module")
+	}
+}
+
+func TestRefusesDuringAnotherTransition(t *testing.T) {
+	k, f := newFakeKernel(t), newFixture(t)
+	rt := newRuntime(t, k, f)
+	k.mu.Lock()
+	k.stall["busy"] = true
+	k.tr.AddPatch("busy", true, true, false, 1)
+	k.mu.Unlock()
+	_, err := rt.Apply(ctx, f.bundle("lp_a", 1, true, nil), ApplyOptions{})
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "busy is still in transition") {
+		t.Errorf("Apply during another transition: err = %v, want a refusal naming busy", err)
+	}
+	if k.loads != 0 {
+		t.Errorf("loads = %d, want 0", k.loads)
+	}
+}
+
+func TestPackageVersionChecked(t *testing.T) {
+	k, f := newFakeKernel(t), newFixture(t)
+	rt := newRuntime(t, k, f)
+	b := f.bundle("lp_pv", 1, true, func(m *bundle.Manifest) { m.Kernel.PackageVersion = "6.1.192-1" })
+	if _, err := rt.Apply(ctx, b, ApplyOptions{}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "package 6.1.192-1") {
+		t.Errorf("Apply(other package version) err = %v, want refusal", err)
+	}
+}
+
+func TestPersistedFlagMatchesStoredBytes(t *testing.T) {
+	k, f := newFakeKernel(t), newFixture(t)
+	rt := newRuntime(t, k, f)
+	if _, err := rt.Apply(ctx, f.bundle("lp_a", 1, true, nil), ApplyOptions{Persist: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Revert(ctx, "lp_a", RevertOptions{KeepPersisted: true}); err != nil {
+		t.Fatal(err)
+	}
+	// A different build of the same name, applied without --persist, is
+	// not what the next boot would load: it must not claim to be persisted.
+	res, err := rt.Apply(ctx, f.bundle("lp_a", 1, true, func(m *bundle.Manifest) { m.Description = "rebuilt" }), ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Persisted {
+		t.Error("Apply of a different build reports persisted=true while the stored copy is the old build")
+	}
+}
+
+func TestCorruptStateIsSkipped(t *testing.T) {
+	k, f := newFakeKernel(t), newFixture(t)
+	rt := newRuntime(t, k, f)
+	if _, err := rt.Apply(ctx, f.bundle("lp_a", 1, true, nil), ApplyOptions{Persist: true}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(rt.cfg.RunDir, "applied", "junk.json"), []byte("{not json"), 0o644)
+	os.WriteFile(filepath.Join(rt.cfg.StateDir, "patches", "junk.json"), []byte("{not json"), 0o644)
+	st, err := rt.Status(ctx)
+	if err != nil {
+		t.Fatalf("Status with a corrupt record: %v", err)
+	}
+	if len(st.Patches) != 1 || st.Patches[0].Record == nil {
+		t.Errorf("Status patches = %+v, want lp_a with its record", st.Patches)
+	}
+	if len(st.Stored) != 1 {
+		t.Errorf("Stored = %+v, want lp_a only", st.Stored)
 	}
 }

@@ -17,14 +17,15 @@ import (
 // Stored describes a patch kept under StateDir/patches for re-application
 // at boot.
 type Stored struct {
-	Name     string    `json:"name"`
-	File     string    `json:"file"` // path of the stored bundle or module
-	Unsigned bool      `json:"unsigned,omitempty"`
-	Release  string    `json:"release"`
-	BuildID  string    `json:"build_id,omitempty"`
-	Level    int64     `json:"level"`
-	Replace  bool      `json:"replace"`
-	StoredAt time.Time `json:"stored_at"`
+	Name       string    `json:"name"`
+	File       string    `json:"file"` // path of the stored bundle or module (always derived from Name)
+	FileSHA256 string    `json:"file_sha256"`
+	Unsigned   bool      `json:"unsigned,omitempty"`
+	Release    string    `json:"release"`
+	BuildID    string    `json:"build_id,omitempty"`
+	Level      int64     `json:"level"`
+	Replace    bool      `json:"replace"`
+	StoredAt   time.Time `json:"stored_at"`
 }
 
 // Guard says a persisted patch was loaded on a boot and has not yet
@@ -48,16 +49,24 @@ func (rt *Runtime) dir(parts ...string) string {
 	return filepath.Join(append([]string{rt.cfg.StateDir}, parts...)...)
 }
 
-func (rt *Runtime) persist(p *payload, name string, k *kinfo.Kernel, unsigned bool) error {
-	ext := ".bundle"
-	if p.manifest == nil {
-		ext = ".ko"
+// storedFile is where a patch's bytes are kept; the path is derived from
+// the validated name, never read back from a state file.
+func (rt *Runtime) storedFile(name string, unsigned bool) string {
+	if unsigned {
+		return rt.dir("patches", name+".ko")
 	}
-	file := rt.dir("patches", name+ext)
+	return rt.dir("patches", name+".bundle")
+}
+
+func (rt *Runtime) persist(p *payload, name string, k *kinfo.Kernel) error {
+	unsigned := p.manifest == nil
+	file := rt.storedFile(name, unsigned)
+	// Drop a stored copy of the other kind (a bundle replacing a bare .ko).
+	os.Remove(rt.storedFile(name, !unsigned))
 	if err := writeAtomic(file, p.raw, 0o600); err != nil {
 		return err
 	}
-	s := Stored{Name: name, File: file, Unsigned: p.manifest == nil, Release: k.Release, StoredAt: rt.now().UTC()}
+	s := Stored{Name: name, File: file, FileSHA256: p.fileSum, Unsigned: unsigned, Release: k.Release, StoredAt: rt.now().UTC()}
 	if m := p.manifest; m != nil {
 		s.BuildID, s.Level, s.Replace = m.Kernel.BuildID, m.Level, m.Replace
 	}
@@ -66,14 +75,16 @@ func (rt *Runtime) persist(p *payload, name string, k *kinfo.Kernel, unsigned bo
 		os.Remove(file)
 		return err
 	}
-	os.Remove(rt.dir("quarantine", name+".json")) // an explicit apply lifts it
+	os.Remove(rt.dir("quarantine", name+".json")) // an explicit apply --persist lifts it
 	return nil
 }
 
 func (rt *Runtime) unpersist(name string) {
-	if s, err := rt.stored(name); err == nil {
-		os.Remove(s.File)
+	if checkName(name) != nil {
+		return
 	}
+	os.Remove(rt.storedFile(name, false))
+	os.Remove(rt.storedFile(name, true))
 	os.Remove(rt.dir("patches", name+".json"))
 	os.Remove(rt.dir("guard", name+".json"))
 }
@@ -83,32 +94,53 @@ func (rt *Runtime) isPersisted(name string) bool {
 	return err == nil
 }
 
+// persistedIs reports whether the stored copy of name is the file whose
+// sha256 is fileSum.
+func (rt *Runtime) persistedIs(name, fileSum string) bool {
+	s, err := rt.stored(name)
+	return err == nil && s.FileSHA256 == fileSum
+}
+
 func (rt *Runtime) stored(name string) (*Stored, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
 	var s Stored
 	if err := readJSON(rt.dir("patches", name+".json"), &s); err != nil {
 		return nil, err
 	}
+	if s.Name != name {
+		return nil, fmt.Errorf("%s: names patch %q", rt.dir("patches", name+".json"), s.Name)
+	}
+	s.File = rt.storedFile(name, s.Unsigned)
 	return &s, nil
 }
 
-// StoredPatches lists the patches kept for boot, by name.
+// StoredPatches lists the patches kept for boot, lowest level first.
+// Unreadable entries are skipped; LoadPersisted reports them.
 func (rt *Runtime) StoredPatches() ([]Stored, error) {
-	var out []Stored
-	err := eachJSON(rt.dir("patches"), func(path string) error {
-		var s Stored
-		if err := readJSON(path, &s); err != nil {
-			return err
+	ok, _, err := rt.storedPatches()
+	return ok, err
+}
+
+func (rt *Runtime) storedPatches() (ok []Stored, bad []SkipReason, err error) {
+	err = eachJSON(rt.dir("patches"), func(path string) error {
+		name := strings.TrimSuffix(filepath.Base(path), ".json")
+		s, err := rt.stored(name)
+		if err != nil {
+			bad = append(bad, SkipReason{name, "unreadable state: " + err.Error()})
+			return nil
 		}
-		out = append(out, s)
+		ok = append(ok, *s)
 		return nil
 	})
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Level != out[j].Level {
-			return out[i].Level < out[j].Level
+	sort.Slice(ok, func(i, j int) bool {
+		if ok[i].Level != ok[j].Level {
+			return ok[i].Level < ok[j].Level
 		}
-		return out[i].Name < out[j].Name
+		return ok[i].Name < ok[j].Name
 	})
-	return out, err
+	return ok, bad, err
 }
 
 // Quarantined lists patches that load-persisted will not load.
@@ -126,6 +158,9 @@ func (rt *Runtime) Quarantined() ([]Quarantine, error) {
 }
 
 func (rt *Runtime) quarantined(name string) (*Quarantine, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
 	var q Quarantine
 	if err := readJSON(rt.dir("quarantine", name+".json"), &q); err != nil {
 		return nil, err
@@ -162,6 +197,11 @@ type SkipReason struct {
 // survived from an earlier boot (the machine went down within the guard
 // window after loading it, without a clean shutdown) is quarantined first.
 func (rt *Runtime) LoadPersisted(ctx context.Context, opts ApplyOptions) (*BootReport, error) {
+	unlock, err := rt.lock(ctx, opts.Progress)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	start := rt.now()
 	k, err := readKernel(rt.cfg.Root)
 	if err != nil {
@@ -171,19 +211,27 @@ func (rt *Runtime) LoadPersisted(ctx context.Context, opts ApplyOptions) (*BootR
 	if err := rt.checkGuards(k.BootID, rep); err != nil {
 		return nil, err
 	}
-	stored, err := rt.StoredPatches()
+	stored, bad, err := rt.storedPatches()
 	if err != nil {
 		return nil, err
 	}
+	rep.Failed = append(rep.Failed, bad...)
+	matches := func(s Stored) bool {
+		return s.Release == k.Release && (s.BuildID == "" || k.BuildID == "" || s.BuildID == k.BuildID)
+	}
 	// A cumulative patch replaces every lower level: load only the top one
-	// and what comes after it.
+	// that fits this kernel, and what comes after it.
 	var topReplace int64 = -1
 	for _, s := range stored {
-		if s.Release == k.Release && s.Replace && s.Level > topReplace && !rt.isQuarantined(s.Name) {
+		if matches(s) && s.Replace && s.Level > topReplace && !rt.isQuarantined(s.Name) {
 			topReplace = s.Level
 		}
 	}
 	for _, s := range stored {
+		if ctx.Err() != nil {
+			rep.Skipped = append(rep.Skipped, SkipReason{s.Name, "not loaded: interrupted"})
+			continue
+		}
 		switch {
 		case s.Release != k.Release:
 			rep.Skipped = append(rep.Skipped, SkipReason{s.Name, fmt.Sprintf("stored for kernel %s; running %s", s.Release, k.Release)})
@@ -201,7 +249,7 @@ func (rt *Runtime) LoadPersisted(ctx context.Context, opts ApplyOptions) (*BootR
 		}
 		o := opts
 		o.Persist, o.viaBoot, o.AllowUnsigned = false, true, s.Unsigned
-		if _, err := rt.Apply(ctx, s.File, o); err != nil {
+		if _, err := rt.apply(ctx, s.File, o); err != nil {
 			rep.Failed = append(rep.Failed, SkipReason{s.Name, err.Error()})
 			continue
 		}
@@ -229,7 +277,7 @@ func (rt *Runtime) checkGuards(bootID string, rep *BootReport) error {
 		}
 		if !m.CleanShutdown {
 			q := Quarantine{Name: m.Name, Since: rt.now().UTC(), Reason: fmt.Sprintf(
-				"the machine went down within %s of loading it at %s (boot %s) without a clean shutdown; apply it by hand to lift the quarantine",
+				"the machine went down within %s of loading it at %s (boot %s) without a clean shutdown; stent apply --persist lifts the quarantine",
 				rt.cfg.GuardWindow, m.LoadedAt.Format(time.RFC3339), shortID(m.BootID))}
 			b, _ := json.MarshalIndent(q, "", "  ")
 			if err := writeAtomic(rt.dir("quarantine", m.Name+".json"), b, 0o600); err != nil {

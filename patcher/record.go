@@ -3,7 +3,6 @@ package patcher
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -53,6 +52,9 @@ func (rt *Runtime) saveRecord(r *Record) error {
 }
 
 func (rt *Runtime) dropRecord(name string) {
+	if checkName(name) != nil {
+		return
+	}
 	os.Remove(rt.recordPath(name))
 }
 
@@ -78,8 +80,10 @@ func (rt *Runtime) Records() (map[string]*Record, error) {
 			return nil, err
 		}
 		var r Record
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, e.Name()), err)
+		if err := json.Unmarshal(b, &r); err != nil || checkName(r.Name) != nil || r.Name+".json" != e.Name() {
+			// One damaged record must not hide the others.
+			rt.log.Warn("skipping unreadable record", "file", filepath.Join(dir, e.Name()), "err", err)
+			continue
 		}
 		out[r.Name] = &r
 	}

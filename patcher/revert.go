@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/stent-dev/stent/klp"
@@ -25,11 +26,22 @@ func (rt *Runtime) Revert(ctx context.Context, name string, opts RevertOptions) 
 		opts.Timeout = 60 * time.Second
 	}
 	name = moduleName(name)
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("revert: %w", err)
+	}
+	unlock, err := rt.lock(ctx, opts.Progress)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	recs, _ := rt.Records()
 	p, err := klp.Get(rt.cfg.Root, name)
 	switch {
 	case errors.Is(err, klp.ErrNoPatch):
-		// Not registered: maybe a replaced patch whose module stayed loaded.
-		if loaded, _ := kmod.IsLoaded(rt.cfg.Root, name); loaded {
+		// Not registered: maybe a replaced patch whose module stayed
+		// loaded. Only live patch modules are unloaded here: revert is not
+		// a general rmmod.
+		if rt.isLivepatchModule(name, recs) {
 			opts.Progress.emit(Event{Step: "unload", Message: fmt.Sprintf("%s is no longer active (replaced); unloading its module", name)})
 			if err := rt.unload(ctx, name); err != nil {
 				return err
@@ -46,10 +58,6 @@ func (rt *Runtime) Revert(ctx context.Context, name string, opts RevertOptions) 
 	case err != nil:
 		return fmt.Errorf("revert %s: %w", name, err)
 	}
-	recs, _ := rt.Records()
-	if r := recs[name]; r != nil && r.Forced {
-		return fmt.Errorf("revert %s: the patch was forced, and the kernel never lets a forced live patch's module be removed", name)
-	}
 	start := rt.now()
 	if p.Enabled {
 		msg := "disabling " + name
@@ -61,7 +69,13 @@ func (rt *Runtime) Revert(ctx context.Context, name string, opts RevertOptions) 
 			return fmt.Errorf("revert %s: %w", name, err)
 		}
 	}
-	if err := rt.waitGone(ctx, name, opts.Timeout, opts.Progress); err != nil {
+	// Disabled: whatever happens next, the next boot must not load it again.
+	if !opts.KeepPersisted {
+		rt.unpersist(name)
+	}
+	// Once disabling started, finish the wait even if interrupted: the
+	// kernel keeps going either way, and the module must be unloaded.
+	if err := rt.waitGone(context.WithoutCancel(ctx), name, opts.Timeout, opts.Progress); err != nil {
 		var se *StallError
 		if errors.As(err, &se) {
 			return fmt.Errorf("revert %s: %w", name, se.Cleanup)
@@ -69,7 +83,10 @@ func (rt *Runtime) Revert(ctx context.Context, name string, opts RevertOptions) 
 		return fmt.Errorf("revert %s: %w", name, err)
 	}
 	opts.Progress.emit(Event{Step: "unload", Message: "unloading module " + name})
-	if err := rt.unload(ctx, name); err != nil {
+	if err := rt.unload(context.WithoutCancel(ctx), name); err != nil {
+		if r := recs[name]; r != nil && r.Forced {
+			return fmt.Errorf("revert %s: the patch is disabled but its module stays: the kernel keeps modules of forced transitions (%w)", name, err)
+		}
 		return fmt.Errorf("revert %s: the patch is disabled but %w", name, err)
 	}
 	rt.forget(name, opts.KeepPersisted)
@@ -83,4 +100,19 @@ func (rt *Runtime) forget(name string, keepPersisted bool) {
 	if !keepPersisted {
 		rt.unpersist(name)
 	}
+}
+
+// isLivepatchModule reports whether name is a loaded module that stent
+// applied or that the kernel marks as a live patch (taint K).
+func (rt *Runtime) isLivepatchModule(name string, recs map[string]*Record) bool {
+	mods, err := kmod.Loaded(rt.cfg.Root)
+	if err != nil {
+		return false
+	}
+	for _, m := range mods {
+		if m.Name == name {
+			return recs[name] != nil || strings.Contains(m.Taint, "K")
+		}
+	}
+	return false
 }

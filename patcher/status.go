@@ -35,6 +35,7 @@ type Transition struct {
 	Patch    string     `json:"patch"`
 	Target   string     `json:"target"` // "patched" or "unpatched"
 	Blockers []klp.Task `json:"blockers"`
+	Note     string     `json:"note,omitempty"` // why the blockers could not be read
 }
 
 // Status reads the state of the kernel and of the runtime's records.
@@ -63,7 +64,7 @@ func (rt *Runtime) Status(ctx context.Context) (*Status, error) {
 		st.Patches = append(st.Patches, PatchStatus{Patch: p, Record: recs[p.Name]})
 		if p.Transition {
 			target := klp.TransitionTarget(&p)
-			blockers, _ := klp.Blockers(rt.cfg.Root, target)
+			blockers, berr := klp.Blockers(rt.cfg.Root, target)
 			if blockers == nil {
 				blockers = []klp.Task{}
 			}
@@ -71,7 +72,11 @@ func (rt *Runtime) Status(ctx context.Context) (*Status, error) {
 			if target == klp.StateUnpatched {
 				name = "unpatched"
 			}
-			st.Transitions = append(st.Transitions, Transition{Patch: p.Name, Target: name, Blockers: blockers})
+			tr := Transition{Patch: p.Name, Target: name, Blockers: blockers}
+			if berr != nil {
+				tr.Note = berr.Error()
+			}
+			st.Transitions = append(st.Transitions, tr)
 		}
 	}
 	st.Effective = effective(k, st.Patches)

@@ -57,8 +57,13 @@ func (rt *Runtime) waitApplied(ctx context.Context, name string, opts ApplyOptio
 		if now.After(deadline) || ctx.Err() != nil {
 			blockers, _ := klp.Blockers(rt.cfg.Root, klp.StatePatched)
 			if opts.Force && ctx.Err() == nil {
-				opts.Progress.emit(Event{Step: "force", Message: fmt.Sprintf("WARNING: forcing %s: %s are marked switched without being checked, and the module can never be removed", name, plural(len(blockers), "task is", "tasks are"))})
+				opts.Progress.emit(Event{Step: "force", Message: fmt.Sprintf("WARNING: forcing %s: %s marked switched without the safety check; modules of patches it replaces can never be removed", name, plural(len(blockers), "task is", "tasks are"))})
 				if err := klp.Force(rt.cfg.Root, name); err != nil {
+					// The transition may have finished just before the write
+					// (the kernel then refuses it): that is success.
+					if p, gerr := klp.Get(rt.cfg.Root, name); gerr == nil && p.Enabled && !p.Transition {
+						return false, nil
+					}
 					return false, fmt.Errorf("force %s: %w", name, err)
 				}
 				if err := rt.waitUntil(context.WithoutCancel(ctx), name, 10*time.Second, func(p *klp.Patch) bool { return !p.Transition }); err != nil {
@@ -70,6 +75,10 @@ func (rt *Runtime) waitApplied(ctx context.Context, name string, opts ApplyOptio
 			opts.Progress.emit(Event{Step: "reverse", Message: fmt.Sprintf("transition of %s stalled: reversing it", name), Blockers: blockers})
 			// Undo even when ctx was cancelled: never leave a half-applied patch.
 			serr.Cleanup = rt.reverseAndUnload(context.WithoutCancel(ctx), name, opts.Timeout, opts.Progress)
+			var inner *StallError
+			if errors.As(serr.Cleanup, &inner) {
+				serr.Cleanup = inner.Cleanup // the reverse stalled too: keep its explanation only
+			}
 			serr.Reverted = serr.Cleanup == nil
 			if ctx.Err() != nil && serr.Reverted {
 				return false, fmt.Errorf("live patch %s: interrupted during its transition; reverted and unloaded: %w", name, ctx.Err())
@@ -198,9 +207,10 @@ func (rt *Runtime) unloadQuietly(ctx context.Context, name string) {
 // unloads their modules. When the transition ends the kernel marks replaced
 // patches disabled and frees them asynchronously, so a replaced patch is one
 // that is gone from sysfs or disabled out of transition; stent waits for it
-// to go before unloading its module.
-func (rt *Runtime) unloadReplaced(ctx context.Context, before []klp.Patch, name string, progress Progress) []string {
-	var replaced []string
+// to go before unloading its module. After a forced transition the kernel
+// keeps the replaced patches' modules for good (klp_force_transition marks
+// them forced): those are returned as pinned, not unloaded.
+func (rt *Runtime) unloadReplaced(ctx context.Context, before []klp.Patch, name string, forced bool, progress Progress) (replaced, pinned []string) {
 	for _, old := range before {
 		if old.Name == name {
 			continue
@@ -215,12 +225,18 @@ func (rt *Runtime) unloadReplaced(ctx context.Context, before []klp.Patch, name 
 		default:
 			continue // still active: not replaced (a non-cumulative patch was applied)
 		}
+		replaced = append(replaced, old.Name)
+		if forced {
+			pinned = append(pinned, old.Name)
+			progress.emit(Event{Step: "replace", Message: fmt.Sprintf("%s replaced %s; after the forced transition the kernel keeps %s's module loaded for good", name, old.Name, old.Name)})
+			continue
+		}
 		progress.emit(Event{Step: "replace", Message: fmt.Sprintf("%s replaced %s; unloading its module", name, old.Name)})
 		if err := rt.unload(ctx, old.Name); err != nil {
 			rt.log.Warn("unload replaced patch", "module", old.Name, "err", err)
 			progress.emit(Event{Step: "replace", Message: fmt.Sprintf("could not unload %s: %v", old.Name, err)})
+			pinned = append(pinned, old.Name)
 		}
-		replaced = append(replaced, old.Name)
 	}
-	return replaced
+	return replaced, pinned
 }

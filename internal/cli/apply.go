@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,24 +32,30 @@ every task to the new code.
 If the switch does not finish within --timeout, stent reverses it, unloads
 the module and exits non-zero, naming the tasks that blocked it and their
 kernel stacks: the kernel is left as it was. --force instead tells the
-kernel to consider every task switched; the module can then never be removed.
+kernel to consider every task switched without the safety check; the
+modules of patches it replaces can then never be removed.
 
 A cumulative patch (replace) atomically replaces the patches applied before
-it; their modules are unloaded afterwards.
+it; their modules are unloaded afterwards. Only one stent operation runs at
+a time on a host, and only one live patch transition at a time in a kernel.
 
 Exit codes: 0 applied (or already applied), 1 error, 2 refused before
-loading, 3 transition stalled and reverted.`,
+loading, 3 transition stalled and reverted (the kernel is as before),
+4 transition stalled and could not be undone (stent status shows it).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Progress = progressPrinter(env.Stderr, quiet || asJSON)
 			if opts.Force {
-				fmt.Fprintln(env.Stderr, "warning: --force: if the transition stalls, the patch is forced and its module can never be removed")
+				fmt.Fprintln(env.Stderr, "warning: --force: if the transition stalls, it is forced without the safety check, and the modules of patches it replaces can never be removed")
 			}
 			res, err := env.runtime().Apply(cmd.Context(), args[0], opts)
 			if err != nil {
 				var se *patcher.StallError
 				if errors.As(err, &se) {
 					printBlockers(env, se)
+					if !se.Reverted {
+						return withCode(4, err)
+					}
 					return withCode(3, err)
 				}
 				if errors.Is(err, patcher.ErrRefused) {
@@ -66,10 +73,14 @@ loading, 3 transition stalled and reverted.`,
 				fmt.Fprintf(env.Stdout, "applied %s in %s\n", res.Name, fmtDur(res.Duration))
 			}
 			for _, r := range res.Replaced {
-				fmt.Fprintf(env.Stdout, "replaced %s (module unloaded)\n", r)
+				if slices.Contains(res.Pinned, r) {
+					fmt.Fprintf(env.Stdout, "replaced %s (its module stays loaded: the kernel pins it)\n", r)
+				} else {
+					fmt.Fprintf(env.Stdout, "replaced %s (module unloaded)\n", r)
+				}
 			}
 			if res.Forced {
-				fmt.Fprintf(env.Stdout, "warning: %s was forced; its module can never be removed\n", res.Name)
+				fmt.Fprintf(env.Stdout, "warning: %s was forced: the tasks that blocked it were switched without the safety check\n", res.Name)
 			}
 			if res.Persisted {
 				fmt.Fprintf(env.Stdout, "stored for reboots in %s\n", env.StateDir)
@@ -80,7 +91,7 @@ loading, 3 transition stalled and reverted.`,
 	f := cmd.Flags()
 	f.BoolVar(&opts.AllowUnsigned, "allow-unsigned", false, "accept a bare .ko that is not a signed bundle")
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "how long to wait for the transition before reverting it")
-	f.BoolVar(&opts.Force, "force", false, "on a stalled transition, force it instead of reverting (the module can then never be removed)")
+	f.BoolVar(&opts.Force, "force", false, "on a stalled transition, force it instead of reverting (unsafe; replaced patches' modules can then never be removed)")
 	f.BoolVar(&opts.Persist, "persist", false, "store the patch so that it is applied again at boot (stent load-persisted)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print no progress")

@@ -27,9 +27,11 @@ boot by stent-load-persisted.service, before the network comes up.
 Crash-loop guard: a patch loaded from here or with --persist is marked until
 it has stayed up for the guard window (stent persist confirm, run by
 stent-confirm.timer). If the machine goes down before that without a clean
-shutdown (stent persist mark-shutdown, run by the service at shutdown), the
-next boot quarantines the patch instead of loading it again; stent status
-shows why. Applying it by hand lifts the quarantine.`,
+shutdown (stent persist mark-shutdown, run by stent-shutdown-mark.service),
+the next boot quarantines the patch instead of loading it again; stent
+status shows why. stent apply --persist lifts the quarantine.
+
+Exits non-zero when a stored patch failed to load; the others are loaded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rep, err := env.runtime().LoadPersisted(cmd.Context(), patcher.ApplyOptions{Timeout: timeout, Progress: progressPrinter(env.Stderr, quiet || asJSON)})

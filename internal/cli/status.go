@@ -96,6 +96,10 @@ func printStatus(out io.Writer, st *patcher.Status) {
 		}
 	}
 	for _, t := range st.Transitions {
+		if t.Note != "" {
+			fmt.Fprintf(out, "\nTransition of %s to %s: tasks unknown: %s\n", t.Patch, t.Target, t.Note)
+			continue
+		}
 		fmt.Fprintf(out, "\nTransition of %s to %s: %d task(s) still on the old code\n", t.Patch, t.Target, len(t.Blockers))
 		for _, b := range t.Blockers {
 			fmt.Fprintf(out, "  pid %d (tid %d) %s\n", b.PID, b.TID, b.Comm)
@@ -111,7 +115,7 @@ func printStatus(out io.Writer, st *patcher.Status) {
 		}
 	}
 	for _, g := range st.Guarded {
-		fmt.Fprintf(out, "\nCrash guard: %s loaded at %s is not confirmed yet; if the machine goes down before then, it will not be loaded at the next boot\n", g.Name, g.LoadedAt.Format("2006-01-02 15:04:05Z07:00"))
+		fmt.Fprintf(out, "\nCrash guard: %s was loaded at %s; if the machine goes down without a clean shutdown before stent persist confirm runs (%s after loading), it will not be loaded at the next boot\n", g.Name, g.LoadedAt.Format("2006-01-02 15:04:05Z07:00"), guardWindow)
 	}
 	if len(st.Quarantined) > 0 {
 		fmt.Fprintln(out, "\nQuarantined (not loaded at boot):")
@@ -171,8 +175,10 @@ func printPatch(out io.Writer, p patcher.PatchStatus) {
 		switch {
 		case o.Patched != nil && *o.Patched:
 			ps = " (patched)"
+		case o.Patched != nil && o.Name != "vmlinux" && p.Enabled:
+			ps = " (not patched: module not loaded; patched when it loads)"
 		case o.Patched != nil:
-			ps = " (not patched: module not loaded)"
+			ps = " (not patched)"
 		}
 		fns := make([]string, 0, len(o.Funcs))
 		for _, f := range o.Funcs {
@@ -185,6 +191,9 @@ func printPatch(out io.Writer, p patcher.PatchStatus) {
 		fmt.Fprintf(out, "      %s%s: %s\n", o.Name, ps, strings.Join(fns, " "))
 	}
 }
+
+// guardWindow is the runtime's default crash guard window, for messages.
+const guardWindow = "10m"
 
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -124,11 +125,21 @@ func (tr *Tree) AddTask(pid int, comm string, state int, stack ...string) {
 	tr.Write(dir+"stack", b.String())
 }
 
-// SetModules writes /proc/modules for the given module names.
-func (tr *Tree) SetModules(names ...string) {
+// SetModules writes /proc/modules: module name -> taint letters ("OEK"
+// for an unsigned out-of-tree live patch, "" for an ordinary module).
+func (tr *Tree) SetModules(mods map[string]string) {
+	names := make([]string, 0, len(mods))
+	for n := range mods {
+		names = append(names, n)
+	}
+	sort.Strings(names)
 	var b strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&b, "%s 16384 0 - Live 0xffffffffc0000000 (OEK)\n", n)
+		fmt.Fprintf(&b, "%s 16384 0 - Live 0xffffffffc0000000", n)
+		if t := mods[n]; t != "" {
+			fmt.Fprintf(&b, " (%s)", t)
+		}
+		b.WriteString("\n")
 	}
 	tr.Write("proc/modules", b.String())
 }
