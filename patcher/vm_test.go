@@ -252,6 +252,25 @@ func TestRealKernel(t *testing.T) {
 		}
 	})
 
+	t.Run("ForceEndsStalledTransition", func(t *testing.T) {
+		g.ok("insmod", "/root/stent_blocker.ko")
+		r := g.run("stent", "apply", "--force", "--timeout", "3s", "/root/stall.bundle")
+		if r.Exit != 0 || !strings.Contains(r.Stdout, "was forced") || !strings.Contains(r.Stderr, "WARNING: forcing") {
+			t.Fatalf("apply --force: exit %d\nstdout: %s\nstderr: %s", r.Exit, r.Stdout, r.Stderr)
+		}
+		st := g.status()
+		if len(st.Transitions) != 0 || g.patchNames() != "stent_lp_stall" {
+			t.Errorf("after --force: transitions %+v, patches %s", st.Transitions, g.patchNames())
+		}
+		// A forced patching transition pins only replaced patches: this
+		// one can be reverted and its module removed.
+		g.ok("stent", "revert", "stent_lp_stall")
+		if mods := g.ok("cat", "/proc/modules"); strings.Contains(mods, "stent_lp_stall") {
+			t.Errorf("stent_lp_stall still loaded after revert:\n%s", mods)
+		}
+		g.ok("rmmod", "stent_blocker")
+	})
+
 	t.Run("PersistAcrossReboot", func(t *testing.T) {
 		g.ok("stent", "apply", "--persist", "/root/v1.bundle")
 		g.ok("stent", "persist", "mark-shutdown") // what the systemd unit's ExecStop does
