@@ -25,6 +25,8 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
 	if len(c.Patches) > 1000 || len(c.Hostname) > 255 || len(c.KernelRelease) > 64 {
 		return errorf(http.StatusBadRequest, "bad_request", "check-in: too many patches or fields too long")
 	}
+	// The body is in: no read deadline while the long-poll is held.
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
 	etag := r.URL.Query().Get("etag")
 	now := s.now().UTC()

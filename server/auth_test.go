@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,4 +192,30 @@ func TestHostIsolation(t *testing.T) {
 func download(c *api.Client, path string) error {
 	_, _, err := c.Download(context.Background(), path, 0, io.Discard)
 	return err
+}
+
+// TestLongPollOutlivesBodyTimeout: the read deadline that bounds request
+// bodies must not cut a long-poll held longer than it.
+func TestLongPollOutlivesBodyTimeout(t *testing.T) {
+	e := &env{t: t, o: envOpt{engine: "sqlite", dataDir: t.TempDir(), interval: 2 * time.Second, bodyTimeout: 300 * time.Millisecond}}
+	e.dir = e.o.dataDir
+	e.start("127.0.0.1:0")
+	t.Cleanup(e.stop)
+	tok, _ := os.ReadFile(e.srv.BootstrapTokenFile())
+	hc, _ := api.NewHTTPClient(api.TLSOptions{Fingerprint: e.fp})
+	e.admin = &api.Client{BaseURL: e.url, Token: strings.TrimSpace(string(tok)), HTTP: hc}
+	c, err := e.enroll(e.enrollToken("stable", 0), "lp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := e.client(c.Credential)
+	var sr api.SyncResponse
+	if err := host.Do(context.Background(), http.MethodPost, api.PathSync, api.Checkin{}, &sr); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = host.Do(context.Background(), http.MethodPost, api.PathSync+"?wait=2s&etag="+sr.Desired.ETag, api.Checkin{}, &sr)
+	if err != nil || time.Since(start) < time.Second {
+		t.Errorf("long-poll of 2s with a 300ms body timeout: %v after %v", err, time.Since(start))
+	}
 }

@@ -29,6 +29,7 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string // "text" or "json"
 	MaxBundleSize   int64
+	BodyTimeout     time.Duration // time allowed to send a request body (not a flag; default 1m)
 }
 
 // DefaultConfig returns the configuration with every default filled.

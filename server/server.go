@@ -87,6 +87,9 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	if cfg.EngineTick <= 0 {
 		cfg.EngineTick = DefaultConfig().EngineTick
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = time.Minute
+	}
 	if cfg.MaxBundleSize <= 0 {
 		cfg.MaxBundleSize = DefaultConfig().MaxBundleSize
 	}
@@ -257,9 +260,16 @@ type handlerFunc func(http.ResponseWriter, *http.Request) error
 // "" (none), "host", or an admin role.
 func (s *Server) handle(mux *http.ServeMux, pattern, need string, h handlerFunc) {
 	obs := s.met.apiLatency.MustCurryWith(prometheus.Labels{"route": pattern})
+	// Bodies must arrive in reasonable time: a slow client does not get to
+	// hold a goroutine forever. Publishing a large bundle gets longer.
+	bodyTimeout := s.cfg.BodyTimeout
+	if pattern == "POST "+api.PathAdminBundle {
+		bodyTimeout = 15 * time.Minute
+	}
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		http.NewResponseController(w).SetReadDeadline(start.Add(bodyTimeout))
 		r, err := s.authorize(r, need)
 		if err == nil {
 			err = h(sw, r)

@@ -39,11 +39,12 @@ type env struct {
 }
 
 type envOpt struct {
-	engine   string
-	interval time.Duration
-	dataDir  string
-	dsn      string
-	throttle int // bytes per second the server sends on each connection; 0: no limit
+	engine      string
+	interval    time.Duration
+	dataDir     string
+	dsn         string
+	throttle    int // bytes per second the server sends on each connection; 0: no limit
+	bodyTimeout time.Duration
 }
 
 func testLog(t testing.TB) *slog.Logger {
@@ -90,6 +91,7 @@ func (e *env) start(addr string) {
 	cfg := server.DefaultConfig()
 	cfg.DataDir, cfg.DB, cfg.CheckinInterval = e.o.dataDir, e.o.dsn, e.o.interval
 	cfg.EngineTick = 100 * time.Millisecond
+	cfg.BodyTimeout = e.o.bodyTimeout
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, server.Options{Log: testLog(e.t)})
 	if err != nil {
