@@ -131,6 +131,16 @@ if [ -e /etc/vmtest/disk ]; then
 	while [ ! -b /dev/vda ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done
 	mount -t ext4 /dev/vda /var/lib/stent || echo "vmtest: mount /dev/vda failed" > /dev/kmsg
 fi
+if [ -e /etc/vmtest/net ]; then
+	load /etc/vmtest/modules.net
+	n=0
+	while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done
+	ip link set lo up
+	ip addr add 10.0.2.15/24 dev eth0
+	ip link set eth0 up
+	ip route add default via 10.0.2.2
+	echo "10.0.2.100 host.vmtest" >> /etc/hosts
+fi
 echo "vmtest: starting guestrun" > /dev/kmsg
 /sbin/guestrun -port vmtest.ctl
 echo "vmtest: guestrun exited ($?), powering off" > /dev/kmsg
@@ -196,7 +206,7 @@ func baseInitramfs(ctx context.Context, k *kpkg.Kernel, withStent bool, extra []
 		a.File("/usr/bin/stent", stent, 0o755)
 	}
 
-	order, dep, err := resolveModules(k.ModulesDir, append(append(append([]string(nil), bootModules...), diskModules...), extra...))
+	order, dep, err := resolveModules(k.ModulesDir, append(append(append(append([]string(nil), bootModules...), diskModules...), netModules...), extra...))
 	if err != nil {
 		return nil, err
 	}
@@ -225,8 +235,13 @@ func baseInitramfs(ctx context.Context, k *kpkg.Kernel, withStent bool, extra []
 	if err != nil {
 		return nil, err
 	}
+	netOrder, _, err := resolveModules(k.ModulesDir, append(append([]string(nil), bootModules...), netModules...))
+	if err != nil {
+		return nil, err
+	}
 	a.File("/etc/vmtest/modules.boot", []byte(strings.Join(bootOrder, "\n")+"\n"), 0o644)
 	a.File("/etc/vmtest/modules.disk", []byte(strings.Join(diskOrder[len(bootOrder):], "\n")+"\n"), 0o644)
+	a.File("/etc/vmtest/modules.net", []byte(strings.Join(netOrder[len(bootOrder):], "\n")+"\n"), 0o644)
 
 	b := a.Bytes()
 	if baseArchives.byID == nil {
@@ -237,7 +252,7 @@ func baseInitramfs(ctx context.Context, k *kpkg.Kernel, withStent bool, extra []
 }
 
 // extraInitramfs archives the files a VM asks for.
-func extraInitramfs(files []File, disk bool) ([]byte, error) {
+func extraInitramfs(files []File, disk, net bool) ([]byte, error) {
 	a := newCPIO()
 	for _, f := range files {
 		if !filepath.IsAbs(f.Path) {
@@ -259,6 +274,9 @@ func extraInitramfs(files []File, disk bool) ([]byte, error) {
 	}
 	if disk {
 		a.File("/etc/vmtest/disk", []byte("/dev/vda /var/lib/stent ext4\n"), 0o644)
+	}
+	if net {
+		a.File("/etc/vmtest/net", []byte("10.0.2.15/24\n"), 0o644)
 	}
 	return a.Bytes(), nil
 }

@@ -21,6 +21,10 @@ var bootModules = []string{"virtio_pci", "virtio_console"}
 // could load it on demand.
 var diskModules = []string{"virtio_blk", "crc32c_generic", "ext4"}
 
+// netModules are loaded when the guest has forwards to the host: virtio_net
+// (with its failover dependencies).
+var netModules = []string{"virtio_net"}
+
 // modName normalises a module name as the kernel does ('-' and '_' are the
 // same).
 func modName(s string) string {

@@ -108,7 +108,7 @@ func TestHasPVHNote(t *testing.T) {
 }
 
 func TestExtraInitramfsRelative(t *testing.T) {
-	if _, err := extraInitramfs([]File{{Path: "etc/x"}}, false); err == nil {
+	if _, err := extraInitramfs([]File{{Path: "etc/x"}}, false, false); err == nil {
 		t.Error("extraInitramfs with a relative path succeeded")
 	}
 }

@@ -40,7 +40,27 @@ type Options struct {
 	NoStent     bool          // leave the stent binary out of the initramfs
 	BootTimeout time.Duration // until the guest's runner answers; default 2 minutes
 	LogDir      string        // where console.log goes; default a new temporary folder
+
+	// Forwards let the guest reach servers on the host's loopback, and
+	// nothing else: the guest gets a virtio network card on QEMU's
+	// user-mode network with restrict=on, and a connection to
+	// 10.0.2.100:GuestPort (also named host.vmtest in the guest's
+	// /etc/hosts) is carried to Host by a busybox nc QEMU starts for it.
+	Forwards []Forward
 }
+
+// Forward carries guest connections to GuestHost:GuestPort to Host, an
+// address on the host's loopback such as "127.0.0.1:8443".
+type Forward struct {
+	GuestPort int
+	Host      string
+}
+
+// busyboxHost is the host's busybox, used by QEMU to bridge forwards.
+const busyboxHost = "/bin/busybox"
+
+// GuestHost is the address the guest connects to for Forwards.
+const GuestHost = "10.0.2.100"
 
 // VM is a running QEMU guest.
 type VM struct {
@@ -112,7 +132,24 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 		vm.cleanup()
 		return nil, err
 	}
-	extra, err := extraInitramfs(opts.Files, opts.Disk != "")
+	for _, f := range opts.Forwards {
+		host, port, err := net.SplitHostPort(f.Host)
+		if err != nil || f.GuestPort <= 0 || f.GuestPort > 65535 {
+			return nil, fmt.Errorf("vmtest: forward %d -> %q: want a guest port and a host:port", f.GuestPort, f.Host)
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("vmtest: forward to %s: only the host's loopback may be reached from a guest", f.Host)
+		}
+		if _, err := strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("vmtest: forward to %s: bad port", f.Host)
+		}
+	}
+	if len(opts.Forwards) > 0 {
+		if _, err := os.Stat(busyboxHost); err != nil {
+			return nil, fmt.Errorf("vmtest: forwards need %s on the host (Debian package busybox-static): %w", busyboxHost, err)
+		}
+	}
+	extra, err := extraInitramfs(opts.Files, opts.Disk != "", len(opts.Forwards) > 0)
 	if err != nil {
 		vm.cleanup()
 		return nil, err
@@ -145,6 +182,16 @@ func (vm *VM) qemuArgs(sock string) []string {
 		"-device", "virtio-serial-pci,id=vser",
 		"-chardev", "socket,id=ctl,path=" + sock,
 		"-device", "virtserialport,bus=vser.0,chardev=ctl,name=" + ctlPortName,
+	}
+	if len(o.Forwards) > 0 {
+		netdev := "user,id=net0,restrict=on,net=10.0.2.0/24"
+		for _, f := range o.Forwards {
+			host, port, _ := net.SplitHostPort(f.Host)
+			// One busybox nc per guest connection, bridging it to the host's
+			// loopback (QEMU runs the command for each connection).
+			netdev += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:%s nc %s %s", GuestHost, f.GuestPort, busyboxHost, host, port)
+		}
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0")
 	}
 	if o.Disk != "" {
 		format := "raw"
