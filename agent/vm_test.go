@@ -24,19 +24,11 @@ import (
 )
 
 // guestNetwork sets up opts so that the guest reaches hostAddr (a server
-// on the host's loopback) and returns the URL the guest uses for it.
-//
-// The vmtest harness has no guest networking yet. What this needs from it:
-// QEMU user-mode networking restricted to one forward,
-//
-//	-netdev user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8443-cmd:busybox nc 127.0.0.1 PORT
-//	-device virtio-net-pci,netdev=n0
-//
-// (cmd: spawns one relay per guest connection; a chardev target would carry
-// one connection only), virtio_net in the initramfs, and eth0 up as
-// 10.0.2.15/24 in the guest. Until then the test skips.
-var guestNetwork = func(opts *vmtest.Options, hostAddr string) (guestURL string, ok bool) {
-	return "", false
+// on the host's loopback) and returns the URL the guest uses for it: QEMU
+// user-mode networking restricted to one forward (vmtest.Options.Forwards).
+func guestNetwork(opts *vmtest.Options, hostAddr string) (guestURL string, ok bool) {
+	opts.Forwards = append(opts.Forwards, vmtest.Forward{GuestPort: 8443, Host: hostAddr})
+	return fmt.Sprintf("https://%s:8443", vmtest.GuestHost), true
 }
 
 func TestAgentInGuest(t *testing.T) {
