@@ -322,10 +322,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-// readJSON decodes a request body of at most limit bytes into v.
+// readJSON decodes a request body of at most limit bytes into v, and reads
+// the body to its end: only then does the HTTP server watch the connection,
+// so a long-poll learns at once when its agent goes away.
 func readJSON(r *http.Request, limit int64, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
-	if err := dec.Decode(v); err != nil {
+	body := http.MaxBytesReader(nil, r.Body, limit)
+	dec := json.NewDecoder(body)
+	err := dec.Decode(v)
+	if err == nil {
+		_, err = io.Copy(io.Discard, body)
+	}
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return errorf(http.StatusRequestEntityTooLarge, "too_large", "request body over %d bytes", limit)
