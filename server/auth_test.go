@@ -222,3 +222,33 @@ func TestLongPollOutlivesBodyTimeout(t *testing.T) {
 		t.Errorf("long-poll of 2s with a 300ms body timeout: %v after %v", err, time.Since(start))
 	}
 }
+
+// TestLongPollEndsWithAgent: an agent that goes away mid long-poll frees
+// the server's side at once, not at the end of the wait.
+func TestLongPollEndsWithAgent(t *testing.T) {
+	e := startEnv(t, envOpt{interval: 30 * time.Second})
+	c, err := e.enroll(e.enrollToken("stable", 0), "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := e.client(c.Credential)
+	var sr api.SyncResponse
+	if err := host.Do(context.Background(), http.MethodPost, api.PathSync, api.Checkin{}, &sr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go host.Do(ctx, http.MethodPost, api.PathSync+"?wait=30s&etag="+sr.Desired.ETag, api.Checkin{}, &sr)
+	polls := func() float64 {
+		mfs, _ := e.srv.Registry().Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "stent_server_longpolls" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	e.waitFor(5*time.Second, "the long-poll to be held", func() bool { return polls() == 1 })
+	cancel()
+	host.HTTP.CloseIdleConnections()
+	e.waitFor(5*time.Second, "the server to drop the abandoned long-poll", func() bool { return polls() == 0 })
+}
