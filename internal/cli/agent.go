@@ -158,18 +158,19 @@ func inventoryFunc(env *Env) func(context.Context) (json.RawMessage, error) {
 	var last json.RawMessage
 	var at time.Time
 	return func(ctx context.Context) (json.RawMessage, error) {
-		if last != nil && time.Since(at) < 15*time.Minute {
+		if !at.IsZero() && time.Since(at) < 15*time.Minute {
 			return last, nil
 		}
-		inv, err := inventory.CollectRoot(ctx, env.Root, env.RunDir, time.Now())
+		at = time.Now()
+		inv, err := inventory.CollectRoot(ctx, env.Root, env.RunDir, at)
 		if err != nil {
-			return nil, err
+			return nil, err // said once; asked again in 15 minutes
 		}
 		b, err := json.Marshal(inv)
 		if err != nil {
 			return nil, err
 		}
-		last, at = b, time.Now()
+		last = b
 		return b, nil
 	}
 }
