@@ -20,6 +20,7 @@ build:
 # The whole suite, QEMU tests included (they download Debian kernels into
 # $(CACHE) on first use).
 test: deps
+	scripts/setup-postgres.sh >/dev/null
 	$(GO) vet ./...
 	$(GO) test -timeout 40m $(GOTESTFLAGS) ./...
 
