@@ -7,10 +7,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -37,6 +40,7 @@ type demo struct {
 	ctx context.Context
 	out io.Writer
 	vm  *vmtest.VM
+	bin string // folder with the stent and stent-server binaries for the host
 }
 
 func (d *demo) step(format string, args ...any) {
@@ -61,6 +65,22 @@ func (d *demo) guest(argv ...string) (string, error) {
 		return r.Stdout, fmt.Errorf("guest %s: exit %d", strings.Join(argv, " "), r.Exit)
 	}
 	return r.Stdout, nil
+}
+
+// host runs a stent command on the host and shows it.
+func (d *demo) host(env []string, argv ...string) (string, error) {
+	fmt.Fprintf(d.out, "\033[33mhost$ %s\033[0m\n", strings.Join(argv, " "))
+	cmd := exec.CommandContext(d.ctx, filepath.Join(d.bin, argv[0]), argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	fmt.Fprint(d.out, indent(stderr.String()))
+	fmt.Fprint(d.out, indent(stdout.String()))
+	if err != nil {
+		return stdout.String(), fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	}
+	return stdout.String(), nil
 }
 
 func indent(s string) string {
@@ -122,22 +142,41 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
-	d.step("Booting %s under QEMU (software emulation; a few seconds)", abi)
-	logDir, err := os.MkdirTemp("", "stent-demo-vm")
+	work, err := os.MkdirTemp("", "stent-demo")
 	if err != nil {
 		return err
 	}
-	vm, err := vmtest.Start(ctx, vmtest.Options{Kernel: k, LogDir: logDir, Files: []vmtest.File{
+	defer os.RemoveAll(work)
+	d.bin = filepath.Join(work, "bin")
+	v1Path := filepath.Join(work, "fix-v1.bundle")
+	if err := os.WriteFile(v1Path, v1, 0o644); err != nil {
+		return err
+	}
+
+	d.step("Starting the control server, stent-server, on the host's loopback")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", d.bin+"/", "./cmd/stent", "./cmd/stent-server").CombinedOutput(); err != nil {
+		return fmt.Errorf("build stent binaries: %v\n%s", err, out)
+	}
+	srv, err := startServer(ctx, d, filepath.Join(work, "server"))
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	d.say("listening on %s; state in SQLite under %s; certificate fingerprint %s", srv.addr, srv.dataDir, srv.fingerprint)
+
+	d.step("Booting %s under QEMU (software emulation; a few seconds)", abi)
+	d.say("the guest reaches the server only through QEMU's user network, forwarded to the host's loopback")
+	vm, err := vmtest.Start(ctx, vmtest.Options{Kernel: k, LogDir: filepath.Join(work, "vm"), Files: []vmtest.File{
 		{Path: "/etc/stent/keys/demo.pub", Data: pub},
 		{Path: "/root/fix-v1.bundle", Data: v1},
 		{Path: "/root/fix-v2.bundle", Data: v2},
-	}})
+	}, Forwards: []vmtest.Forward{{GuestPort: 8443, Host: srv.addr}}})
 	if err != nil {
 		return err
 	}
 	defer vm.Close()
 	d.vm = vm
-	d.say("console log: %s", filepath.Join(logDir, "console.log"))
+	d.say("console log: %s", vm.ConsolePath())
 
 	d.step("Before: the kernel's own /proc/cmdline and stent status")
 	if _, err := d.guest("cat", "/proc/cmdline"); err != nil {
@@ -188,8 +227,167 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
-	d.step("Done in %s: applied, replaced and reverted live patches on a running %s kernel", time.Since(start).Round(time.Second), abi)
+	if err := d.fleet(srv, v1Path); err != nil {
+		return err
+	}
+
+	d.step("Done in %s: applied, replaced and reverted live patches on a running %s kernel, by hand and through the fleet server", time.Since(start).Round(time.Second), abi)
 	return nil
+}
+
+// fleet enrolls the guest's agent with the server, publishes a patch and
+// watches the agent apply it live, then reverts it fleet-wide.
+func (d *demo) fleet(srv *server, bundlePath string) error {
+	env := srv.env()
+	d.step("Fleet: the operator creates an enrollment token; the guest's agent enrolls with it")
+	out, err := d.host(env, "stent", "fleet", "enroll-token", "--name", "demo", "--label", "role=demo", "--json")
+	if err != nil {
+		return err
+	}
+	var tok struct {
+		Secret string `json:"secret"`
+	}
+	if err := json.Unmarshal([]byte(out), &tok); err != nil || tok.Secret == "" {
+		return fmt.Errorf("enroll-token printed no secret: %v", err)
+	}
+	url := fmt.Sprintf("https://%s:8443", vmtest.GuestHost)
+	if _, err := d.guest("stent", "agent", "--server", url, "--enroll", tok.Secret, "--fingerprint", srv.fingerprint, "--enroll-only"); err != nil {
+		return err
+	}
+	d.say("the agent now runs in the guest and holds a long-poll open to the server")
+	if _, err := d.vm.Exec(d.ctx, vmtest.Cmd{Argv: []string{"sh", "-c", "setsid sh -c 'stent agent --health-delay 1s >/tmp/agent.log 2>&1' </dev/null >/dev/null 2>&1 &"}}); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		c := exec.CommandContext(d.ctx, filepath.Join(d.bin, "stent"), "fleet", "status", "--json")
+		c.Env = append(os.Environ(), env...)
+		b, _ := c.Output()
+		var st struct {
+			Online int `json:"online"`
+		}
+		if json.Unmarshal(b, &st) == nil && st.Online > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the guest's agent did not check in within 2 minutes")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if _, err := d.host(env, "stent", "fleet", "status"); err != nil {
+		return err
+	}
+
+	d.step("Fleet: the operator publishes the signed v1 bundle; the server pushes it, the agent verifies and applies it")
+	t0 := time.Now()
+	if _, err := d.host(env, "stent", "publish", "--wait", "--timeout", "3m", bundlePath); err != nil {
+		return err
+	}
+	d.say("published to applied and healthy in %s", time.Since(t0).Round(100*time.Millisecond))
+	if _, err := d.guest("cat", "/proc/cmdline"); err != nil {
+		return err
+	}
+	if _, err := d.host(env, "stent", "fleet", "status"); err != nil {
+		return err
+	}
+
+	d.step("Fleet: a fleet-wide revert; the agent reverts the patch live")
+	if _, err := d.host(env, "stent", "fleet", "revert", "--patch", "stent_lp_cmdline_v1", "--reason", "demo"); err != nil {
+		return err
+	}
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		r, err := d.vm.Exec(d.ctx, vmtest.Cmd{Argv: []string{"cat", "/proc/cmdline"}})
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(r.Stdout, "stent-v1 patched") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the agent did not revert the patch within 2 minutes")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if _, err := d.guest("cat", "/proc/cmdline"); err != nil {
+		return err
+	}
+	_, err = d.host(env, "stent", "fleet", "audit")
+	return err
+}
+
+// server is a stent-server process on the host's loopback.
+type server struct {
+	cmd         *exec.Cmd
+	addr        string
+	dataDir     string
+	fingerprint string
+	done        chan struct{}
+}
+
+func startServer(ctx context.Context, d *demo, dataDir string) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s := &server{addr: addr, dataDir: dataDir, done: make(chan struct{})}
+	logf, err := os.Create(dataDir + ".log")
+	if err != nil {
+		return nil, err
+	}
+	s.cmd = exec.Command(filepath.Join(d.bin, "stent-server"), "--data-dir", dataDir, "--listen", addr, "--checkin-interval", "30s", "--log-level", "warn")
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { s.cmd.Wait(); logf.Close(); close(s.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			if _, err := os.Stat(filepath.Join(dataDir, "admin.token")); err == nil {
+				break
+			}
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("stent-server exited; see %s.log", dataDir)
+		case <-ctx.Done():
+			s.stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("stent-server did not come up on %s; see %s.log", addr, dataDir)
+		}
+	}
+	fp, err := exec.CommandContext(ctx, filepath.Join(d.bin, "stent-server"), "fingerprint", "--data-dir", dataDir).Output()
+	if err != nil {
+		s.stop()
+		return nil, fmt.Errorf("stent-server fingerprint: %w", err)
+	}
+	s.fingerprint = strings.TrimSpace(string(fp))
+	return s, nil
+}
+
+// env is what the operator's stent commands need to reach the server.
+func (s *server) env() []string {
+	return []string{"STENT_SERVER=https://" + s.addr, "STENT_TOKEN_FILE=" + filepath.Join(s.dataDir, "admin.token"), "STENT_SERVER_FINGERPRINT=" + s.fingerprint}
+}
+
+func (s *server) stop() {
+	if s.cmd.Process != nil {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+	}
 }
 
 func readModule(ctx context.Context, k *kpkg.Kernel, name string) ([]byte, error) {
