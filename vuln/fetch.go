@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/stent-dev/stent/internal/atomicfile"
 )
 
 // Fetcher downloads feeds over HTTPS into a cache folder. A cached copy is
@@ -149,7 +151,7 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string, check func(path stri
 		return FetchResult{}, fmt.Errorf("fetch %s: %w", rawURL, err)
 	}
 	meta = cacheMeta{URL: rawURL, ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified"), FetchedAt: time.Now().UTC()}
-	if err := writeFileAtomic(metaPath, mustJSON(meta)); err != nil {
+	if err := atomicfile.Write(metaPath, mustJSON(meta), 0o644); err != nil {
 		return FetchResult{}, fmt.Errorf("fetch %s: %w", rawURL, err)
 	}
 	syncDir(f.CacheDir)
@@ -169,28 +171,6 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
-}
-
-// writeFileAtomic writes data to a temporary file beside name, syncs it and
-// renames it over name.
-func writeFileAtomic(name string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
 }
 
 func syncDir(dir string) {
