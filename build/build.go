@@ -47,6 +47,9 @@ type Options struct {
 	Cache      string // default kpkg.CacheDir()
 	KeepWork   bool   // keep the work folder (objects, generated C, module)
 	Progress   io.Writer
+	// Force carries functions as if the fix had changed them (tests use it
+	// to run the extraction over every function of real objects).
+	Force func(source, function string) bool
 	// Fetch gets the kernel's packages; default kpkg.Fetch.
 	Fetch func(ctx context.Context, abi string, progress io.Writer) (*kpkg.Kernel, error)
 }
@@ -63,6 +66,7 @@ type Result struct {
 	Module   []byte
 	Funcs    []elfdiff.Func
 	New      []string // new functions carried along
+	Data     []string // new or per-call-site data carried along
 	LineOnly []string // functions whose only change was a __LINE__ number
 	Objects  []ObjectPair
 	Warnings []string
@@ -225,7 +229,12 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 				return nil, err
 			}
 		}
-		r, err := diffPair(p, elfdiff.Options{Object: p.Target, File: p.Source, Symtab: symtab, Exported: symvers.Exported, Prefix: fmt.Sprint(i)})
+		dopts := elfdiff.Options{Object: p.Target, File: p.Source, Symtab: symtab, Exported: symvers.Exported, Prefix: fmt.Sprint(i)}
+		if opts.Force != nil {
+			src := p.Source
+			dopts.Force = func(fn string) bool { return opts.Force(src, fn) }
+		}
+		r, err := diffPair(p, dopts)
 		var re *elfdiff.RefusedError
 		if errors.As(err, &re) {
 			refusals = append(refusals, re.Refusals...)
@@ -237,6 +246,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		res.Warnings = append(res.Warnings, r.Warnings...)
 		res.LineOnly = append(res.LineOnly, r.LineOnly...)
 		res.New = append(res.New, r.New...)
+		res.Data = append(res.Data, r.Data...)
 		for _, f := range r.Funcs {
 			fmt.Fprintf(progress, "[diff] %s: %s changed (%s, sympos %d)\n", p.Source, f.Name, f.Object, f.Sympos)
 		}

@@ -119,3 +119,70 @@ func TestLineShiftRealObjects(t *testing.T) {
 		t.Logf("%s (%s): %d functions unchanged but for __LINE__", p.Source, p.Target, len(res.LineOnly))
 	}
 }
+
+// TestCarryEverything carries every patchable function of busy kernel
+// files into one livepatch module (their fix only moves lines), applies it
+// in a guest, runs a workload through the new copies and reverts: every
+// relocation, special-section entry and .cold part must be right or the
+// guest oopses.
+func TestCarryEverything(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	k, tree, _ := prepared(t, ctx)
+	files := []string{"fs/namei.c", "fs/proc/base.c", "kernel/fork.c", "mm/memory.c", "lib/iov_iter.c", "fs/binfmt_misc.c"}
+	if env := os.Getenv("STENT_CARRY_FILES"); env != "" {
+		files = strings.Fields(env) // to bisect a failure
+	}
+	var patches []string
+	for _, f := range files {
+		patches = append(patches, shiftPatch(t, tree.Dir, f))
+	}
+	res, err := Build(ctx, Options{
+		Kernel: k.Release, Patches: patches, Name: "stent_carry_all", Progress: testWriter{t},
+		Force:    func(string, string) bool { return true },
+		KeepWork: os.Getenv("STENT_CARRY_KEEP") != "",
+	})
+	if err != nil {
+		t.Fatalf("Build = %v", err)
+	}
+	perObject := map[string]int{}
+	for _, f := range res.Funcs {
+		perObject[f.File]++
+	}
+	t.Logf("carried %d functions (%v), module %d bytes; new data %v", len(res.Funcs), perObject, len(res.Module), res.Data)
+	for _, w := range res.Warnings {
+		t.Log("warning:", w)
+	}
+	vm := vmtest.Boot(ctx, t, vmtest.Options{Kernel: k, Modules: []string{"binfmt_misc"},
+		Files: []vmtest.File{{Path: "/root/all.ko", Data: res.Module}}})
+	script := `set -e
+modprobe binfmt_misc
+insmod /root/all.ko
+for i in $(seq 50); do [ "$(cat /sys/kernel/livepatch/stent_carry_all/transition)" = 0 ] && break; sleep 0.2; done
+cat /sys/kernel/livepatch/stent_carry_all/transition
+mount -t binfmt_misc none /proc/sys/fs/binfmt_misc
+cat /proc/sys/fs/binfmt_misc/status
+for i in 1 2 3; do ls -laR /proc/self/ >/dev/null 2>&1 || true; find / -xdev >/dev/null; cat /proc/*/status >/dev/null 2>&1 || true; done
+for i in $(seq 20); do sh -c 'echo $$ > /dev/null'; done
+dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; cat /tmp/f | md5sum; rm /tmp/f
+echo 0 > /sys/kernel/livepatch/stent_carry_all/enabled
+for i in $(seq 50); do [ -d /sys/kernel/livepatch/stent_carry_all ] || break; sleep 0.2; done
+dmesg | grep -E 'BUG|Oops|WARNING|general protection|livepatch: .*(fail|error)' || true
+`
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer wcancel()
+	r, err := vm.Sh(wctx, script)
+	t.Logf("guest:\n%s%s", r.Stdout, r.Stderr)
+	if err != nil {
+		if os.Getenv("STENT_CARRY_CONSOLE") != "" {
+			t.Logf("console:\n%s", vm.Console())
+		}
+		t.Fatalf("workload with every function carried: %v", err)
+	}
+	if strings.Contains(r.Stdout, "BUG") || strings.Contains(r.Stdout, "Oops") || strings.Contains(r.Stdout, "WARNING") || strings.Contains(r.Stdout, "general protection") {
+		t.Errorf("kernel complained while running the carried functions")
+	}
+	if !strings.HasPrefix(r.Stdout, "0\nenabled\n") {
+		t.Errorf("transition and binfmt_misc status = %q, want 0 and enabled", r.Stdout)
+	}
+}

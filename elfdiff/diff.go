@@ -25,6 +25,10 @@ type Options struct {
 	// Prefix makes the global symbols this diff adds unique when several
 	// files are linked into one module.
 	Prefix string
+	// Force makes Diff carry the named functions as if they had changed,
+	// leaving out those a live patch cannot replace. Tests use it to run
+	// the extraction over every function of real objects.
+	Force func(name string) bool
 }
 
 // Func is one function the patch replaces.
@@ -191,6 +195,22 @@ func (d *differ) run() (*Result, error) {
 			changedFn[p] = true
 		}
 	}
+	if d.opts.Force != nil {
+		for _, p := range funcs {
+			if d.twin[p] != nil && !isInit(p.Section) && !isExit(p.Section) && d.p.parent[p] == nil &&
+				d.p.hasFentry(p) && d.opts.Force(p.Name) {
+				changedFn[p] = true
+			}
+		}
+	}
+	// A __weak definition matters only if the kernel runs it rather than a
+	// strong one from another file.
+	for p := range changedFn {
+		if p.Bind == elf.STB_WEAK && d.opts.Symtab != nil && !d.opts.Symtab.Near(p.Name, d.neighbours()) {
+			delete(changedFn, p)
+			d.warnings = append(d.warnings, fmt.Sprintf("%s: change to __weak %s ignored: the running kernel uses another file's definition", d.opts.File, p.Name))
+		}
+	}
 	// A changed .cold part changes its parent.
 	for p := range changedFn {
 		if parent := d.p.parent[p]; parent != nil {
@@ -287,7 +307,9 @@ func (d *differ) run() (*Result, error) {
 func (d *differ) neighbours() []string {
 	var out []string
 	for _, s := range d.o.f.Symbols[1:] {
-		if s.Section != nil && (s.Type == elf.STT_FUNC || s.Type == elf.STT_OBJECT) && s.Section.Flags&elf.SHF_ALLOC != 0 {
+		// __weak definitions may be another file's in the kernel: they
+		// say nothing about where this file's symbols are.
+		if s.Section != nil && (s.Type == elf.STT_FUNC || s.Type == elf.STT_OBJECT) && s.Section.Flags&elf.SHF_ALLOC != 0 && s.Bind != elf.STB_WEAK {
 			out = append(out, s.Name)
 		}
 	}

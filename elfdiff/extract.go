@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // placed records a byte range of a patched-object section copied into the
@@ -59,7 +61,9 @@ func (b *builder) section(name string, in *Section) *Section {
 // section of the same name, unless already there, and returns the record.
 func (b *builder) place(in *Section, start, end uint64) *placed {
 	for _, p := range b.bySec[in] {
-		if start >= p.start && end <= p.end {
+		// An empty range (a zero-length alternative replacement) at the
+		// end of a placed one is not inside it.
+		if start >= p.start && end <= p.end && (start < p.end || p.start == p.end) {
 			return p
 		}
 	}
@@ -84,7 +88,7 @@ func (b *builder) place(in *Section, start, end uint64) *placed {
 // lookup maps an offset of an input section to the output.
 func (b *builder) lookup(in *Section, off int64) (*placed, uint64, bool) {
 	for _, p := range b.bySec[in] {
-		if off >= int64(p.start) && off <= int64(p.end) && (off < int64(p.end) || p.end == p.start || off == int64(in.Size)) {
+		if off >= int64(p.start) && (off < int64(p.end) || off == int64(p.end) && (p.end == p.start || p.end == in.Size)) {
 			return p, p.at + uint64(off-int64(p.start)), true
 		}
 	}
@@ -241,13 +245,38 @@ func (b *builder) convertReloc(in *Section, r Reloc) (*Reloc, error) {
 			b.d.refuse(RuleWritableAnon, in.Name, fmt.Sprintf("carried code refers to writable data at %s+%#x that has no symbol", sec.Name, tgt), suggestReboot)
 			return nil, nil
 		case sec.Flags&elf.SHF_EXECINSTR != 0:
-			b.d.refuse(RuleSpecial, in.Name, fmt.Sprintf("carried code refers to code at %s+%#x that has no function symbol", sec.Name, tgt), suggestReboot)
-			return nil, nil
+			// A code fragment outside any function, such as the
+			// .altinstr_aux tail of static_cpu_has(): copy it up to its
+			// final jump.
+			end, ok := fragmentEnd(sec.Data, tgt)
+			if !ok {
+				b.d.refuse(RuleSpecial, in.Name, fmt.Sprintf("carried code jumps to code at %s+%#x that has no function symbol and no end", sec.Name, tgt), suggestReboot)
+				return nil, nil
+			}
+			pl = b.place(sec, uint64(tgt), uint64(end))
+		default:
+			pl = b.place(sec, 0, sec.Size)
 		}
-		pl = b.place(sec, 0, sec.Size)
 		_, at, _ = b.lookup(s.Section, tgt)
 	}
 	return &Reloc{Type: r.Type, Sym: b.out.SectionSymbol(pl.out), Addend: int64(at) - (tgt - int64(s.Value) - r.Addend)}, nil
+}
+
+// fragmentEnd returns where the code fragment at off ends: after its first
+// unconditional jump, return or ud2.
+func fragmentEnd(code []byte, off int64) (int64, bool) {
+	for p := off; p >= 0 && p < int64(len(code)); {
+		in, err := x86asm.Decode(code[p:], 64)
+		if err != nil || in.Len == 0 {
+			return 0, false
+		}
+		p += int64(in.Len)
+		switch in.Op {
+		case x86asm.JMP, x86asm.RET, x86asm.UD2, x86asm.LJMP:
+			return p, true
+		}
+	}
+	return 0, false
 }
 
 // external returns the output symbol through which carried code reaches
@@ -369,7 +398,7 @@ func (b *builder) specialEntries() (int, error) {
 			}
 			if sp.carve != "" {
 				e := entry{sec: sec, sp: sp, start: start}
-				if rg, cs, ok := carvedRange(b.d.p, e); ok && rg[1] > rg[0] {
+				if rg, cs, ok := carvedRange(b.d.p, e); ok {
 					b.place(cs, uint64(rg[0]), uint64(rg[1]))
 				}
 			}
@@ -465,7 +494,7 @@ func (b *builder) moduleSymbol(s *Symbol, name string) bool {
 // entries to carried code.
 func (b *builder) checkUnknownSpecials() {
 	for _, sec := range b.d.p.f.Sections[1:] {
-		if specialOf(sec.Name) != nil || ignoredSection(sec.Name) || len(b.d.p.bySec[sec]) > 0 || len(sec.Relocs) == 0 {
+		if specialOf(sec.Name) != nil || ignoredSection(sec.Name) || len(b.d.p.bySec[sec]) > 0 || len(sec.Relocs) == 0 || isCode(sec) {
 			continue
 		}
 		if isStrings(sec) || strings.HasPrefix(sec.Name, ".rodata") || strings.HasPrefix(sec.Name, ".data") || strings.HasPrefix(sec.Name, ".text") {

@@ -14,6 +14,27 @@ import (
 type Symtab struct {
 	Object string // "vmlinux" or the module's name
 	Syms   []KSym
+
+	counts map[string]int
+}
+
+// uniqueNames keeps the names that occur once in the table: only those tell
+// where a file's symbols are (__key.3 or __refcount_add.constprop.0 occur
+// in many files).
+func (t *Symtab) uniqueNames(names []string, except string) map[string]bool {
+	if t.counts == nil {
+		t.counts = make(map[string]int, len(t.Syms))
+		for i := range t.Syms {
+			t.counts[t.Syms[i].Name]++
+		}
+	}
+	m := map[string]bool{}
+	for _, n := range names {
+		if n != except && t.counts[n] == 1 {
+			m[n] = true
+		}
+	}
+	return m
 }
 
 // KSym is one symbol of a Symtab.
@@ -63,6 +84,25 @@ func (t *Symtab) Has(name string) bool {
 	for i := range t.Syms {
 		if t.Syms[i].Name == name {
 			return true
+		}
+	}
+	return false
+}
+
+// Near reports whether some symbol called name sits among the given
+// neighbours (other symbols of the same source file) in address order: how
+// to tell whether the kernel runs a file's __weak definition or another
+// file's strong one.
+func (t *Symtab) Near(name string, neighbours []string) bool {
+	nb := t.uniqueNames(neighbours, name)
+	for i := range t.Syms {
+		if t.Syms[i].Name != name {
+			continue
+		}
+		for j := max(0, i-16); j < min(len(t.Syms), i+17); j++ {
+			if nb[t.Syms[j].Name] {
+				return true
+			}
 		}
 	}
 	return false
@@ -126,12 +166,7 @@ func (t *Symtab) Position(name string, global bool, file string, neighbours []st
 			}
 		}
 		// Score by neighbours within a window of the address-sorted table.
-		nb := map[string]bool{}
-		for _, n := range neighbours {
-			if n != name {
-				nb[n] = true
-			}
-		}
+		nb := t.uniqueNames(neighbours, name)
 		best, bestScore, tie := -1, -1, false
 		for _, c := range cands2 {
 			score := 0
