@@ -57,3 +57,11 @@ FLEET_N ?= 10000
 bench-fleet:
 	@$(GO) build -o bin/ ./cmd/stent-server
 	@$(GO) run ./internal/fleetsim/benchfleet -n $(FLEET_N) -server-bin bin/stent-server
+
+# Builder benchmark: stent build of a one-file fix for 6.1.0-56-amd64 from a
+# fresh cache (packages unpacked, source downloaded and extracted, tree
+# prepared), then three times with everything cached; see docs/benchmarks.md,
+# section "Builder".
+.PHONY: bench-build
+bench-build: deps
+	$(GO) run ./build/benchbuild

@@ -1,0 +1,215 @@
+package build
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stent-dev/stent/bundle"
+	"github.com/stent-dev/stent/elfdiff"
+)
+
+func TestParsePatch(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []FileChange
+		wantErr  bool
+	}{
+		{name: "unified", in: "--- a/fs/proc/cmdline.c\t2024-01-01\n+++ b/fs/proc/cmdline.c\t2024-01-02\n@@ -1 +1 @@\n-x\n+y\n",
+			want: []FileChange{{Path: "fs/proc/cmdline.c"}}},
+		{name: "git", in: "diff --git a/kernel/fork.c b/kernel/fork.c\nindex 1..2 100644\n--- a/kernel/fork.c\n+++ b/kernel/fork.c\n@@ -1 +1 @@\n-a\n+b\ndiff --git a/include/linux/sched.h b/include/linux/sched.h\n--- a/include/linux/sched.h\n+++ b/include/linux/sched.h\n@@ -1 +1 @@\n-a\n+b\n",
+			want: []FileChange{{Path: "kernel/fork.c"}, {Path: "include/linux/sched.h"}}},
+		{name: "new and deleted", in: "--- /dev/null\n+++ b/fs/new.c\n@@ -0,0 +1 @@\n+x\n--- a/fs/old.c\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n",
+			want: []FileChange{{Path: "fs/new.c", New: true}, {Path: "fs/old.c", Deleted: true}}},
+		{name: "empty", in: "just text\n", wantErr: true},
+		{name: "escape", in: "--- a/../etc/passwd\n+++ b/../etc/passwd\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := ParsePatch([]byte(tt.in))
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParsePatch(%s) error = %v, want error %v", tt.name, err, tt.wantErr)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("ParsePatch(%s) (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}
+
+func TestObjectsFor(t *testing.T) {
+	objs, warns, err := objectsFor([]FileChange{{Path: "fs/proc/cmdline.c"}, {Path: "Documentation/x.rst"}, {Path: "fs/proc/base.c"}}, nil)
+	if err != nil || !cmp.Equal(objs, []string{"fs/proc/base.o", "fs/proc/cmdline.o"}) || len(warns) != 1 {
+		t.Errorf("objectsFor = %v, %v, %v", objs, warns, err)
+	}
+	if _, _, err := objectsFor([]FileChange{{Path: "include/linux/fs.h"}}, nil); err == nil || !strings.Contains(err.Error(), "--object") {
+		t.Errorf("objectsFor(header) error = %v, want one suggesting --object", err)
+	}
+	objs, _, err = objectsFor([]FileChange{{Path: "include/linux/fs.h"}}, []string{"fs/namei.o"})
+	if err != nil || !cmp.Equal(objs, []string{"fs/namei.o"}) {
+		t.Errorf("objectsFor(header, --object fs/namei.o) = %v, %v", objs, err)
+	}
+	if _, _, err := objectsFor([]FileChange{{Path: "fs/Makefile"}}, nil); err == nil {
+		t.Error("objectsFor(Makefile) = nil error, want a refusal")
+	}
+	if _, _, err := objectsFor([]FileChange{{Path: "fs/old.c", Deleted: true}}, nil); err == nil {
+		t.Error("objectsFor(deleted .c) = nil error")
+	}
+}
+
+func TestParseSymvers(t *testing.T) {
+	in := "0x1\tseq_puts\tvmlinux\tEXPORT_SYMBOL\t\n0x2\tjbd2_journal_start\tfs/jbd2/jbd2\tEXPORT_SYMBOL\t\n0x3\tsnd_foo\tsound/core/snd-pcm\tEXPORT_SYMBOL_GPL\tSND\n"
+	s, err := parseSymvers(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Symvers{"seq_puts": "vmlinux", "jbd2_journal_start": "jbd2", "snd_foo": "snd_pcm"}
+	if diff := cmp.Diff(want, s); diff != "" {
+		t.Errorf("parseSymvers (-want +got):\n%s", diff)
+	}
+	if _, err := parseSymvers(strings.NewReader("garbage\n")); err == nil {
+		t.Error("parseSymvers(garbage) = nil error")
+	}
+}
+
+func TestDefaultName(t *testing.T) {
+	for in, want := range map[string]string{
+		"CVE-2024-1086.patch":   "stent_cve_2024_1086",
+		"/x/y/fix proc.diff":    "stent_fix_proc",
+		"---.patch":             "stent_patch",
+		strings.Repeat("a", 80): "stent_" + strings.Repeat("a", 49),
+	} {
+		if got := DefaultName(in); got != want {
+			t.Errorf("DefaultName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCompilerMessages(t *testing.T) {
+	out := "  CC      fs/proc/cmdline.o\nfs/proc/cmdline.c: In function 'x':\nfs/proc/cmdline.c:10:21: error: 'y' undeclared\n   10 |  seq_putc(m, y);\n      |              ^\nmake[3]: *** [scripts/Makefile.build:255: fs/proc/cmdline.o] Error 1\n"
+	got := compilerMessages(out)
+	for _, want := range []string{"error: 'y' undeclared", "seq_putc(m, y)", "Error 1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("compilerMessages = %q, want it to keep %q", got, want)
+		}
+	}
+	if got := compilerMessages("a\nb\n"); got != "a\nb" {
+		t.Errorf("compilerMessages(no errors) = %q, want the last lines", got)
+	}
+}
+
+func TestBzPayload(t *testing.T) {
+	img := make([]byte, 8192)
+	copy(img[0x202:], "HdrS")
+	img[0x1f1] = 3 // setup sectors: payload base (3+1)*512
+	binary.LittleEndian.PutUint32(img[0x248:], 100)
+	binary.LittleEndian.PutUint32(img[0x24c:], 6)
+	copy(img[4*512+100:], "\xfd7zXZ\x00")
+	p, err := bzPayload(img)
+	if err != nil || string(p) != "\xfd7zXZ\x00" {
+		t.Errorf("bzPayload = %q, %v", p, err)
+	}
+	binary.LittleEndian.PutUint32(img[0x24c:], 1<<30)
+	if _, err := bzPayload(img); err == nil {
+		t.Error("bzPayload(payload past the end) = nil error")
+	}
+	if _, err := bzPayload([]byte("not a kernel")); err == nil {
+		t.Error("bzPayload(junk) = nil error")
+	}
+}
+
+func TestBuildID(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("gcc not installed")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "m.c")
+	os.WriteFile(src, []byte("int main(void){return 0;}\n"), 0o644)
+	exe := filepath.Join(dir, "m")
+	if out, err := exec.Command("gcc", "-Wl,--build-id=sha1", "-o", exe, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	b, _ := os.ReadFile(exe)
+	id, err := BuildID(b)
+	if err != nil || len(id) != 40 {
+		t.Fatalf("BuildID = %q, %v, want 40 hex digits", id, err)
+	}
+	if out, err := exec.Command("readelf", "-n", exe).Output(); err == nil && !bytes.Contains(out, []byte(id)) {
+		t.Errorf("BuildID = %s, not in readelf -n:\n%s", id, out)
+	}
+}
+
+func TestCheckCumulative(t *testing.T) {
+	old := &bundle.Manifest{Name: "stent_a", Level: 3, Kernel: bundle.Kernel{Release: "6.1.0-56-amd64"}, CVEs: []string{"CVE-2024-1"},
+		Functions: []bundle.Function{{Object: "vmlinux", Name: "cmdline_proc_show"}}}
+	keep := []elfdiff.Func{{Object: "vmlinux", Name: "cmdline_proc_show"}, {Object: "vmlinux", Name: "c_start", Sympos: 2}}
+	if err := checkCumulative(old, "6.1.0-56-amd64", keep); err != nil {
+		t.Errorf("checkCumulative(superset) = %v", err)
+	}
+	if err := checkCumulative(old, "6.1.0-56-amd64", keep[1:]); err == nil || !strings.Contains(err.Error(), "vmlinux:cmdline_proc_show") {
+		t.Errorf("checkCumulative(dropping a function) = %v, want an error naming it", err)
+	}
+	if err := checkCumulative(old, "6.1.0-55-amd64", keep); err == nil {
+		t.Error("checkCumulative(other kernel) = nil")
+	}
+	if got := cveUnion([]string{"cve-2024-2", "CVE-2024-1"}, old); !cmp.Equal(got, []string{"CVE-2024-2", "CVE-2024-1"}) {
+		t.Errorf("cveUnion = %v", got)
+	}
+}
+
+func TestKLPSource(t *testing.T) {
+	dir := t.TempDir()
+	funcs := []elfdiff.Func{
+		{Name: "bm_status_read", Object: "binfmt_misc", NewName: "__stent_1_new_0"},
+		{Name: "c_start", Object: "vmlinux", Sympos: 2, NewName: "__stent_0_new_0"},
+	}
+	// Only the C generation is checked here; LinkModule's make run needs
+	// kernel headers (the QEMU tests cover it).
+	var b bytes.Buffer
+	if err := klpSource.Execute(&b, struct {
+		Name, Description string
+		Replace           bool
+		Objects           []*klpObject
+	}{"stent_x", `a "quoted" fix`, true, []*klpObject{{Name: "vmlinux", Funcs: funcs[1:]}, {Name: "binfmt_misc", Funcs: funcs[:1]}}}); err != nil {
+		t.Fatal(err)
+	}
+	src := b.String()
+	for _, want := range []string{
+		`{ .old_name = "c_start", .new_func = __stent_0_new_0, .old_sympos = 2 }`,
+		`{ .name = NULL, .funcs = funcs_0 }`,
+		`{ .name = "binfmt_misc", .funcs = funcs_1 }`,
+		`.replace = true`,
+		`MODULE_INFO(livepatch, "Y");`,
+		`MODULE_DESCRIPTION("a \"quoted\" fix");`,
+	} {
+		if !strings.Contains(src, want) {
+			t.Errorf("livepatch.c lacks %q:\n%s", want, src)
+		}
+	}
+	_ = dir
+}
+
+func TestBuildArgs(t *testing.T) {
+	_, err := Build(t.Context(), Options{Patches: []string{"x.patch"}})
+	if err == nil || !strings.Contains(err.Error(), "--kernel") {
+		t.Errorf("Build(no kernel) = %v", err)
+	}
+	_, err = Build(t.Context(), Options{Kernel: "6.1.0-56-amd64"})
+	if err == nil || !strings.Contains(err.Error(), "--patch") {
+		t.Errorf("Build(no patch) = %v", err)
+	}
+	_, err = Build(t.Context(), Options{Kernel: "6.1.0-56-amd64", Patches: []string{"x.patch"}, Name: "bad-name", Cache: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "name") {
+		t.Errorf("Build(bad name) = %v", err)
+	}
+	_, err = Build(t.Context(), Options{Kernel: "6.1.0-56-amd64", Patches: []string{filepath.Join(t.TempDir(), "missing.patch")}, Cache: t.TempDir()})
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Build(missing patch) = %v, want ErrNotExist", err)
+	}
+}
