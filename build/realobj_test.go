@@ -121,15 +121,15 @@ func TestLineShiftRealObjects(t *testing.T) {
 }
 
 // TestCarryEverything carries every patchable function of busy kernel
-// files into one livepatch module (their fix only moves lines), applies it
-// in a guest, runs a workload through the new copies and reverts: every
-// relocation, special-section entry and .cold part must be right or the
-// guest oopses.
+// files, ext4's inode.c among them (a module, in use), into one livepatch
+// module (their fix only moves lines), applies it in a guest, runs a
+// workload through the new copies and reverts: every relocation,
+// special-section entry and .cold part must be right or the guest oopses.
 func TestCarryEverything(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	k, tree, _ := prepared(t, ctx)
-	files := []string{"fs/namei.c", "fs/proc/base.c", "kernel/fork.c", "mm/memory.c", "lib/iov_iter.c", "fs/binfmt_misc.c"}
+	files := []string{"fs/namei.c", "fs/proc/base.c", "kernel/fork.c", "mm/memory.c", "fs/binfmt_misc.c", "fs/ext4/inode.c"}
 	if env := os.Getenv("STENT_CARRY_FILES"); env != "" {
 		files = strings.Fields(env) // to bisect a failure
 	}
@@ -153,7 +153,12 @@ func TestCarryEverything(t *testing.T) {
 	for _, w := range res.Warnings {
 		t.Log("warning:", w)
 	}
-	vm := vmtest.Boot(ctx, t, vmtest.Options{Kernel: k, Modules: []string{"binfmt_misc"},
+	// The disk is ext4, mounted at /var/lib/stent: ext4 is loaded and busy.
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := vmtest.NewDisk(ctx, disk, 64); err != nil {
+		t.Fatal(err)
+	}
+	vm := vmtest.Boot(ctx, t, vmtest.Options{Kernel: k, Modules: []string{"binfmt_misc"}, Disk: disk,
 		Files: []vmtest.File{{Path: "/root/all.ko", Data: res.Module}}})
 	script := `set -e
 modprobe binfmt_misc
@@ -165,6 +170,8 @@ cat /proc/sys/fs/binfmt_misc/status
 for i in 1 2 3; do ls -laR /proc/self/ >/dev/null 2>&1 || true; find / -xdev >/dev/null; cat /proc/*/status >/dev/null 2>&1 || true; done
 for i in $(seq 20); do sh -c 'echo $$ > /dev/null'; done
 dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; cat /tmp/f | md5sum; rm /tmp/f
+for i in $(seq 30); do echo "file $i" > /var/lib/stent/f$i; done; cp /tmp/../root/all.ko /var/lib/stent/copy; sync
+cat /var/lib/stent/f7; cmp /root/all.ko /var/lib/stent/copy; rm /var/lib/stent/f* /var/lib/stent/copy; sync
 echo 0 > /sys/kernel/livepatch/stent_carry_all/enabled
 for i in $(seq 50); do [ -d /sys/kernel/livepatch/stent_carry_all ] || break; sleep 0.2; done
 dmesg | grep -E 'BUG|Oops|WARNING|general protection|livepatch: .*(fail|error)' || true
@@ -182,7 +189,7 @@ dmesg | grep -E 'BUG|Oops|WARNING|general protection|livepatch: .*(fail|error)' 
 	if strings.Contains(r.Stdout, "BUG") || strings.Contains(r.Stdout, "Oops") || strings.Contains(r.Stdout, "WARNING") || strings.Contains(r.Stdout, "general protection") {
 		t.Errorf("kernel complained while running the carried functions")
 	}
-	if !strings.HasPrefix(r.Stdout, "0\nenabled\n") {
+	if !strings.HasPrefix(r.Stdout, "0\nenabled\n") || !strings.Contains(r.Stdout, "file 7\n") {
 		t.Errorf("transition and binfmt_misc status = %q, want 0 and enabled", r.Stdout)
 	}
 }
