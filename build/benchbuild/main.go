@@ -1,8 +1,9 @@
 // Command benchbuild measures stent build (make bench-build): a one-file
 // fix (build/testdata/patches/cmdline.patch) built for Debian's
 // 6.1.0-56-amd64 first from a fresh cache (kernel packages unpacked, source
-// package downloaded and extracted, tree prepared) and then again with
-// everything cached. It runs the stent binary as a child, reads the step
+// package downloaded and extracted, tree prepared), then a fix to another
+// file on the prepared tree (both objects compiled), then the first fix
+// again with everything cached (only the patched object compiled). It runs the stent binary as a child, reads the step
 // times from its --json output, and reports wall time and peak memory
 // (ru_maxrss from wait4: the largest process among stent and the make, gcc,
 // tar and xz it runs).
@@ -67,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("benchbuild", flag.ContinueOnError)
 	kernel := fs.String("kernel", "6.1.0-56-amd64", "kernel release to build for")
 	patch := fs.String("patch", "build/testdata/patches/cmdline.patch", "the one-file fix")
+	other := fs.String("other", "build/testdata/patches/consoles.patch", "a fix to another file, built once the tree is prepared (its original object is not cached yet)")
 	cached := fs.Int("cached", 3, "builds with everything cached")
 	download := fs.Bool("download", true, "count the linux-source download in the fresh build")
 	keep := fs.Bool("keep", false, "keep the fresh cache folder")
@@ -104,7 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	patchPath := filepath.Join(root, *patch)
 
-	build := func(label string) (measurement, error) {
+	build := func(label, patchPath string) (measurement, error) {
 		fmt.Fprintf(stderr, "benchbuild: %s build...\n", label)
 		out := filepath.Join(tmp, "out.bundle")
 		cmd := exec.CommandContext(ctx, bin, "build", "--kernel", *kernel, "--patch", patchPath,
@@ -132,13 +134,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var ms []measurement
-	m, err := build("fresh")
+	m, err := build("fresh", patchPath)
+	if err != nil {
+		return err
+	}
+	ms = append(ms, m)
+	m, err = build("prepared tree, another file", filepath.Join(root, *other))
 	if err != nil {
 		return err
 	}
 	ms = append(ms, m)
 	for i := 0; i < *cached; i++ {
-		m, err := build(fmt.Sprintf("cached #%d", i+1))
+		m, err := build(fmt.Sprintf("all cached #%d", i+1), patchPath)
 		if err != nil {
 			return err
 		}
