@@ -258,8 +258,12 @@ func declLines(raw []byte) (m map[string]int64) {
 // hasFentry reports whether function s starts with a call to __fentry__,
 // the ftrace hook a livepatch redirects.
 func (o *object) hasFentry(s *Symbol) bool {
+	at := s.Value + 1
+	if b := bytesOf(s); len(b) >= 4 && string(b[:4]) == "\xf3\x0f\x1e\xfa" {
+		at += 4 // endbr64 first under CONFIG_X86_KERNEL_IBT
+	}
 	for _, r := range o.relocsOf(s) {
-		if r.Offset == s.Value+1 && r.Sym.Name == "__fentry__" {
+		if r.Offset == at && r.Sym.Name == "__fentry__" {
 			return true
 		}
 	}

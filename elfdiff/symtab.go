@@ -15,22 +15,27 @@ type Symtab struct {
 	Object string // "vmlinux" or the module's name
 	Syms   []KSym
 
-	counts map[string]int
+	byName map[string][]int
+}
+
+// indexOf returns the positions of the symbols called name, in table order.
+func (t *Symtab) indexOf(name string) []int {
+	if t.byName == nil {
+		t.byName = make(map[string][]int, len(t.Syms))
+		for i := range t.Syms {
+			t.byName[t.Syms[i].Name] = append(t.byName[t.Syms[i].Name], i)
+		}
+	}
+	return t.byName[name]
 }
 
 // uniqueNames keeps the names that occur once in the table: only those tell
 // where a file's symbols are (__key.3 or __refcount_add.constprop.0 occur
 // in many files).
 func (t *Symtab) uniqueNames(names []string, except string) map[string]bool {
-	if t.counts == nil {
-		t.counts = make(map[string]int, len(t.Syms))
-		for i := range t.Syms {
-			t.counts[t.Syms[i].Name]++
-		}
-	}
 	m := map[string]bool{}
 	for _, n := range names {
-		if n != except && t.counts[n] == 1 {
+		if n != except && len(t.indexOf(n)) == 1 {
 			m[n] = true
 		}
 	}
@@ -80,14 +85,7 @@ func ModuleSymtab(name string, ko *File) *Symtab {
 }
 
 // Has reports whether the table holds a symbol called name.
-func (t *Symtab) Has(name string) bool {
-	for i := range t.Syms {
-		if t.Syms[i].Name == name {
-			return true
-		}
-	}
-	return false
-}
+func (t *Symtab) Has(name string) bool { return len(t.indexOf(name)) > 0 }
 
 // Near reports whether some symbol called name sits among the given
 // neighbours (other symbols of the same source file) in address order: how
@@ -95,10 +93,7 @@ func (t *Symtab) Has(name string) bool {
 // file's strong one.
 func (t *Symtab) Near(name string, neighbours []string) bool {
 	nb := t.uniqueNames(neighbours, name)
-	for i := range t.Syms {
-		if t.Syms[i].Name != name {
-			continue
-		}
+	for _, i := range t.indexOf(name) {
 		for j := max(0, i-16); j < min(len(t.Syms), i+17); j++ {
 			if nb[t.Syms[j].Name] {
 				return true
@@ -126,12 +121,7 @@ func (e *ErrAmbiguous) Error() string {
 // neighbours are names of other symbols the same file defines, used to pick
 // the candidate surrounded by them in address order when nothing else tells.
 func (t *Symtab) Position(name string, global bool, file string, neighbours []string) (int, error) {
-	var cands []int
-	for i := range t.Syms {
-		if t.Syms[i].Name == name {
-			cands = append(cands, i)
-		}
-	}
+	cands := t.indexOf(name)
 	switch len(cands) {
 	case 0:
 		return 0, fmt.Errorf("symbol %s not found in %s's symbol table", name, t.Object)
