@@ -20,17 +20,17 @@ const sigMagic = "~Module signature appended~\n"
 
 // Info is what a module file says about itself in its .modinfo section.
 type Info struct {
-	Name      string              `json:"name"`
-	Vermagic  string              `json:"vermagic"`
-	Livepatch bool                `json:"livepatch"`
-	License   string              `json:"license,omitempty"`
-	Depends   []string            `json:"depends,omitempty"`
-	Signed    bool                `json:"signed"` // carries an appended kernel module signature
+	Name      string   `json:"name"`
+	Vermagic  string   `json:"vermagic"`
+	Livepatch bool     `json:"livepatch"`
+	License   string   `json:"license,omitempty"`
+	Depends   []string `json:"depends,omitempty"`
+	Signed    bool     `json:"signed"` // carries an appended kernel module signature
 	// ThisModule is the name in .gnu.linkonce.this_module (struct
 	// module.name), the name the kernel actually registers; "" when the
 	// file has no such section or its layout is unknown.
-	ThisModule string `json:"this_module,omitempty"`
-	Fields    map[string][]string `json:"-"`
+	ThisModule string              `json:"this_module,omitempty"`
+	Fields     map[string][]string `json:"-"`
 }
 
 // Release returns the kernel release named by the vermagic string
