@@ -3,7 +3,6 @@ package elfdiff
 import (
 	"bytes"
 	"debug/elf"
-	"encoding/binary"
 	"regexp"
 	"sort"
 	"strings"
@@ -43,12 +42,6 @@ func isFreshStatic(s *Symbol) bool {
 }
 
 var fileLine = regexp.MustCompile(`([A-Za-z0-9_./-]+\.[chS]):[0-9]+`)
-
-// sectionRef is where a relocation leads when no symbol covers the spot.
-type sectionRef struct {
-	sec *Section
-	off int64
-}
 
 func isStrings(s *Section) bool {
 	return s != nil && s.Flags&elf.SHF_STRINGS != 0 && s.Flags&elf.SHF_MERGE != 0
@@ -422,5 +415,3 @@ func (d *differ) compareData(p, o *Symbol) bool {
 	}
 	return d.sameRelocs(p.Section, o.Section, p.Value, o.Value, p.Size)
 }
-
-var le = binary.LittleEndian

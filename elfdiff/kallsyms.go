@@ -37,7 +37,6 @@ func ParseKallsyms(vmlinux []byte) (t *Symtab, err error) {
 		return nil, fmt.Errorf("%w: vmlinux has no .text section", ErrFormat)
 	}
 	d := vmlinux[ro.Offset : ro.Offset+ro.Size]
-	le := binary.LittleEndian
 	// kallsyms_relative_base is _text's link address, 8-aligned, followed by
 	// kallsyms_num_syms and then kallsyms_names, each 8-aligned.
 	for p := 0; p+24 <= len(d); p += 8 {
@@ -56,11 +55,12 @@ func ParseKallsyms(vmlinux []byte) (t *Symtab, err error) {
 	return nil, fmt.Errorf("%w: no kallsyms tables found in vmlinux .rodata (is CONFIG_KALLSYMS_BASE_RELATIVE set?)", ErrFormat)
 }
 
+var le = binary.LittleEndian
+
 func align8(x int) int { return (x + 7) &^ 7 }
 
 // decodeKallsyms tries the tables whose kallsyms_relative_base is at d[p:].
 func decodeKallsyms(d []byte, p, n int) (*Symtab, bool) {
-	le := binary.LittleEndian
 	base := le.Uint64(d[p:])
 	names := p + 16
 	// Walk the names: ULEB128 length (one or two bytes), then tokens.

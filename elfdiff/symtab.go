@@ -4,7 +4,6 @@ import (
 	"debug/elf"
 	"fmt"
 	"path"
-	"strings"
 )
 
 // Symtab is the symbol table of the object being patched (vmlinux or one
@@ -185,10 +184,4 @@ func bindWord(global bool) string {
 		return "global"
 	}
 	return "local"
-}
-
-// moduleName turns a .ko file name into the module name the kernel uses.
-func moduleName(ko string) string {
-	n := strings.TrimSuffix(path.Base(ko), ".ko")
-	return strings.ReplaceAll(n, "-", "_")
 }
