@@ -64,6 +64,19 @@ type Bundle struct {
 	module        []byte
 	keyID         KeyID
 	sig           []byte
+	// Digests computed once by Parse; the bytes are immutable, so Verify
+	// and callers reuse them instead of hashing the module again.
+	manifestSum, moduleSum [sha256.Size]byte
+}
+
+// ModuleSHA256 returns the sha256 of the module bytes, lowercase hex.
+func (b *Bundle) ModuleSHA256() string { return hex.EncodeToString(b.moduleSum[:]) }
+
+// SHA256 identifies the bundle's signed content: the sha256 of the signed
+// message (context, manifest digest, module digest), lowercase hex.
+func (b *Bundle) SHA256() string {
+	sum := sha256.Sum256(signedMessageOf(b.manifestSum, b.moduleSum))
+	return hex.EncodeToString(sum[:])
 }
 
 // Manifest returns a copy of the decoded, validated manifest.
@@ -193,18 +206,19 @@ func parseBody(h header, manifest, module []byte) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest (bytes %d..%d): %w", HeaderSize, HeaderSize+h.manLen, err)
 	}
-	if err := checkModule(m, module); err != nil {
+	b := &Bundle{manifest: m, manifestBytes: manifest, module: module, keyID: h.keyID, sig: h.sig,
+		manifestSum: sha256.Sum256(manifest), moduleSum: sha256.Sum256(module)}
+	if err := checkModule(m, module, b.moduleSum); err != nil {
 		return nil, err
 	}
-	return &Bundle{manifest: m, manifestBytes: manifest, module: module, keyID: h.keyID, sig: h.sig}, nil
+	return b, nil
 }
 
 // checkModule compares module with the manifest's size and digest.
-func checkModule(m *Manifest, module []byte) error {
+func checkModule(m *Manifest, module []byte, sum [sha256.Size]byte) error {
 	if int64(len(module)) != m.ModuleSize {
 		return fmt.Errorf("%w: module is %d bytes, manifest module_size says %d", ErrDigestMismatch, len(module), m.ModuleSize)
 	}
-	sum := sha256.Sum256(module)
 	if got := hex.EncodeToString(sum[:]); got != m.ModuleSHA256 {
 		return fmt.Errorf("%w: module sha256 is %s, manifest module_sha256 says %s", ErrDigestMismatch, got, m.ModuleSHA256)
 	}
@@ -214,7 +228,10 @@ func checkModule(m *Manifest, module []byte) error {
 // signedMessage is what the ed25519 signature covers: the context string,
 // then the sha256 of the manifest bytes, then the sha256 of the module bytes.
 func signedMessage(manifest, module []byte) []byte {
-	mh, kh := sha256.Sum256(manifest), sha256.Sum256(module)
+	return signedMessageOf(sha256.Sum256(manifest), sha256.Sum256(module))
+}
+
+func signedMessageOf(mh, kh [sha256.Size]byte) []byte {
 	msg := make([]byte, 0, len(signingContext)+2*sha256.Size)
 	msg = append(msg, signingContext...)
 	msg = append(msg, mh[:]...)
@@ -236,11 +253,10 @@ func (b *Bundle) Verify(kr *Keyring) error {
 	if !ok {
 		return fmt.Errorf("%w: bundle is signed by key %s, which is not among the %d trusted keys%s; install its .pub file to trust it", ErrUnknownKey, b.keyID, kr.Len(), kr.where())
 	}
-	if !ed25519.Verify(key.Public, signedMessage(b.manifestBytes, b.module), b.sig) {
-		mh, kh := sha256.Sum256(b.manifestBytes), sha256.Sum256(b.module)
-		return fmt.Errorf("%w: signature does not verify under key %s (%s) for manifest sha256 %x and module sha256 %x", ErrBadSignature, key.ID, key.Source(), mh, kh)
+	if !ed25519.Verify(key.Public, signedMessageOf(b.manifestSum, b.moduleSum), b.sig) {
+		return fmt.Errorf("%w: signature does not verify under key %s (%s) for manifest sha256 %x and module sha256 %x", ErrBadSignature, key.ID, key.Source(), b.manifestSum, b.moduleSum)
 	}
-	return checkModule(b.manifest, b.module)
+	return checkModule(b.manifest, b.module, b.moduleSum)
 }
 
 // Create writes a signed bundle of m and module to w. module_sha256 and
@@ -264,7 +280,7 @@ func Create(w io.Writer, m *Manifest, module []byte, key ed25519.PrivateKey) err
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("create bundle: %w", err)
 	}
-	if err := checkModule(c, module); err != nil {
+	if err := checkModule(c, module, sha256.Sum256(module)); err != nil {
 		return fmt.Errorf("create bundle: %w", err)
 	}
 	manifest, err := encodeManifest(c)

@@ -78,12 +78,13 @@ func (e *StallError) Unwrap() error { return ErrStalled }
 
 // payload is a verified module ready to load.
 type payload struct {
-	module   []byte
-	manifest *bundle.Manifest // nil for a bare .ko
-	keyID    string
-	fileSum  string
-	info     *kmod.Info
-	raw      []byte // the file as given
+	module    []byte
+	manifest  *bundle.Manifest // nil for a bare .ko
+	keyID     string
+	fileSum   string // identity of what was given: bundle.SHA256, or the module's sha256
+	moduleSum string
+	info      *kmod.Info
+	raw       []byte // the file as given
 }
 
 func refuse(format string, args ...any) error {
@@ -106,13 +107,14 @@ func (rt *Runtime) readPayload(path string, allowUnsigned bool, k *kinfo.Kernel)
 	if len(raw) > maxFileSize {
 		return nil, refuse("%s is larger than %d MB: not a live patch", path, maxFileSize>>20)
 	}
-	sum := sha256.Sum256(raw)
-	p := &payload{raw: raw, fileSum: hex.EncodeToString(sum[:])}
+	p := &payload{raw: raw}
 	if bytes.HasPrefix(raw, []byte("\x7fELF")) {
 		if !allowUnsigned {
 			return nil, refuse("%s is a bare kernel module, not a signed Stent bundle; pass --allow-unsigned to load it anyway", path)
 		}
 		p.module = raw
+		p.moduleSum = sha(raw)
+		p.fileSum = p.moduleSum
 	} else {
 		b, err := bundle.Parse(raw)
 		if err != nil {
@@ -126,6 +128,8 @@ func (rt *Runtime) readPayload(path string, allowUnsigned bool, k *kinfo.Kernel)
 			return nil, refuse("%s: %v", path, err)
 		}
 		p.module, p.manifest, p.keyID = b.Module(), b.Manifest(), b.KeyID().String()
+		// Digests from Parse: the module is hashed once, not per check.
+		p.moduleSum, p.fileSum = b.ModuleSHA256(), b.SHA256()
 	}
 	if m := p.manifest; m != nil {
 		if m.Kernel.Release != k.Release {
@@ -202,7 +206,7 @@ func (rt *Runtime) apply(ctx context.Context, path string, opts ApplyOptions) (*
 	// same name must be reverted first.
 	if cur, err := klp.Get(rt.cfg.Root, name); err == nil {
 		recs, _ := rt.Records()
-		if r := recs[name]; r != nil && r.ModuleSHA256 == sha(p.module) && cur.Enabled && !cur.Transition {
+		if r := recs[name]; r != nil && r.ModuleSHA256 == p.moduleSum && cur.Enabled && !cur.Transition {
 			r.Applying = false // left set by an apply that was killed during the transition
 			if opts.Persist && !rt.persistedIs(name, p.fileSum) {
 				if err := rt.persist(p, name, k); err != nil {
@@ -237,7 +241,7 @@ func (rt *Runtime) apply(ctx context.Context, path string, opts ApplyOptions) (*
 	// The record is written before loading so that status can tell, during
 	// the transition, which patch stent is applying and what it fixes.
 	rec := &Record{
-		Name: name, Source: path, FileSHA256: p.fileSum, ModuleSHA256: sha(p.module),
+		Name: name, Source: path, FileSHA256: p.fileSum, ModuleSHA256: p.moduleSum,
 		Signed: p.manifest != nil, KeyID: p.keyID, Manifest: p.manifest,
 		AppliedAt: rt.now().UTC(), BootID: k.BootID, Applying: true,
 	}
