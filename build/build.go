@@ -40,6 +40,9 @@ type Options struct {
 	CVEs        []string
 	Objects     []string // extra objects to compile (needed when the fix changes a header)
 	NoReplace   bool     // build a non-cumulative patch (klp_patch.replace = false)
+	// NoVerify skips comparing the replaced functions, as compiled here
+	// from the unpatched source, with the code the distribution shipped.
+	NoVerify bool
 	// Cumulative is the bundle this build replaces (--cumulative-with): the
 	// new patch gets the next level and must still patch every function
 	// the old one did.
@@ -222,10 +225,12 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	objects := map[string][]byte{}
 	owners := map[string]string{}
 	var refusals []elfdiff.Refusal
+	var vmCode shippedCode
 	for i, p := range pairs {
 		symtab := vmsyms
+		var koPath string
 		if p.Target != "vmlinux" {
-			if symtab, _, err = ModuleSymbols(k.ModulesDir, p.Target, p.ModFile); err != nil {
+			if symtab, koPath, err = ModuleSymbols(k.ModulesDir, p.Target, p.ModFile); err != nil {
 				return nil, err
 			}
 		}
@@ -249,6 +254,36 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		res.Data = append(res.Data, r.Data...)
 		for _, f := range r.Funcs {
 			fmt.Fprintf(progress, "[diff] %s: %s changed (%s, sympos %d)\n", p.Source, f.Name, f.Object, f.Sympos)
+		}
+		if !opts.NoVerify && len(r.Funcs) > 0 {
+			code := vmCode
+			if p.Target == "vmlinux" && code == nil {
+				vml, err := Vmlinux(ctx, k.Vmlinuz, filepath.Join(cache, "build", k.Release, "vmlinux"))
+				if err != nil {
+					return nil, err
+				}
+				if vmCode, err = vmlinuxCode(vml, vmsyms); err != nil {
+					return nil, err
+				}
+				code = vmCode
+			} else if p.Target != "vmlinux" {
+				b, err := os.ReadFile(koPath)
+				if err != nil {
+					return nil, err
+				}
+				ko, err := elfdiff.Read(b)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", koPath, err)
+				}
+				code = moduleCode(ko, p.Source)
+			}
+			orig, err := readObject(p.Orig)
+			if err != nil {
+				return nil, err
+			}
+			if err := verifyOriginals(orig, r.Funcs, code); err != nil {
+				return nil, fmt.Errorf("%s: %w", p.Source, err)
+			}
 		}
 		if r.Object == nil {
 			continue
@@ -320,23 +355,24 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	return res, nil
 }
 
-func diffPair(p ObjectPair, opts elfdiff.Options) (*elfdiff.Result, error) {
-	read := func(path string) (*elfdiff.File, error) {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		f, err := elfdiff.Read(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return f, nil
-	}
-	o, err := read(p.Orig)
+func readObject(path string) (*elfdiff.File, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	n, err := read(p.Patched)
+	f, err := elfdiff.Read(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+func diffPair(p ObjectPair, opts elfdiff.Options) (*elfdiff.Result, error) {
+	o, err := readObject(p.Orig)
+	if err != nil {
+		return nil, err
+	}
+	n, err := readObject(p.Patched)
 	if err != nil {
 		return nil, err
 	}

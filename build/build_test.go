@@ -213,3 +213,37 @@ func TestBuildArgs(t *testing.T) {
 		t.Errorf("Build(missing patch) = %v, want ErrNotExist", err)
 	}
 }
+
+func TestVerifyOriginals(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("gcc not installed")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "f.c")
+	os.WriteFile(src, []byte("extern int sink(int);\nint value(int x) { return sink(x * 2) + 1; }\n"), 0o644)
+	obj := filepath.Join(dir, "f.o")
+	if out, err := exec.Command("gcc", "-O2", "-c", "-ffunction-sections", "-pg", "-mfentry", "-o", obj, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	orig, err := readObject(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := orig.Symbol("value")
+	shipped := append([]byte(nil), fn.Section.Data[fn.Value:fn.Value+fn.Size]...)
+	// Relocated fields hold addresses in a linked kernel: they must not count.
+	for _, r := range fn.Section.Relocs {
+		copy(shipped[r.Offset:], []byte{0xde, 0xad, 0xbe, 0xef})
+	}
+	code := func(b []byte) shippedCode {
+		return func(string, int, uint64) ([]byte, error) { return append([]byte(nil), b...), nil }
+	}
+	funcs := []elfdiff.Func{{Name: "value", Object: "vmlinux"}}
+	if err := verifyOriginals(orig, funcs, code(shipped)); err != nil {
+		t.Errorf("verifyOriginals(same code) = %v", err)
+	}
+	shipped[len(shipped)-2] ^= 0xff
+	if err := verifyOriginals(orig, funcs, code(shipped)); !errors.Is(err, ErrNotReproduced) || !strings.Contains(err.Error(), "value") {
+		t.Errorf("verifyOriginals(other code) = %v, want ErrNotReproduced naming value", err)
+	}
+}

@@ -235,7 +235,6 @@ func KernelSymbols(ctx context.Context, vmlinuz, dir string) (*elfdiff.Symtab, s
 	if err := replaceFile(idPath, []byte(id+"\n")); err != nil {
 		return nil, "", err
 	}
-	os.Remove(filepath.Join(dir, "vmlinux")) // 60 MB; the table is what is needed
 	return t, id, nil
 }
 

@@ -86,6 +86,19 @@ func ModuleSymtab(name string, ko *File) *Symtab {
 // Has reports whether the table holds a symbol called name.
 func (t *Symtab) Has(name string) bool { return len(t.indexOf(name)) > 0 }
 
+// Address returns the address of symbol name at livepatch position sympos
+// (0: the name must be unique).
+func (t *Symtab) Address(name string, sympos int) (uint64, bool) {
+	c := t.indexOf(name)
+	switch {
+	case sympos == 0 && len(c) == 1:
+		return t.Syms[c[0]].Addr, true
+	case sympos >= 1 && sympos <= len(c):
+		return t.Syms[c[sympos-1]].Addr, true
+	}
+	return 0, false
+}
+
 // Near reports whether some symbol called name sits among the given
 // neighbours (other symbols of the same source file) in address order: how
 // to tell whether the kernel runs a file's __weak definition or another

@@ -128,6 +128,7 @@ makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 	f.StringVar(&opts.Description, "description", "", "description for the manifest")
 	f.StringArrayVar(&opts.Objects, "object", nil, "extra object to compile and compare, e.g. fs/proc/base.o (needed for header changes); repeatable")
 	f.BoolVar(&opts.NoReplace, "no-replace", false, "build a non-cumulative patch that stacks on the ones applied")
+	f.BoolVar(&opts.NoVerify, "no-verify", false, "do not check that the unpatched source compiles to the code the distribution shipped")
 	f.StringVar(&cumulative, "cumulative-with", "", "bundle this patch replaces: take its level + 1 and check nothing it patched is dropped")
 	f.StringVarP(&out, "output", "o", "", "bundle file to write")
 	f.StringVar(&keyFile, "key", "", "ed25519 private key to sign with (default: stent key generate's signing.key, made if missing)")
