@@ -211,6 +211,9 @@ func (b *builder) convertReloc(in *Section, r Reloc) (*Reloc, error) {
 			return &Reloc{Type: r.Type, Sym: b.include(s), Addend: r.Addend}, nil
 		}
 		e, err := b.external(s)
+		if err != nil && b.copyable(s) {
+			return &Reloc{Type: r.Type, Sym: b.include(s), Addend: r.Addend}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -227,6 +230,9 @@ func (b *builder) convertReloc(in *Section, r Reloc) (*Reloc, error) {
 			return &Reloc{Type: r.Type, Sym: o, Addend: toff}, nil
 		}
 		e, err := b.external(t)
+		if err != nil && b.copyable(t) {
+			return &Reloc{Type: r.Type, Sym: b.include(t), Addend: toff}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -277,6 +283,14 @@ func fragmentEnd(code []byte, off int64) (int64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// copyable reports whether carried code may use a copy of s when the
+// running kernel's symbol table does not list it (kernels without
+// CONFIG_KALLSYMS_ALL list no data): constant data, which nothing writes.
+func (b *builder) copyable(s *Symbol) bool {
+	return s.Section != nil && s.Type == elf.STT_OBJECT && s.Section.Flags&elf.SHF_WRITE == 0 &&
+		s.Section.Type != elf.SHT_NOBITS && !isInit(s.Section)
 }
 
 // external returns the output symbol through which carried code reaches
