@@ -223,13 +223,25 @@ func jobs() string { return fmt.Sprint(max(2, runtime.NumCPU())) }
 func lockFile(ctx context.Context, path string) (func(), error) { return kpkg.Lock(ctx, path) }
 
 // replaceFile writes data to path through a temporary file and a rename, so
-// a hard-linked file is replaced rather than written through.
+// a hard-linked file is replaced rather than written through, and two
+// builds writing the same cache file do not trip over each other.
 func replaceFile(path string, data []byte) error {
-	tmp := path + ".stent-tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(tmp, 0o644)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // journal lists the tree files a build has changed, so that a build killed
