@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(
   qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs kmod
   bc bison flex libelf-dev libssl-dev dwarves xz-utils zstd
-  gcc make chromium
+  gcc make patch chromium
 )
 missing=()
 for p in "${pkgs[@]}"; do
