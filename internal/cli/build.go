@@ -16,6 +16,7 @@ import (
 	"github.com/stent-dev/stent/build"
 	"github.com/stent-dev/stent/bundle"
 	"github.com/stent-dev/stent/elfdiff"
+	"github.com/stent-dev/stent/internal/atomicfile"
 	"github.com/stent-dev/stent/internal/kpkg"
 )
 
@@ -41,7 +42,7 @@ type buildResult struct {
 
 func newBuildCmd(env *Env) *cobra.Command {
 	var opts build.Options
-	var out, keyFile, cumulative string
+	var out, keyFile, cumulative, effective string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "build --kernel RELEASE --patch FIX.patch -o OUT.bundle",
@@ -61,8 +62,21 @@ The bundle is signed with --key, by default with the key stent key generate
 makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Cheap checks first: nothing (a signing key, say) is made for a
+			// command line that cannot work.
 			if out == "" {
 				return errors.New("no output file given (-o OUT.bundle)")
+			}
+			if opts.Kernel == "" {
+				return errors.New("build: no kernel release given (--kernel, e.g. 6.1.0-56-amd64)")
+			}
+			if len(opts.Patches) == 0 {
+				return errors.New("build: no fix given (--patch FIX.patch)")
+			}
+			for _, p := range opts.Patches {
+				if _, err := os.Stat(p); err != nil {
+					return fmt.Errorf("read fix: %w", err)
+				}
 			}
 			key, keyMsg, err := signingKey(keyFile)
 			if err != nil {
@@ -95,11 +109,14 @@ makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 			if err != nil {
 				return err
 			}
+			if effective != "" {
+				res.Manifest.Effective = &bundle.Effective{PackageVersion: effective}
+			}
 			var buf bytes.Buffer
 			if err := bundle.Create(&buf, res.Manifest, res.Module, key); err != nil {
 				return err
 			}
-			if err := writeFileAtomic(out, buf.Bytes()); err != nil {
+			if err := atomicfile.Write(out, buf.Bytes(), 0o644); err != nil {
 				return fmt.Errorf("write bundle: %w", err)
 			}
 			pub, _ := key.Public().(ed25519.PublicKey)
@@ -133,6 +150,7 @@ makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 	f.StringVarP(&out, "output", "o", "", "bundle file to write")
 	f.StringVar(&keyFile, "key", "", "ed25519 private key to sign with (default: stent key generate's signing.key, made if missing)")
 	f.BoolVar(&opts.KeepWork, "keep-work", false, "keep the work folder (objects, generated livepatch.c, module)")
+	f.StringVar(&effective, "effective-version", "", "package version the fix brings the kernel up to, reported by stent uname on patched hosts (e.g. 6.1.192-3)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }
@@ -181,31 +199,6 @@ func buildCache() (string, error) {
 		os.Setenv("STENT_CACHE", dir)
 	}
 	return dir, nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func printBuild(w io.Writer, r buildResult) {
