@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/stent-dev/stent/internal/atomicfile"
+	"github.com/stent-dev/stent/internal/fsutil"
 )
 
 // ErrBadKeyFile: a key file is not a PEM ed25519 key of the expected kind.
@@ -184,26 +184,11 @@ func LoadKeyring(dir string) (*Keyring, error) {
 // readKeyFile reads a small key file, refusing anything but a regular file
 // of at most keyFileMax bytes.
 func readKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	data, err := fsutil.ReadFileMax(path, keyFileMax)
+	if errors.Is(err, fsutil.ErrNotRegular) || errors.Is(err, fsutil.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %v", ErrBadKeyFile, err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrBadKeyFile, path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, keyFileMax+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > keyFileMax {
-		return nil, fmt.Errorf("%w: %s is over %d bytes, too large for a key", ErrBadKeyFile, path, keyFileMax)
-	}
-	return data, nil
+	return data, err
 }
 
 // decodePEM returns the single PEM block in data, which must be of type

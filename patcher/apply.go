@@ -7,12 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/stent-dev/stent/bundle"
+	"github.com/stent-dev/stent/internal/fsutil"
 	"github.com/stent-dev/stent/kinfo"
 	"github.com/stent-dev/stent/klp"
 	"github.com/stent-dev/stent/kmod"
@@ -95,17 +94,12 @@ func refuse(format string, args ...any) error {
 // touching the kernel: bundle structure and signature, module format,
 // livepatch flag and target kernel.
 func (rt *Runtime) readPayload(path string, allowUnsigned bool, k *kinfo.Kernel) (*payload, error) {
-	f, err := os.Open(path)
+	raw, err := fsutil.ReadFileMax(path, maxFileSize)
+	if errors.Is(err, fsutil.ErrTooLarge) || errors.Is(err, fsutil.ErrNotRegular) {
+		return nil, refuse("%v: not a live patch", err)
+	}
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(raw) > maxFileSize {
-		return nil, refuse("%s is larger than %d MB: not a live patch", path, maxFileSize>>20)
 	}
 	p := &payload{raw: raw}
 	if bytes.HasPrefix(raw, []byte("\x7fELF")) {

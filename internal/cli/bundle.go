@@ -15,6 +15,7 @@ import (
 
 	"github.com/stent-dev/stent/bundle"
 	"github.com/stent-dev/stent/internal/atomicfile"
+	"github.com/stent-dev/stent/internal/fsutil"
 	"github.com/stent-dev/stent/kmod"
 )
 
@@ -52,7 +53,7 @@ must be an ELF relocatable whose .modinfo name= equals the manifest's name.`,
 			if err != nil {
 				return err
 			}
-			ko, err := readFileMax(koPath, bundle.MaxModuleSize)
+			ko, err := fsutil.ReadFileMax(koPath, bundle.MaxModuleSize)
 			if err != nil {
 				return fmt.Errorf("read module: %w", err)
 			}
@@ -108,7 +109,7 @@ must be an ELF relocatable whose .modinfo name= equals the manifest's name.`,
 // readManifestFile reads a manifest as written by hand or by the builder,
 // strictly, and fills the fields that may be left out.
 func readManifestFile(path string) (*bundle.Manifest, error) {
-	data, err := readFileMax(path, bundle.MaxManifestSize)
+	data, err := fsutil.ReadFileMax(path, bundle.MaxManifestSize)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
@@ -123,33 +124,6 @@ func readManifestFile(path string) (*bundle.Manifest, error) {
 		m.Created = time.Now().UTC().Truncate(time.Second)
 	}
 	return m, nil // bundle.Create fills module_sha256 and module_size
-}
-
-// readFileMax reads a regular file of at most max bytes.
-func readFileMax(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if fi.Size() > max {
-		return nil, fmt.Errorf("%s is %d bytes, over the limit of %d", path, fi.Size(), max)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s grew past the limit of %d bytes while read", path, max)
-	}
-	return data, nil
 }
 
 // modinfoName returns the name= entry of a kernel module's .modinfo
