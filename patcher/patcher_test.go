@@ -91,7 +91,7 @@ func TestApplyRefuses(t *testing.T) {
 		{"garbage", garbage, false, "bundle"},
 		{"wrong key", otherKey.bundle("lp_k", 1, true, nil), false, "key"},
 		{"other kernel", f.bundle("lp_o", 1, true, func(m *bundle.Manifest) { m.Kernel.Release = "6.1.0-55-amd64" }), false, "6.1.0-55-amd64"},
-		{"other build", f.bundle("lp_b", 1, true, func(m *bundle.Manifest) { m.Kernel.BuildID = "0badbeef" }), false, ""},
+		{"other build", f.bundle("lp_b", 1, true, func(m *bundle.Manifest) { m.Kernel.BuildID = "0badbeef" }), false, "build ID is 01020304"},
 		{"bare ko without flag", f.ko("lp_bare", "6.1.0-56-amd64", true), false, "--allow-unsigned"},
 		{"ko for other kernel", f.ko("lp_old", "6.1.0-55-amd64", true), true, "built for kernel 6.1.0-55-amd64"},
 		{"not a livepatch", f.ko("plain", "6.1.0-56-amd64", false), true, "not a live patch"},
