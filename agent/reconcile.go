@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/patcher"
 )
 
 // refusal is a final verdict on a bundle: it failed the hash or signature
@@ -123,12 +124,14 @@ func (a *Agent) apply(ctx context.Context, p api.DesiredPatch) (bool, error) {
 		return false, &refusal{fmt.Sprintf("bundle %s is signed as %s level %d for %s; the server announced %s level %d for %s",
 			p.Bundle, info.Name, info.Level, info.KernelRelease, p.Name, p.Level, p.KernelRelease)}
 	}
+	if busy := inTransition(rs.Patches, ""); busy != "" {
+		// The kernel runs one transition at a time and the runtime refuses
+		// while one is under way: wait for it, do not fail the rollout.
+		return false, fmt.Errorf("apply %s: live patch %s is in transition; waiting for it", p.Name, busy)
+	}
 	name, err := a.cfg.Runtime.Apply(ctx, path)
 	if err != nil {
-		if ctx.Err() != nil {
-			return false, ctx.Err() // interrupted, not failed: the next start looks again
-		}
-		return false, &failure{"apply: " + err.Error()}
+		return false, a.runtimeError(ctx, "apply", err)
 	}
 	if name != p.Name {
 		a.log.Warn("runtime loaded a patch under another name", "want", p.Name, "got", name)
@@ -145,13 +148,49 @@ func (a *Agent) revert(ctx context.Context, p api.DesiredPatch) (bool, error) {
 	if findPatch(rs.Patches, p.Name) == nil {
 		return false, nil // not loaded: nothing to do
 	}
+	if busy := inTransition(rs.Patches, p.Name); busy != "" {
+		return false, fmt.Errorf("revert %s: live patch %s is in transition; waiting for it", p.Name, busy)
+	}
 	if err := a.cfg.Runtime.Revert(ctx, p.Name); err != nil {
-		if ctx.Err() != nil {
-			return false, ctx.Err()
-		}
-		return false, &failure{"revert: " + err.Error()}
+		return false, a.runtimeError(ctx, "revert", err)
 	}
 	return true, nil
+}
+
+// runtimeError sorts an error from the runtime's Apply or Revert into what
+// the agent does next:
+//   - cancelled: interrupted, not failed; the next start looks again;
+//   - refused (patcher.ErrRefused) while another live patch is in
+//     transition: the runtime's host lock is taken or the kernel is busy,
+//     a wait and not a verdict, so a plain error that is retried;
+//   - refused otherwise (wrong kernel, bad signature, a patch of that name
+//     already loaded): a refusal, reported as such;
+//   - anything else, a stalled transition (*patcher.StallError) included:
+//     a failure, with the runtime's own words.
+func (a *Agent) runtimeError(ctx context.Context, action string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, patcher.ErrRefused) {
+		if rs, serr := a.cfg.Runtime.Status(ctx); serr == nil {
+			if busy := inTransition(rs.Patches, ""); busy != "" {
+				return fmt.Errorf("%s: live patch %s is in transition: %w", action, busy, err)
+			}
+		}
+		return &refusal{action + ": " + err.Error()}
+	}
+	return &failure{action + ": " + err.Error()}
+}
+
+// inTransition names a live patch other than except whose transition is
+// under way, or "".
+func inTransition(ps []api.PatchState, except string) string {
+	for _, p := range ps {
+		if p.Transition && p.Name != except {
+			return p.Name
+		}
+	}
+	return ""
 }
 
 var reSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stent-dev/stent/api"
 	"github.com/stent-dev/stent/internal/fleetsim"
+	"github.com/stent-dev/stent/patcher"
 	"github.com/stent-dev/stent/store/storetest"
 )
 
@@ -126,4 +127,45 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 		}
 	}
 	_ = fmt.Sprint()
+}
+
+// TestAgentRuntimeRefusals: the runtime refusing because another live patch
+// is in transition makes the agent wait and try again, not fail the host;
+// a runtime refusal on its own (patcher.ErrRefused: bad signature, wrong
+// kernel) is reported as refused, not failed.
+func TestAgentRuntimeRefusals(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	f := e.fleet(2, "stable", func(c *fleetsim.Config) {
+		c.Labels = func(i int) map[string]string { return map[string]string{"n": fmt.Sprint(i)} }
+	})
+	busy, bad := f.Hosts[0].Runtime, f.Hosts[1].Runtime
+	busy.SetPatch(api.PatchState{Name: "lp_other", Level: 1, Enabled: true, Transition: true})
+	busy.Fail = func(string) error {
+		return fmt.Errorf("%w: live patch lp_other is still in transition", patcher.ErrRefused)
+	}
+	bad.Fail = func(string) error {
+		return fmt.Errorf("%w: bundle signed by an unknown key", patcher.ErrRefused)
+	}
+	e.waitHosts(2)
+	b := e.publish("lp_wait", 1, false, 1024)
+
+	var r api.Rollout
+	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Selector: map[string]string{"n": "0"}, Canary: 1}, &r)
+	time.Sleep(1500 * time.Millisecond)
+	if r = e.rollout(r.ID); r.State != api.RolloutRunning || r.Counts.Failed != 0 {
+		t.Fatalf("rollout while another patch is in transition = %s, counts %+v; want running, nothing failed", r.State, r.Counts)
+	}
+	busy.Fail = nil
+	busy.SetPatch(api.PatchState{Name: "lp_other", Level: 1, Enabled: true})
+	r = e.waitState(r.ID, api.RolloutCompleted, 20*time.Second)
+	if n := busy.Applies("lp_wait"); n != 1 {
+		t.Errorf("lp_wait applied %d times after the transition ended, want 1", n)
+	}
+
+	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Selector: map[string]string{"n": "1"}, Canary: 1}, &r)
+	r = e.waitState(r.ID, api.RolloutHalted, 20*time.Second)
+	full := e.rollout(r.ID)
+	if len(full.Hosts) != 1 || full.Hosts[0].State != api.HostRefused {
+		t.Errorf("rollout hosts = %+v, want the one host refused", full.Hosts)
+	}
 }

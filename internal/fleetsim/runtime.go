@@ -145,6 +145,25 @@ func (r *Runtime) Loaded(name string) bool {
 	return false
 }
 
+// SetPatch puts p in the runtime as it is, replacing a patch of the same
+// name: tests use it for a patch loaded by hand or one left in transition.
+// A zero Name removes nothing and adds nothing.
+func (r *Runtime) SetPatch(p api.PatchState) {
+	if p.Name == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := r.patches[:0]
+	for _, q := range r.patches {
+		if q.Name != p.Name {
+			kept = append(kept, q)
+		}
+	}
+	r.patches = append(kept, p)
+	sort.Slice(r.patches, func(i, j int) bool { return r.patches[i].Name < r.patches[j].Name })
+}
+
 // Reboot simulates a reboot: a new boot id, and the patches gone unless
 // keep says the boot service loads them again (persisted patches).
 func (r *Runtime) Reboot(keep bool) {
