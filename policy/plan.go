@@ -442,8 +442,13 @@ func (pl *planner) clock(f *vuln.Finding, r *Rule) (time.Time, bool) {
 // judge rates one finding under one rule for a host with exceptions exc.
 func (pl *planner) judge(f *vuln.Finding, r *Rule, exc []int) judged {
 	j := judged{item: Item{CVE: f.CVE, State: f.State}}
+	unrated := false
 	if !r.covers(f.Severity) {
-		return j
+		if !r.unrated(f.Severity) {
+			return j
+		}
+		// Nothing says how severe it is: it may be under this rule.
+		unrated = true
 	}
 	if r.Kind == KindMaxKernelAge && f.State == vuln.NoFix {
 		return j // nothing released to boot
@@ -494,6 +499,12 @@ func (pl *planner) judge(f *vuln.Finding, r *Rule, exc []int) judged {
 		if f.Published != nil {
 			j.item.DaysExposed = days(pl.now.Sub(*f.Published))
 		}
+	}
+	if unrated {
+		// Not known to be under the rule, so not breached; not known to be
+		// outside it, so never compliant.
+		j.item.Status, j.item.Deadline = AtRisk, time.Time{}
+		j.item.Note = strings.TrimPrefix(j.item.Note+"; severity unknown (no CVSS score or distribution urgency): counted as at risk until scored", "; ")
 	}
 	if len(expired) > 0 {
 		j.item.Note += "; exception expired " + strings.Join(expired, ", ")

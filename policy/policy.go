@@ -330,6 +330,13 @@ func (r *Rule) validate() error {
 	return nil
 }
 
+// unrated tells whether the rule selects CVEs by severity and s gives none
+// (no score, no distribution urgency): such a CVE may be under the rule,
+// so it can never count as compliant with it.
+func (r *Rule) unrated(s vuln.Severity) bool {
+	return (r.Kind == KindUrgent || r.Kind == KindFixWithin) && !s.Scored && s.Level == vuln.LevelUnknown
+}
+
 // covers tells whether the rule applies to a CVE of severity s.
 func (r *Rule) covers(s vuln.Severity) bool {
 	switch r.Kind {

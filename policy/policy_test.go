@@ -270,6 +270,24 @@ func TestRuleNIST(t *testing.T) {
 	}
 }
 
+// A CVE no feed rates (no score, no urgency) may be urgent, critical or
+// high: severity rules count it as at risk, never as compliant, and never
+// as breached either.
+func TestRuleUnratedSeverity(t *testing.T) {
+	// The live patch names CVE-2026-0009, which no other feed knows: on a
+	// kernel the patch is not for, its state and severity are unknown.
+	db := testDB(t, "CVE-2026-0003", "CVE-2026-0009")
+	p := mustPolicy(t, `{"schema_version":1,"presets":["default","pci-dss"]}`)
+	h := planOne(t, db, p, testHost("a", "6.1.200-1", "6.1.200-1"), "2026-11-20T12:00:00Z")
+	for _, id := range []string{"urgent", "pci-dss-6.3.3"} {
+		r := ruleStatus(h, id)
+		it := itemOf(r, "CVE-2026-0009")
+		if r.Status != AtRisk || it.Status != AtRisk || !strings.Contains(it.Note, "severity unknown") || r.Deadline != nil {
+			t.Errorf("%s with an unrated CVE = %s (%+v), want at risk without a deadline", id, r.Status, it)
+		}
+	}
+}
+
 // The decision flow, action by action.
 func TestActions(t *testing.T) {
 	db := testDB(t, "CVE-2026-0003")
