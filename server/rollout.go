@@ -203,6 +203,14 @@ func (s *Server) tally(r *rollout, now time.Time) (released, failed, waiting int
 	return
 }
 
+// allowedFailures is how many of released hosts may fail before a rollout
+// with threshold pct halts: pct percent, rounded down. pct*released is
+// formed first: pct/100 is inexact in binary (0.29*100 is 28.999...), which
+// would round a whole host away.
+func allowedFailures(pct float64, released int) int {
+	return int(math.Floor(pct * float64(released) / 100))
+}
+
 // step moves one rollout forward if it can.
 func (s *Server) step(ctx context.Context, r *rollout) error {
 	r.op.Lock()
@@ -214,7 +222,7 @@ func (s *Server) step(ctx context.Context, r *rollout) error {
 	switch r.State {
 	case api.RolloutRunning:
 		released, failed, waiting := s.tally(r, now)
-		allowed := int(math.Floor(r.MaxFailurePct / 100 * float64(released)))
+		allowed := allowedFailures(r.MaxFailurePct, released)
 		switch {
 		case failed > allowed:
 			next.State, action = api.RolloutHalted, "rollout.halt"
