@@ -218,8 +218,9 @@ type RolloutRequest struct {
 	Waves []int `json:"waves,omitempty"`
 	// MaxFailurePct halts the rollout when more than this percentage of the
 	// hosts released so far failed (rounded down: with a canary of one
-	// host, its failure halts); default 5.
-	MaxFailurePct float64 `json:"max_failure_pct,omitempty"`
+	// host, its failure halts); nil means 5, and 0 halts on the first
+	// failure.
+	MaxFailurePct *float64 `json:"max_failure_pct,omitempty"`
 	// OfflineAfter is how long a released host may stay silent before a wave
 	// stops waiting for it; default 5m.
 	OfflineAfter Duration `json:"offline_after,omitempty"`

@@ -253,7 +253,7 @@ func TestTamperedBundleRefused(t *testing.T) {
 			e.waitHosts(n)
 			info := tt.tamper(t, e)
 			var r api.Rollout
-			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: info.SHA256, Canary: n, MaxFailurePct: 50}, &r)
+			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: info.SHA256, Canary: n, MaxFailurePct: ptr(50.0)}, &r)
 			r = e.waitState(r.ID, api.RolloutHalted, 20*time.Second)
 			full := e.rollout(r.ID)
 			for _, rh := range full.Hosts {
@@ -381,3 +381,5 @@ func TestAgentKilledAfterApply(t *testing.T) {
 		t.Errorf("audit has %d host.apply entries, want %d", len(audit), n)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -76,10 +76,11 @@ func (s *Server) createRollout(ctx context.Context, p *principal, req api.Rollou
 	if prev != 100 {
 		return nil, errorf(http.StatusBadRequest, "bad_request", "waves %v: the last wave must be 100", req.Waves)
 	}
-	if req.MaxFailurePct == 0 {
-		req.MaxFailurePct = defaultMaxFailurePct
+	maxFail := float64(defaultMaxFailurePct)
+	if req.MaxFailurePct != nil {
+		maxFail = *req.MaxFailurePct // 0 is a threshold: halt on the first failure
 	}
-	if req.MaxFailurePct < 0 || req.MaxFailurePct > 100 || req.Canary < 0 {
+	if maxFail < 0 || maxFail > 100 || req.Canary < 0 {
 		return nil, errorf(http.StatusBadRequest, "bad_request", "max_failure_pct must be 0..100 and canary >= 0")
 	}
 	if req.OfflineAfter == 0 {
@@ -100,7 +101,7 @@ func (s *Server) createRollout(ctx context.Context, p *principal, req api.Rollou
 	s.lastSeq++
 	sr := &store.Rollout{
 		ID: newID("r_"), Seq: s.lastSeq, Bundle: b.SHA256, Name: b.Name, KernelRelease: b.KernelRelease, Level: b.Level,
-		Channel: req.Channel, Selector: req.Selector, Waves: req.Waves, MaxFailurePct: req.MaxFailurePct,
+		Channel: req.Channel, Selector: req.Selector, Waves: req.Waves, MaxFailurePct: maxFail,
 		OfflineAfter: time.Duration(req.OfflineAfter), State: api.RolloutRunning, CreatedAt: now, UpdatedAt: now, CreatedBy: p.actor(),
 	}
 	probe := &rollout{Rollout: *sr, replace: b.Replace, buildID: b.BuildID}

@@ -100,8 +100,8 @@ func TestFleetCommands(t *testing.T) {
 	if pub.Bundle.Name != "lp_cli" || pub.Rollout != nil {
 		t.Errorf("publish --no-rollout = %+v", pub)
 	}
-	jsonOut(&pub, "publish", bundlePath, "--channel", "canary", "--waves", "50,100", "--wait", "--timeout", "20s", "--json")
-	if pub.Rollout == nil || pub.Rollout.State != api.RolloutCompleted || pub.Rollout.Waves[0] != 50 {
+	jsonOut(&pub, "publish", bundlePath, "--channel", "canary", "--waves", "50,100", "--max-failure-pct", "0", "--wait", "--timeout", "20s", "--json")
+	if pub.Rollout == nil || pub.Rollout.State != api.RolloutCompleted || pub.Rollout.Waves[0] != 50 || pub.Rollout.MaxFailurePct != 0 {
 		t.Errorf("publish --wait = %+v", pub.Rollout)
 	}
 	if _, errs, code := runCLI(t, root, "publish", bundlePath, "--waves", "50,90"); code == 0 || !strings.Contains(errs, "100") {

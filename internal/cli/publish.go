@@ -21,6 +21,7 @@ func newPublishCmd(env *Env) *cobra.Command {
 	var selector []string
 	var noRollout, wait, asJSON bool
 	var timeout time.Duration
+	var maxFail float64
 	cmd := &cobra.Command{
 		Use:   "publish BUNDLE",
 		Short: "Publish a signed bundle to stent-server and roll it out in waves",
@@ -60,6 +61,9 @@ With --wait the command follows the rollout and exits 0 when it completes,
 				return nil
 			}
 			req.Bundle = info.SHA256
+			if cmd.Flags().Changed("max-failure-pct") {
+				req.MaxFailurePct = &maxFail // 0 too: halt on the first failure
+			}
 			var r api.Rollout
 			if err := adminCall(cmd.Context(), sf, http.MethodPost, api.PathRollouts, req, &r); err != nil {
 				return fmt.Errorf("start rollout: %w", err)
@@ -90,7 +94,7 @@ With --wait the command follows the rollout and exits 0 when it completes,
 	cmd.Flags().StringArrayVar(&selector, "selector", nil, "only hosts with this label key=value (repeatable)")
 	cmd.Flags().IntVar(&req.Canary, "canary", 0, "hosts in the canary wave (0: 1% of the target, at least 1)")
 	cmd.Flags().IntSliceVar(&req.Waves, "waves", nil, "cumulative percentages after the canary, ending at 100 (default 10,50,100)")
-	cmd.Flags().Float64Var(&req.MaxFailurePct, "max-failure-pct", 0, "halt when more than this % of released hosts fail (default 5)")
+	cmd.Flags().Float64Var(&maxFail, "max-failure-pct", 5, "halt when more than this % of released hosts fail (0: on the first failure)")
 	cmd.Flags().BoolVar(&noRollout, "no-rollout", false, "only upload the bundle")
 	cmd.Flags().BoolVar(&wait, "wait", false, "follow the rollout until it completes or halts")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "with --wait, give up after this long")
