@@ -744,6 +744,20 @@ func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully,
 		acts = append(acts, Action{Kind: ActReviewUnknown, CVEs: unknown.cves, Rules: unknown.ruleList(),
 			Summary: fmt.Sprintf("%d CVEs cannot be judged for this kernel: add a feed that covers %s kernels (its OSV advisories or changelog); until then they count as at risk", len(unknown.cves), h.Distro)})
 	}
+	// Every action whose deadline is already behind us says so, not only
+	// the emergency reboot: "apply now (deadline last week)" reads as if
+	// there were time left.
+	for i := range acts {
+		a := &acts[i]
+		if a.Deadline == nil || !a.Deadline.Before(pl.now) || strings.HasPrefix(a.Note, "overdue") {
+			continue
+		}
+		note := "overdue: the deadline passed " + a.Deadline.Format(time.RFC3339)
+		if a.Note != "" {
+			note += "; " + a.Note
+		}
+		a.Note = note
+	}
 	return acts
 }
 

@@ -311,6 +311,17 @@ func TestActions(t *testing.T) {
 	if a := h.Actions[1]; a.Package != "linux-image-amd64" || a.Version != "6.1.200-1" {
 		t.Errorf("upgrade = %+v, want linux-image-amd64 to 6.1.200-1 (the urgent fix and the rest in one upgrade)", a)
 	}
+	if n := h.Actions[0].Note; n != "" {
+		t.Errorf("live patch action before its deadline: note %q, want none", n)
+	}
+	// Past the deadline every action says it is overdue, not only the
+	// emergency reboot.
+	h = planOne(t, db, p, testHost("a", "6.1.197-1", "6.1.197-1"), "2026-11-22T12:00:00Z")
+	for _, a := range h.Actions {
+		if !strings.HasPrefix(a.Note, "overdue") {
+			t.Errorf("%s after its deadline %v: note %q, want overdue", a.Kind, a.Deadline, a.Note)
+		}
+	}
 	// Only non-urgent fixes missing (urgent means CVSS 9.9 here), installed:
 	// reboot in the window.
 	p9 := mustPolicy(t, `{"schema_version":1,"rules":[{"id":"urgent","min_cvss":9.9}],"windows":[{"name":"tue","when":"Tue 03:00-05:00 Europe/Berlin"}]}`)

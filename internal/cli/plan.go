@@ -202,7 +202,11 @@ func printPlan(out io.Writer, fp *policy.FleetPlan) {
 				line += " (deadline " + fmtTime(a.Deadline) + ")"
 			}
 			if n := len(a.CVEs); n > 0 {
-				line += fmt.Sprintf(" [%d CVEs: %s]", n, abbrev(a.CVEs, 3))
+				noun := "CVEs"
+				if n == 1 {
+					noun = "CVE"
+				}
+				line += fmt.Sprintf(" [%d %s: %s]", n, noun, abbrev(a.CVEs, 3))
 			}
 			if a.Note != "" {
 				line += " -- " + a.Note

@@ -73,7 +73,7 @@ func TestPlanCommand(t *testing.T) {
 	}
 	// The text form.
 	code, stdout, _ = execStent(t, append([]string{"plan", "--inventory", filepath.Join(policyData, "fleet", "web2.json")}, feedArgs()...)...)
-	for _, want := range []string{"web2", "apply live patch stent-6.1.0-54-1 now", "emergency reboot into the kernel of linux-image-amd64 6.1.192-1 or later"} {
+	for _, want := range []string{"web2", "apply live patch stent-6.1.0-54-1 now", "[1 CVE: CVE-2026-99228] -- overdue", "emergency reboot into the kernel of linux-image-amd64 6.1.192-1 or later"} {
 		if code != 0 || !strings.Contains(stdout, want) {
 			t.Errorf("stent plan text lacks %q:\n%s", want, stdout)
 		}
