@@ -228,7 +228,14 @@ func (a *Agent) download(ctx context.Context, p api.DesiredPatch) (string, error
 		var n int64
 		var restart bool
 		if p.Size == 0 || off < p.Size {
-			n, restart, err = a.c.Download(ctx, api.PathBundles+p.Bundle, off, f)
+			// The server says how big the bundle is; it does not get to
+			// fill this host's disk by sending more (or, with no size, more
+			// than any bundle the runtime would load).
+			limit := maxDownload - off
+			if p.Size > 0 {
+				limit = p.Size - off
+			}
+			n, restart, err = a.c.Download(ctx, api.PathBundles+p.Bundle, off, &limitWriter{w: f, left: limit})
 		}
 		a.met.downloaded(n)
 		if cerr := f.Close(); err == nil {
@@ -237,6 +244,14 @@ func (a *Agent) download(ctx context.Context, p api.DesiredPatch) (string, error
 		if restart {
 			os.Remove(part)
 			continue
+		}
+		if errors.Is(err, errTooLong) {
+			os.Remove(part)
+			what := fmt.Sprintf("the %d bytes announced", p.Size)
+			if p.Size == 0 {
+				what = fmt.Sprintf("%d bytes", maxDownload)
+			}
+			return "", &refusal{fmt.Sprintf("bundle %s: the server sent more than %s; refusing it", p.Bundle, what)}
 		}
 		if err != nil {
 			if api.IsStatus(err, http.StatusNotFound) {
@@ -260,6 +275,32 @@ func (a *Agent) download(ctx context.Context, p api.DesiredPatch) (string, error
 		}
 		return final, nil
 	}
+}
+
+// maxDownload caps a bundle whose size the server did not announce: the
+// runtime reads at most 256 MiB of a bundle anyway.
+var maxDownload int64 = 256 << 20
+
+var errTooLong = errors.New("download longer than announced")
+
+// limitWriter passes on at most left bytes and fails after that.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(b []byte) (int, error) {
+	if int64(len(b)) > l.left {
+		n, err := l.w.Write(b[:max(l.left, 0)])
+		l.left -= int64(n)
+		if err == nil {
+			err = errTooLong
+		}
+		return n, err
+	}
+	n, err := l.w.Write(b)
+	l.left -= int64(n)
+	return n, err
 }
 
 func fileSHA256(path string) (string, error) {
