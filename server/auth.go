@@ -262,11 +262,13 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		h.Channel, h.EnrolledBy = et.Channel, et.ID
+		// The host may add labels; the token's, which the operator set,
+		// win: a host does not get to move itself into another group.
 		h.Labels = map[string]string{}
-		for k, v := range et.Labels {
+		for k, v := range req.Labels {
 			h.Labels[k] = v
 		}
-		for k, v := range req.Labels {
+		for k, v := range et.Labels {
 			h.Labels[k] = v
 		}
 		if err := tx.InsertHost(r.Context(), h); err != nil {

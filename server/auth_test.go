@@ -56,10 +56,11 @@ func TestEnrollmentTokens(t *testing.T) {
 	if _, err := e.enroll("ste_made_up", "h"); err == nil {
 		t.Errorf("enrollment with an unknown token succeeded")
 	}
-	// Labels and channel come from the token, merged with the host's.
+	// Labels and channel come from the token, merged with the host's; the
+	// token's labels win.
 	var lt api.Token
 	e.do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "l", Channel: "canary", Labels: map[string]string{"dc": "fra"}}, &lt)
-	c, err := agent.Enroll(ctx, e.admin.HTTP, e.url, api.TLSOptions{Fingerprint: e.fp}, lt.Secret, "web-9", "", map[string]string{"role": "web"})
+	c, err := agent.Enroll(ctx, e.admin.HTTP, e.url, api.TLSOptions{Fingerprint: e.fp}, lt.Secret, "web-9", "", map[string]string{"role": "web", "dc": "ams"})
 	if err != nil {
 		t.Fatal(err)
 	}
