@@ -184,8 +184,8 @@ type Slot struct {
 }
 
 // Next returns the occurrence of the window that is open at now or opens
-// next. Local times that a daylight saving change skips are moved as
-// time.Date moves them (forward by the change).
+// next. Local times that a daylight saving change skips open (or close)
+// the window at the change; repeated ones take the first.
 func (w *Window) Next(now time.Time) (Slot, bool) {
 	local := now.In(w.loc)
 	y, m, d := local.Date()
@@ -194,17 +194,35 @@ func (w *Window) Next(now time.Time) (Slot, bool) {
 		if !w.matchesDay(dy, dm, dd) {
 			continue
 		}
-		start := time.Date(dy, dm, dd, w.start/60, w.start%60, 0, 0, w.loc)
+		start := skippedToChange(time.Date(dy, dm, dd, w.start/60, w.start%60, 0, 0, w.loc), w.start)
 		endDay := dd
 		if w.end <= w.start {
 			endDay++
 		}
-		end := time.Date(dy, dm, endDay, w.end/60, w.end%60, 0, 0, w.loc)
+		end := skippedToChange(time.Date(dy, dm, endDay, w.end/60, w.end%60, 0, 0, w.loc), w.end)
+		if !end.After(start) {
+			continue
+		}
 		if end.After(now) {
 			return Slot{Window: w.Name, Start: start.UTC(), End: end.UTC(), Zone: w.loc.String()}, true
 		}
 	}
 	return Slot{}, false
+}
+
+// skippedToChange moves a local time that a daylight saving change skips
+// (time.Date moves it forward by the gap: 02:30 becomes 03:30 CEST) back to
+// the change itself (03:00 CEST), the first local time after the gap.
+// Without this "02:30-03:30" on that day would be a window of zero length.
+func skippedToChange(t time.Time, minutes int) time.Time {
+	if t.Hour()*60+t.Minute() == minutes%(24*60) {
+		return t
+	}
+	from, _ := t.ZoneBounds()
+	if from.IsZero() {
+		return t
+	}
+	return from
 }
 
 // appliesTo tells whether the window is for host.

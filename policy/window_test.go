@@ -38,8 +38,13 @@ func TestWindowNext(t *testing.T) {
 		// 01:30 happens twice; Go takes the first (EDT, UTC-4).
 		{"first Sunday of the month 01:30-03:00 America/New_York", "2026-11-01T00:00:00Z", "2026-11-01T05:30:00Z", "2026-11-01T08:00:00Z"},
 		// The last Sunday of March 2027 starts Berlin's summer time at 02:00:
-		// 02:30 does not exist and moves forward to 03:30 CEST.
-		{"last Sun 02:30-04:00 Europe/Berlin", "2027-03-20T00:00:00Z", "2027-03-28T01:30:00Z", "2027-03-28T02:00:00Z"},
+		// 02:30 does not exist: the window opens at the change, 03:00 CEST.
+		{"last Sun 02:30-04:00 Europe/Berlin", "2027-03-20T00:00:00Z", "2027-03-28T01:00:00Z", "2027-03-28T02:00:00Z"},
+		// A window inside and past the gap keeps what is left of it
+		// (03:00-03:30 CEST), not an empty slot at 03:30.
+		{"last Sun 02:30-03:30 Europe/Berlin", "2026-03-20T00:00:00Z", "2026-03-29T01:00:00Z", "2026-03-29T01:30:00Z"},
+		// A window wholly inside the gap does not happen that day.
+		{"last Sun 02:10-02:50 Europe/Berlin", "2026-03-20T00:00:00Z", "2026-04-26T00:10:00Z", "2026-04-26T00:50:00Z"},
 	}
 	for _, tt := range tests {
 		w, err := ParseWindow(tt.spec)
