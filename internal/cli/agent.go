@@ -127,7 +127,7 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 	f.StringVar(&token, "enroll", "", "enrollment token (from stent fleet enroll-token)")
 	f.StringVar(&fingerprint, "fingerprint", "", "pin the server certificate, sha256:... (printed by stent-server)")
 	f.StringVar(&caFile, "ca-file", "", "trust the server certificate through this CA file instead")
-	f.StringArrayVar(&labels, "label", nil, "label key=value for this host (repeatable)")
+	f.StringArrayVar(&labels, "label", nil, "label key=value for this host at enrollment (repeatable; the enrollment token's labels win)")
 	f.BoolVar(&enrollOnly, "enroll-only", false, "enroll and exit")
 	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9465)")
 	f.DurationVar(&healthDelay, "health-delay", 10*time.Second, "wait after an apply before checking health and checking in")
