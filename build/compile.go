@@ -67,11 +67,16 @@ func (t *Tree) Compile(ctx context.Context, cache string, patches []string, chan
 		return nil, fmt.Errorf("restore the tree after an interrupted build: %w", err)
 	}
 
-	// 1. Originals, cached per tree: the pristine source never changes.
+	// 1. Originals. A cache tree's pristine source never changes, so its
+	// originals are compiled once and kept. A --source tree is the user's
+	// and may have changed since the last build (an edit, a git checkout):
+	// an original kept from then would make every function that changed
+	// in between look changed by the fix and be carried into the patch, so
+	// its originals are compiled every time.
 	origCache := filepath.Join(t.state, "orig")
 	var missing []string
 	for _, o := range objs {
-		if _, err := os.Stat(filepath.Join(origCache, o)); err != nil {
+		if _, err := os.Stat(filepath.Join(origCache, o)); err != nil || t.Pristine == "" {
 			missing = append(missing, o)
 		}
 	}
@@ -89,8 +94,11 @@ func (t *Tree) Compile(ctx context.Context, cache string, patches []string, chan
 			return nil, err
 		}
 		for _, o := range missing {
-			for _, f := range []string{o, filepath.Join(filepath.Dir(o), "."+filepath.Base(o)+".cmd")} {
-				if err := copyFile(filepath.Join(t.Dir, f), filepath.Join(origCache, f)); err != nil {
+			// The .cmd file first, each through a rename: a kept object
+			// always comes with its .cmd, and a build killed while copying
+			// leaves no truncated object for the next build to trust.
+			for _, f := range []string{filepath.Join(filepath.Dir(o), "."+filepath.Base(o)+".cmd"), o} {
+				if err := copyFileAtomic(filepath.Join(t.Dir, f), filepath.Join(origCache, f)); err != nil {
 					return nil, err
 				}
 			}

@@ -1,0 +1,127 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stent-dev/stent/elfdiff"
+)
+
+// fakeKbuild stands in for the kernel's top Makefile: it compiles one
+// object from its .c and writes a kbuild-like .<obj>.cmd beside it.
+const fakeKbuild = `%.o: %.c
+	$(CC) -O2 $(KCFLAGS) -c -o $@ $<
+	@echo 'cmd_$@ := $(CC) -O2 $(KCFLAGS) -c -o $@ $<' > $(@D)/.$(@F).cmd
+`
+
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
+
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// funcBytes returns the code of function name in object file path.
+func funcBytes(t *testing.T, path, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elfdiff.Read(b)
+	if err != nil {
+		t.Fatalf("Read(%s) = %v", path, err)
+	}
+	for _, s := range f.Symbols[1:] {
+		if s.Name == name && s.Section != nil {
+			return s.Section.Data[s.Value : s.Value+s.Size]
+		}
+	}
+	t.Fatalf("%s: no function %s", path, name)
+	return nil
+}
+
+const sourceV1 = `int fixed(int x)
+{
+	return x + 1;
+}
+
+/* lines that keep the fix's context away from other() */
+
+
+
+int other(int x)
+{
+	return x * 10;
+}
+`
+
+const fixPatch = `--- a/foo.c
++++ b/foo.c
+@@ -1,4 +1,4 @@
+ int fixed(int x)
+ {
+-	return x + 1;
++	return x + 2;
+ }
+`
+
+// A --source tree is the user's: when it changes between two builds (an
+// edit, a git checkout), the second build's original object must be
+// compiled from the tree as it is now, or every function changed in
+// between would look changed by the fix and be carried into the patch.
+func TestCompileSourceTreeOriginalsFollowTheTree(t *testing.T) {
+	needTools(t, "make", "gcc", "patch")
+	dir, cache := t.TempDir(), t.TempDir()
+	writeFiles(t, dir, map[string]string{"Makefile": fakeKbuild, "foo.c": sourceV1})
+	fix := filepath.Join(t.TempDir(), "fix.patch")
+	writeFiles(t, filepath.Dir(fix), map[string]string{"fix.patch": fixPatch})
+	changes, err := ParsePatch([]byte(fixPatch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &Tree{Dir: dir, CC: "gcc", Release: "test", state: filepath.Join(dir, ".stent")}
+	ctx := context.Background()
+	build := func() ObjectPair {
+		t.Helper()
+		pairs, err := tr.Compile(ctx, cache, []string{fix}, changes, []string{"foo.o"}, t.TempDir(), io.Discard)
+		if err != nil {
+			t.Fatalf("Compile = %v", err)
+		}
+		return pairs[0]
+	}
+	p := build()
+	if bytes.Equal(funcBytes(t, p.Orig, "fixed"), funcBytes(t, p.Patched, "fixed")) {
+		t.Fatal("first build: fixed() unchanged by the fix")
+	}
+	// The user edits the tree between builds.
+	writeFiles(t, dir, map[string]string{"foo.c": strings.Replace(sourceV1, "x * 10", "x * 20", 1)})
+	p = build()
+	if o, n := funcBytes(t, p.Orig, "other"), funcBytes(t, p.Patched, "other"); !bytes.Equal(o, n) {
+		t.Errorf("second build: other() differs between the original and the patched object (original compiled from the tree as it was before the edit)\norig    % x\npatched % x", o, n)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "foo.c")); !bytes.Contains(got, []byte("x * 20")) || !bytes.Contains(got, []byte("x + 1")) {
+		t.Errorf("foo.c after the build = %q, want the user's edited, unpatched file", got)
+	}
+}
