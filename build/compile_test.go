@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stent-dev/stent/elfdiff"
 )
@@ -123,5 +124,29 @@ func TestCompileSourceTreeOriginalsFollowTheTree(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "foo.c")); !bytes.Contains(got, []byte("x * 20")) || !bytes.Contains(got, []byte("x + 1")) {
 		t.Errorf("foo.c after the build = %q, want the user's edited, unpatched file", got)
+	}
+}
+
+// Cancelling a build (Ctrl-C, SIGTERM) while make runs in the tree must stop
+// make's children too: a compiler or sub-make left running would go on
+// writing into the tree after the build has restored it and released its
+// lock.
+func TestMakeCancelStopsChildren(t *testing.T) {
+	needTools(t, "make", "sh", "sleep")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Makefile": "slow:\n\tsh -c 'sleep 1; touch late' & sleep 10\n"})
+	tr := &Tree{Dir: dir, CC: "gcc"}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := tr.make(ctx, "slow"); err == nil {
+		t.Fatal("make(cancelled) = nil error")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("make returned %v after the cancellation", d)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := os.Stat(filepath.Join(dir, "late")); err == nil {
+		t.Error("a child of make went on running after the build was cancelled (it wrote 'late')")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -128,11 +127,11 @@ func LinkModule(ctx context.Context, dir, headers, cc, name, description string,
 	}
 	// KBUILD_MODPOST_WARN: the .klp.sym symbols are undefined until
 	// ConvertModule marks them; modpost would otherwise stop on them.
-	cmd := exec.CommandContext(ctx, "make", "-C", headers, "M="+dir, "CC="+cc, "KBUILD_MODPOST_WARN=1", "modules")
+	cmd := groupCommand(ctx, "make", "-C", headers, "M="+dir, "CC="+cc, "KBUILD_MODPOST_WARN=1", "modules")
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	if err := runGroup(ctx, cmd); err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}

@@ -73,10 +73,10 @@ func Source(ctx context.Context, cache, version string, progress io.Writer) (str
 	// 140 MB tarball inside the package never touches the disk.
 	inner := "./usr/src/" + pkg + ".tar.xz"
 	script := `set -o pipefail; dpkg-deb --fsys-tarfile "$1" | tar -xO -f - "$2" | tar -xJ -f - -C "$3"`
-	cmd := exec.CommandContext(ctx, "bash", "-c", script, "extract", deb, inner, tmp)
+	cmd := groupCommand(ctx, "bash", "-c", script, "extract", deb, inner, tmp)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	if err := runGroup(ctx, cmd); err != nil {
 		os.RemoveAll(tmp)
 		if ctx.Err() != nil {
 			return "", ctx.Err()

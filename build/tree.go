@@ -154,11 +154,11 @@ func (t *Tree) lock(ctx context.Context, cache string) (func(), error) {
 // combined output; on failure the error quotes the compiler's messages.
 func (t *Tree) make(ctx context.Context, args ...string) ([]byte, error) {
 	full := append([]string{"-C", t.Dir, "CC=" + t.CC, "KCFLAGS=" + objectCFLAGS}, args...)
-	cmd := exec.CommandContext(ctx, "make", full...)
+	cmd := groupCommand(ctx, "make", full...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err := runGroup(ctx, cmd)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
