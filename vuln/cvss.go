@@ -168,8 +168,11 @@ func scoreRank(s Score) int {
 	return r*10 + ver
 }
 
-// chooseSeverity picks the severity of a CVE from its scores, or from the
-// distribution urgency when it has none.
+// chooseSeverity picks the severity of a CVE from its scores. Without a
+// score, the distribution's upload urgency may only raise a CVE to high or
+// critical: most security uploads say "medium" whatever they fix, so a
+// lower urgency is no evidence that a CVE is not serious, and the CVE stays
+// unrated (which policies count as at risk, never compliant).
 func chooseSeverity(scores []Score, urgency string) Severity {
 	best := -1
 	for i, s := range scores {
@@ -182,7 +185,7 @@ func chooseSeverity(scores []Score, urgency string) Severity {
 		return Severity{Level: LevelOfScore(s.Base), Score: s.Base, Scored: true, Vector: s.Vector, Source: s.Source}
 	}
 	if urgency != "" {
-		if l, err := ParseLevel(urgency); err == nil {
+		if l, err := ParseLevel(urgency); err == nil && l >= LevelHigh {
 			return Severity{Level: l, Source: "debian-urgency"}
 		}
 	}
