@@ -274,11 +274,16 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 		if err := tx.InsertHost(r.Context(), h); err != nil {
 			return err
 		}
-		// A machine that enrolls again replaces its old identity.
+		// A machine that enrolls again replaces its old identity, but only
+		// through the enrollment token that enrolled it: /etc/machine-id is
+		// world-readable, so a holder of some other token must not be able
+		// to revoke hosts by claiming their machine ID. (Enrolled through
+		// another token, the machine gets a second host record; the old one
+		// goes offline and the operator revokes it.)
 		if req.MachineID != "" {
 			s.mu.RLock()
 			for _, o := range s.hosts {
-				if o.MachineID == req.MachineID && o.RevokedAt.IsZero() {
+				if o.MachineID == req.MachineID && o.RevokedAt.IsZero() && o.EnrolledBy == et.ID {
 					replaced = append(replaced, o.ID)
 				}
 			}

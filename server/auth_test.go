@@ -69,6 +69,34 @@ func TestEnrollmentTokens(t *testing.T) {
 	}
 }
 
+// TestReenrollByMachineID: a machine enrolling again through the token that
+// enrolled it replaces its old identity; another token's holder claiming
+// the same machine ID does not revoke it.
+func TestReenrollByMachineID(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	ctx := context.Background()
+	t1, t2 := e.enrollToken("stable", 0), e.enrollToken("stable", 0)
+	first, err := agent.Enroll(ctx, e.admin.HTTP, e.url, api.TLSOptions{Fingerprint: e.fp}, t1, "web-1", "machine-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sync := func(cred string) error {
+		return e.client(cred).Do(ctx, http.MethodPost, api.PathSync, api.Checkin{KernelRelease: kernel, Health: api.HealthOK}, &api.SyncResponse{})
+	}
+	if _, err := agent.Enroll(ctx, e.admin.HTTP, e.url, api.TLSOptions{Fingerprint: e.fp}, t2, "intruder", "machine-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sync(first.Credential); err != nil {
+		t.Errorf("host revoked by an enrollment through another token claiming its machine ID: %v", err)
+	}
+	if _, err := agent.Enroll(ctx, e.admin.HTTP, e.url, api.TLSOptions{Fingerprint: e.fp}, t1, "web-1", "machine-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sync(first.Credential); err == nil {
+		t.Error("re-enrollment through the same token did not replace the old identity")
+	}
+}
+
 func TestCredentials(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	ctx := context.Background()
