@@ -132,6 +132,7 @@ func TestDiff(t *testing.T) {
 		{name: "string", funcs: []string{"report"}},
 		{name: "line", lineOnly: []string{"warned"}},
 		{name: "data", refused: RuleDataChanged, refusedOn: "limit"},
+		{name: "static_moved", refused: RuleDataChanged, refusedOn: "calls"},
 		{name: "init", refused: RuleInitChanged, refusedOn: "setup"},
 		{name: "notrace", refused: RuleNoFtrace, refusedOn: "raw"},
 		{name: "comdat", refused: RuleComdat, refusedOn: "shared"},

@@ -119,9 +119,42 @@ func (b *builder) include(s *Symbol) *Symbol {
 			b.include(c)
 		}
 	} else if b.d.twin[s] == nil || isFreshStatic(s) || b.constChanged[s] {
+		if b.d.twin[s] == nil {
+			b.checkOrphanStatic(s)
+		}
 		b.newData = append(b.newData, s.Name)
 	}
 	return o
+}
+
+// checkOrphanStatic refuses a writable static s of the patched object that
+// has no twin although the original has an unpaired static of the same
+// name: the fix moved it to another function (or GCC inlined its user
+// elsewhere), so correlation by users failed. Carried as new data it would
+// start from a fresh, zeroed copy while the running kernel keeps its state
+// in the original: a counter restarts, a lock stops excluding the code
+// that still takes the original, a list loses its entries.
+func (b *builder) checkOrphanStatic(s *Symbol) {
+	if s.Bind != elf.STB_LOCAL || isFreshStatic(s) || s.Section == nil ||
+		(s.Section.Flags&elf.SHF_WRITE == 0 && s.Section.Type != elf.SHT_NOBITS) {
+		return
+	}
+	paired := map[*Symbol]bool{}
+	for _, o := range b.d.twin {
+		paired[o] = true
+	}
+	for _, o := range b.d.o.f.Symbols[1:] {
+		if o.Section != nil && o.Type == elf.STT_OBJECT && o.Bind == elf.STB_LOCAL && !paired[o] && stripNumbers(o.Name) == stripNumbers(s.Name) {
+			var users []string
+			for _, u := range b.d.p.users[s] {
+				users = append(users, u.Name)
+			}
+			b.d.refuse(RuleDataChanged, stripNumbers(s.Name), fmt.Sprintf("static %s of the patched code (used by %s) cannot be matched with the running kernel's %s: the fix moves it to another function, so the patched code would start from a fresh, zeroed copy while the running kernel keeps its state in the original",
+				s.Name, strings.Join(users, ", "), o.Name),
+				"keep the static variable in the function that had it, or make it a file-scope static so that the patched code uses the running kernel's copy; or reboot into a fixed kernel")
+			return
+		}
+	}
 }
 
 // mustInclude says whether a reference from carried code to s must reach a
