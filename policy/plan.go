@@ -76,6 +76,7 @@ type RuleResult struct {
 	Deadline    *time.Time     `json:"deadline,omitempty"` // the earliest deadline of an item at risk
 	Counts      map[string]int `json:"counts"`
 	Items       []Item         `json:"items,omitempty"` // items not simply compliant
+	Note        string         `json:"note,omitempty"`  // why the status is what it is, when not from the items
 }
 
 // KernelInfo is the running and newest kernels of a host.
@@ -323,7 +324,7 @@ func (pl *planner) host(inv *inventory.Inventory) (HostPlan, error) {
 		pl.core[key] = core
 		pl.mu.Unlock()
 	}
-	hp.Compliance = core.compliance
+	hp.Compliance = pl.trustInventory(inv, core.compliance)
 	hp.Actions = pl.hostActions(inv, core.actions, slot)
 	hp.Evidence = evidence(inv)
 	hp.LivePatches = []AppliedPatch{}
@@ -331,6 +332,35 @@ func (pl *planner) host(inv *inventory.Inventory) (HostPlan, error) {
 		hp.LivePatches = append(hp.LivePatches, AppliedPatch{Name: lp.Name, Enabled: lp.Enabled, CVEs: lp.CVEs, AppliedAt: lp.AppliedAt})
 	}
 	return hp, nil
+}
+
+// trustInventory returns compliance as it stands when the inventory is
+// fresh; an inventory older than the policy allows, or dated in the future,
+// says nothing reliable about the host now, so no rule is compliant on its
+// word: those become at risk, with the reason. The shared slice is copied,
+// never changed.
+func (pl *planner) trustInventory(inv *inventory.Inventory, comp []RuleResult) []RuleResult {
+	maxAge := time.Duration(pl.policy.MaxInventoryAgeDays) * day
+	var why string
+	switch age := pl.now.Sub(inv.CollectedAt); {
+	case inv.CollectedAt.IsZero():
+		why = "the inventory has no collection time"
+	case age > maxAge:
+		why = fmt.Sprintf("the inventory is %.0f days old (collected %s; the policy trusts %d days): collect it again", days(age), inv.CollectedAt.Format(time.RFC3339), pl.policy.MaxInventoryAgeDays)
+	case age < -time.Hour:
+		why = fmt.Sprintf("the inventory is dated %s, after the plan's time %s: check the host's clock", inv.CollectedAt.Format(time.RFC3339), pl.now.Format(time.RFC3339))
+	default:
+		return comp
+	}
+	out := make([]RuleResult, len(comp))
+	copy(out, comp)
+	for i := range out {
+		if out[i].Status == Compliant {
+			out[i].Status = AtRisk
+			out[i].Note = why
+		}
+	}
+	return out
 }
 
 // flavour is the kernel flavour at the end of a Debian release

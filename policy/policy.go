@@ -93,6 +93,9 @@ type Policy struct {
 	// FallbackKernels is how many kernels besides the running and the
 	// newest one "remove old kernels" keeps.
 	FallbackKernels int `json:"fallback_kernels"`
+	// MaxInventoryAgeDays is how old a host's inventory may be before the
+	// plan stops trusting it: such a host is never compliant.
+	MaxInventoryAgeDays int `json:"max_inventory_age_days"`
 }
 
 // Rule returns the rule with id, or nil.
@@ -157,6 +160,7 @@ type policyFile struct {
 	Windows         []windowFile    `json:"windows"`
 	Exceptions      []exceptionFile `json:"exceptions"`
 	FallbackKernels *int            `json:"fallback_kernels"`
+	MaxInventoryAge *int            `json:"max_inventory_age_days"`
 }
 
 type ruleFile struct {
@@ -211,7 +215,7 @@ func lineCol(data []byte, off int64) (int, int) {
 }
 
 func build(f policyFile) (*Policy, error) {
-	p := &Policy{FallbackKernels: 1, Presets: f.Presets}
+	p := &Policy{FallbackKernels: 1, MaxInventoryAgeDays: 7, Presets: f.Presets}
 	if p.Presets == nil {
 		p.Presets = []string{"default"}
 	}
@@ -306,6 +310,12 @@ func build(f policyFile) (*Policy, error) {
 			return nil, errors.New("fallback_kernels: must not be negative")
 		}
 		p.FallbackKernels = *f.FallbackKernels
+	}
+	if f.MaxInventoryAge != nil {
+		if *f.MaxInventoryAge < 1 {
+			return nil, errors.New("max_inventory_age_days: must be at least 1")
+		}
+		p.MaxInventoryAgeDays = *f.MaxInventoryAge
 	}
 	return p, nil
 }

@@ -372,3 +372,28 @@ func TestPlanRefusesBadInput(t *testing.T) {
 		t.Errorf("duplicate host: %v", err)
 	}
 }
+
+// TestStaleInventoryIsNeverCompliant: an inventory older than the policy
+// trusts, or dated after the plan, cannot make a host compliant.
+func TestStaleInventoryIsNeverCompliant(t *testing.T) {
+	db := testDB(t, "CVE-2026-0003")
+	fresh := "2026-11-20T12:00:00Z" // the inventories are collected 2026-11-20T12:00Z
+	h := planOne(t, db, nil, testHost("a", "6.1.200-1", "6.1.200-1"), fresh)
+	if r := ruleStatus(h, "urgent"); r.Status != Compliant || r.Note != "" {
+		t.Fatalf("fresh up-to-date host: urgent = %s (%q), want compliant", r.Status, r.Note)
+	}
+	for _, tc := range []struct{ now, want string }{
+		{"2026-11-28T12:00:01Z", "8 days old"},
+		{"2026-11-20T10:00:00Z", "after the plan's time"},
+	} {
+		h := planOne(t, db, nil, testHost("a", "6.1.200-1", "6.1.200-1"), tc.now)
+		r := ruleStatus(h, "urgent")
+		if r.Status != AtRisk || !strings.Contains(r.Note, tc.want) {
+			t.Errorf("now %s: urgent = %s (%q), want at risk noting %q", tc.now, r.Status, r.Note, tc.want)
+		}
+	}
+	p := mustPolicy(t, `{"schema_version":1,"max_inventory_age_days":30}`)
+	if r := ruleStatus(planOne(t, db, p, testHost("a", "6.1.200-1", "6.1.200-1"), "2026-11-28T12:00:01Z"), "urgent"); r.Status != Compliant {
+		t.Errorf("8-day-old inventory under a 30-day policy: urgent = %s (%q), want compliant", r.Status, r.Note)
+	}
+}

@@ -192,6 +192,9 @@ func printPlan(out io.Writer, fp *policy.FleetPlan) {
 		fmt.Fprintf(w, "  CVEs:\t%s\n", strings.Join(counts, ", "))
 		for _, rr := range h.Compliance {
 			fmt.Fprintf(w, "  %s:\t%s (deadline %s, %.1f days exposed)\n", rr.Rule, rr.Status, fmtTime(rr.Deadline), rr.DaysExposed)
+			if rr.Note != "" {
+				fmt.Fprintf(w, "  \t  %s\n", rr.Note)
+			}
 		}
 		if len(h.Actions) == 0 {
 			fmt.Fprintf(w, "  Actions:\tnone\n")
