@@ -206,7 +206,7 @@ func (d *differ) run() (*Result, error) {
 	// A __weak definition matters only if the kernel runs it rather than a
 	// strong one from another file.
 	for p := range changedFn {
-		if p.Bind == elf.STB_WEAK && d.opts.Symtab != nil && !d.opts.Symtab.Near(p.Name, d.neighbours()) {
+		if p.Bind == elf.STB_WEAK && d.opts.Symtab != nil && d.opts.Symtab.Overridden(p.Name, d.neighbours()) {
 			delete(changedFn, p)
 			d.warnings = append(d.warnings, fmt.Sprintf("%s: change to __weak %s ignored: the running kernel uses another file's definition", d.opts.File, p.Name))
 		}

@@ -3,6 +3,7 @@ package elfdiff
 import (
 	"debug/elf"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -334,5 +335,55 @@ func TestStripNumbers(t *testing.T) {
 		if got := stripNumbers(in); got != want {
 			t.Errorf("stripNumbers(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A changed __weak definition is left out only on evidence that another
+// file's strong definition overrides it: this file's other symbols are in
+// the kernel's table, far from the only arch_hook. Without such evidence it
+// is patched (the builder's verify step then compares it with the shipped
+// code) rather than the fix being dropped with a warning.
+func TestDiffWeak(t *testing.T) {
+	orig, patched := compilePair(t, "weak")
+	filler := func(n int) []KSym {
+		var out []KSym
+		for i := 0; i < n; i++ {
+			out = append(out, KSym{Name: fmt.Sprintf("other_file_fn_%d", i), Type: 't'})
+		}
+		return out
+	}
+	table := func(syms ...[]KSym) *Symtab {
+		t := &Symtab{Object: "vmlinux"}
+		for _, s := range syms {
+			t.Syms = append(t.Syms, s...)
+		}
+		for i := range t.Syms {
+			t.Syms[i].Addr = 0xffffffff81000000 + uint64(i)*0x40
+		}
+		return t
+	}
+	sibling := []KSym{{Name: "sibling", Type: 'T'}}
+	hook := []KSym{{Name: "arch_hook", Type: 'T'}}
+	tests := []struct {
+		name  string
+		table *Symtab
+		funcs []string
+	}{
+		{"runs this file's definition", table(filler(40), sibling, hook, filler(40)), []string{"arch_hook"}},
+		{"overridden by another file", table(sibling, filler(40), hook), nil},
+		{"no evidence", table(filler(40), hook), []string{"arch_hook"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := opts(orig)
+			o.Symtab = tt.table
+			res, err := Diff(orig, patched, o)
+			if err != nil {
+				t.Fatalf("Diff(weak) = %v", err)
+			}
+			if diff := cmp.Diff(tt.funcs, funcNames(res)); diff != "" {
+				t.Errorf("Diff(weak) replaced functions (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -99,20 +99,27 @@ func (t *Symtab) Address(name string, sympos int) (uint64, bool) {
 	return 0, false
 }
 
-// Near reports whether some symbol called name sits among the given
-// neighbours (other symbols of the same source file) in address order: how
+// Overridden reports whether the kernel runs another file's definition of
+// name rather than the one of the file whose other symbols are neighbours:
+// some neighbour is in the table (so the file is linked in, and it is known
+// where), but no symbol called name sits among them in address order. How
 // to tell whether the kernel runs a file's __weak definition or another
-// file's strong one.
-func (t *Symtab) Near(name string, neighbours []string) bool {
+// file's strong one. Without evidence either way (no neighbour in the
+// table, no symbol called name) the answer is false: the definition is
+// patched, and the verify step compares it with the shipped code.
+func (t *Symtab) Overridden(name string, neighbours []string) bool {
 	nb := t.uniqueNames(neighbours, name)
+	if len(nb) == 0 || len(t.indexOf(name)) == 0 {
+		return false
+	}
 	for _, i := range t.indexOf(name) {
 		for j := max(0, i-16); j < min(len(t.Syms), i+17); j++ {
 			if nb[t.Syms[j].Name] {
-				return true
+				return false
 			}
 		}
 	}
-	return false
+	return true
 }
 
 // ErrAmbiguous is returned by Position when it cannot tell same-named
