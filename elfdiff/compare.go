@@ -226,11 +226,42 @@ func (d *differ) lineOnlyCode(p, o *Symbol, bp, bo []byte) bool {
 			if known && dl != shift || seen && dl != delta {
 				return false
 			}
+			// Without DWARF nothing says the constant is a line number:
+			// it must be an argument of the next call, to a function that
+			// takes one (might_sleep's __LINE__), not any constant of a
+			// function that also happens to call one.
+			if !known && !d.nextCallTakesLine(p, bp, pos+n) {
+				return false
+			}
 			delta, seen = dl, true
 		}
 		pos += n
 	}
 	return true
+}
+
+// nextCallTakesLine reports whether the first call in code (function p's
+// bytes) at or after pos goes to one of lineFuncs.
+func (d *differ) nextCallTakesLine(p *Symbol, code []byte, pos int) bool {
+	for pos < len(code) {
+		in, err := x86asm.Decode(code[pos:], 64)
+		if err != nil || in.Len == 0 {
+			return false
+		}
+		switch in.Op {
+		case x86asm.CALL:
+			for _, r := range p.Section.Relocs {
+				if r.Offset > p.Value+uint64(pos) && r.Offset < p.Value+uint64(pos+in.Len) {
+					return lineFuncs[r.Sym.Name]
+				}
+			}
+			return false
+		case x86asm.RET, x86asm.JMP:
+			return false
+		}
+		pos += in.Len
+	}
+	return false
 }
 
 // lineImm returns the constant a MOV of an immediate loads, when it could

@@ -132,6 +132,7 @@ func TestDiff(t *testing.T) {
 		{name: "new_func", funcs: []string{"handle"}, newFuncs: []string{"check"}, sections: []string{".text.check"}},
 		{name: "string", funcs: []string{"report"}},
 		{name: "line", lineOnly: []string{"warned"}},
+		{name: "line_const", extra: []KSym{{Name: "set_limit", Type: 'T'}}, funcs: []string{"limited"}},
 		{name: "data", refused: RuleDataChanged, refusedOn: "limit"},
 		{name: "static_moved", refused: RuleDataChanged, refusedOn: "calls"},
 		{name: "init", refused: RuleInitChanged, refusedOn: "setup"},
