@@ -48,15 +48,27 @@ func newBuildCmd(env *Env) *cobra.Command {
 		Use:   "build --kernel RELEASE --patch FIX.patch -o OUT.bundle",
 		Short: "Build a signed live patch bundle from a source fix",
 		Long: `Build a live patch for one kernel build from a source fix, without building
-the whole kernel: fetch the kernel's packages and source (cached under
-$STENT_CACHE), compile only the files the fix touches before and after
-applying it, compare the objects, and link the changed functions into a
-livepatch module signed into a bundle.
+the whole kernel: fetch the kernel's packages and source, compile only the
+files the fix touches before and after applying it, compare the objects,
+and link the changed functions into a livepatch module signed into a
+bundle. Packages, source and the prepared tree are cached under
+$STENT_CACHE (default: .cache of the Stent checkout run from, else
+$XDG_CACHE_HOME/stent).
 
 The fix is a unified diff against the kernel source (diff -u, git diff);
---patch may be repeated, the files are applied in order. Fixes that change
-data layout or initial values, __init code, functions ftrace cannot
-redirect or COMDAT groups are refused with the reason (exit code 2).
+--patch may be repeated, the files are applied in order. A fix that changes
+a header needs --object for each object to rebuild. --source DIR is
+prepared in place: its .config is replaced by the kernel's, make
+olddefconfig modules_prepare runs in it, and the builder keeps its files in
+DIR/.stent.
+
+Fixes that cannot be live patched safely are refused with the reason and an
+alternative (exit code 2): changed layout or initial value of existing
+data (or a static variable moved to another function), __init code,
+functions ftrace cannot redirect, COMDAT groups, new exports, static keys
+of a module, special sections the builder does not know. Other failures
+(the fix does not apply or compile, the source does not reproduce the
+shipped code) exit 1.
 
 The bundle is signed with --key, by default with the key stent key generate
 makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
@@ -74,9 +86,16 @@ makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 				return errors.New("build: no fix given (--patch FIX.patch)")
 			}
 			for _, p := range opts.Patches {
-				if _, err := os.Stat(p); err != nil {
+				b, err := os.ReadFile(p)
+				if err != nil {
 					return fmt.Errorf("read fix: %w", err)
 				}
+				if _, err := build.ParsePatch(b); err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+			}
+			if cumulative != "" && opts.NoReplace {
+				return errors.New("build: --cumulative-with makes a patch that replaces the earlier one; --no-replace makes one that stacks on it: pass one of the two")
 			}
 			key, keyMsg, err := signingKey(keyFile)
 			if err != nil {

@@ -16,6 +16,8 @@ func TestBuildBadInput(t *testing.T) {
 	dir := t.TempDir()
 	garbage := filepath.Join(dir, "garbage.patch")
 	os.WriteFile(garbage, []byte("this is not a diff\n"), 0o644)
+	fix := filepath.Join(dir, "fix.patch")
+	os.WriteFile(fix, []byte("--- a/fs/x.c\n+++ b/fs/x.c\n@@ -1 +1 @@\n-a\n+b\n"), 0o644)
 	out := filepath.Join(dir, "x.bundle")
 	for _, tc := range []struct {
 		args []string
@@ -25,6 +27,8 @@ func TestBuildBadInput(t *testing.T) {
 		{[]string{"build", "--patch", garbage, "-o", out}, "no kernel release"},
 		{[]string{"build", "--kernel", "6.1.0-56-amd64", "-o", out}, "no fix given"},
 		{[]string{"build", "--kernel", "6.1.0-56-amd64", "--patch", filepath.Join(dir, "missing.patch"), "-o", out}, "no such file"},
+		{[]string{"build", "--kernel", "6.1.0-56-amd64", "--patch", garbage, "-o", out}, "no file changes found"},
+		{[]string{"build", "--kernel", "6.1.0-56-amd64", "--patch", fix, "--cumulative-with", filepath.Join(dir, "old.bundle"), "--no-replace", "-o", out}, "--no-replace"},
 	} {
 		var stdout, stderr strings.Builder
 		code := Run(t.Context(), tc.args, &stdout, &stderr)
