@@ -29,6 +29,8 @@ func TestParsePatch(t *testing.T) {
 		{name: "new and deleted", in: "--- /dev/null\n+++ b/fs/new.c\n@@ -0,0 +1 @@\n+x\n--- a/fs/old.c\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n",
 			want: []FileChange{{Path: "fs/new.c", New: true}, {Path: "fs/old.c", Deleted: true}}},
 		{name: "empty", in: "just text\n", wantErr: true},
+		// patch(1) would move fs/old.c, which no restore undoes.
+		{name: "git rename", in: "diff --git a/fs/old.c b/fs/new.c\nsimilarity index 100%\nrename from fs/old.c\nrename to fs/new.c\n--- a/fs/x.c\n+++ b/fs/x.c\n@@ -1 +1 @@\n-a\n+b\n", wantErr: true},
 		{name: "escape", in: "--- a/../etc/passwd\n+++ b/../etc/passwd\n", wantErr: true},
 	}
 	for _, tt := range tests {

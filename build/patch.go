@@ -33,6 +33,11 @@ func ParsePatch(data []byte) ([]FileChange, error) {
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case strings.HasPrefix(line, "rename from ") || strings.HasPrefix(line, "copy from "):
+			// A git rename or copy: patch(1) would move or create files
+			// this list does not name, which the tree could not be
+			// restored from; a live patch cannot rename a file anyway.
+			return nil, fmt.Errorf("patch: the fix renames or copies %s (git %q): a live patch cannot move source files; make the change in place", strings.TrimSpace(line[strings.Index(line, " from ")+6:]), line)
 		case strings.HasPrefix(line, "--- "):
 			minus = diffPath(line[4:])
 		case strings.HasPrefix(line, "+++ "):
