@@ -150,3 +150,57 @@ func TestMakeCancelStopsChildren(t *testing.T) {
 		t.Error("a child of make went on running after the build was cancelled (it wrote 'late')")
 	}
 }
+
+// What make generates from a header during a patched compile (the kernel's
+// asm-offsets.h and bounds.h) must not outlive the build: the next build's
+// originals are compiled from the pristine header.
+func TestCompileGeneratedFromPatchedHeaderDoesNotOutliveTheBuild(t *testing.T) {
+	needTools(t, "make", "gcc", "patch", "cp")
+	pristine, cache := t.TempDir(), t.TempDir()
+	makefile := `gen.h: hdr.h
+	cp hdr.h gen.h
+%.o: %.c gen.h
+	$(CC) -O2 $(KCFLAGS) -c -o $@ $<
+	@echo 'cmd_$@ := $(CC) -O2 $(KCFLAGS) -c -o $@ $<' > $(@D)/.$(@F).cmd
+`
+	writeFiles(t, pristine, map[string]string{
+		"Makefile": makefile,
+		"hdr.h":    "#define VALUE 1\n",
+		"foo.c":    "#include \"gen.h\"\nint foo(void)\n{\n\treturn VALUE;\n}\n",
+		"bar.c":    "#include \"gen.h\"\nint bar(void)\n{\n\treturn VALUE;\n}\n",
+	})
+	// Tar extraction gives the pristine files old mtimes.
+	old := time.Now().Add(-time.Hour)
+	for _, f := range []string{"Makefile", "hdr.h", "foo.c", "bar.c"} {
+		os.Chtimes(filepath.Join(pristine, f), old, old)
+	}
+	dir := filepath.Join(t.TempDir(), "tree")
+	if out, err := exec.Command("cp", "-al", pristine, dir).CombinedOutput(); err != nil {
+		t.Fatalf("cp -al: %v: %s", err, out)
+	}
+	tr := &Tree{Dir: dir, Pristine: pristine, CC: "gcc", Release: "test", state: filepath.Join(t.TempDir(), "state")}
+	compile := func(patch string, objs ...string) ObjectPair {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "fix.patch")
+		writeFiles(t, filepath.Dir(p), map[string]string{"fix.patch": patch})
+		changes, err := ParsePatch([]byte(patch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pairs, err := tr.Compile(context.Background(), cache, []string{p}, changes, objs, t.TempDir(), io.Discard)
+		if err != nil {
+			t.Fatalf("Compile = %v", err)
+		}
+		return pairs[0]
+	}
+	// A header fix, compiled through --object foo.o.
+	compile("--- a/hdr.h\n+++ b/hdr.h\n@@ -1 +1 @@\n-#define VALUE 1\n+#define VALUE 2\n", "foo.o")
+	// The next build, of another file, starts from the pristine header.
+	p := compile("--- a/bar.c\n+++ b/bar.c\n@@ -2,4 +2,4 @@\n int bar(void)\n {\n-\treturn VALUE;\n+\treturn VALUE + 10;\n }\n", "bar.o")
+	if got := funcBytes(t, p.Orig, "bar"); !bytes.Equal(got, []byte{0xb8, 1, 0, 0, 0, 0xc3}) {
+		t.Errorf("original bar() = % x, want mov $1,%%eax; ret (compiled with the pristine header's VALUE 1)", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(pristine, "hdr.h")); string(got) != "#define VALUE 1\n" {
+		t.Errorf("pristine hdr.h = %q, written through a hard link", got)
+	}
+}

@@ -267,9 +267,13 @@ func (t *Tree) recover() error {
 	return os.Remove(t.journal())
 }
 
-// restore puts files back as in the pristine source: a hard link again, or
-// removed when the pristine source lacks them. For a --source tree the
-// copies saved before patching are used.
+// restore puts files back as in the pristine source, or removes them when
+// the pristine source lacks them. For a --source tree the copies saved
+// before patching are used. The restored files are fresh copies, newer than
+// anything make built while they were patched: a hard link back to the
+// pristine file would bring back its old mtime, and what make generated
+// from a patched header during the prepare phase (asm-offsets.h, bounds.h)
+// would then look up to date and outlive the build.
 func (t *Tree) restore(files []string) error {
 	for _, f := range files {
 		dst := filepath.Join(t.Dir, f)
@@ -288,11 +292,7 @@ func (t *Tree) restore(files []string) error {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}
-		if t.Pristine != "" {
-			if err := os.Link(src, tmp); err != nil {
-				return err
-			}
-		} else if err := copyFile(src, tmp); err != nil {
+		if err := copyFile(src, tmp); err != nil {
 			return err
 		}
 		if err := os.Rename(tmp, dst); err != nil {
