@@ -204,3 +204,22 @@ func TestCompileGeneratedFromPatchedHeaderDoesNotOutliveTheBuild(t *testing.T) {
 		t.Errorf("pristine hdr.h = %q, written through a hard link", got)
 	}
 }
+
+// Two builds on one --source tree exclude each other even when they use
+// different caches.
+func TestSourceTreeLockIgnoresCache(t *testing.T) {
+	dir := t.TempDir()
+	a := &Tree{Dir: dir, state: filepath.Join(dir, ".stent")}
+	b := &Tree{Dir: dir, state: filepath.Join(dir, ".stent")}
+	unlock, err := a.lock(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if u, err := b.lock(ctx, t.TempDir()); err == nil {
+		u()
+		t.Error("a second build with another cache locked the same --source tree")
+	}
+}

@@ -145,8 +145,13 @@ func PrepareTree(ctx context.Context, cache, pristine, source, release, config s
 	return t, nil
 }
 
-// lock serialises work on one tree across processes.
+// lock serialises work on one tree across processes. A --source tree's
+// lock lives in the tree itself, so that builds with different caches
+// ($STENT_CACHE) exclude each other too.
 func (t *Tree) lock(ctx context.Context, cache string) (func(), error) {
+	if t.Pristine == "" && t.state != "" {
+		return lockFile(ctx, filepath.Join(t.state, "lock"))
+	}
 	return lockFile(ctx, filepath.Join(cache, "locks", "tree-"+strings.ReplaceAll(strings.Trim(t.Dir, "/"), "/", "_")+".lock"))
 }
 
