@@ -249,3 +249,50 @@ func TestVerifyOriginals(t *testing.T) {
 		t.Errorf("verifyOriginals(other code) = %v, want ErrNotReproduced naming value", err)
 	}
 }
+
+// A truncated payload is refused, not decompressed in part and cached for
+// every later build.
+func TestVmlinuxTruncatedPayload(t *testing.T) {
+	needTools(t, "xz")
+	elfFile, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Skip(err)
+	}
+	xz := func(b []byte) []byte {
+		cmd := exec.Command("xz", "-c", "--check=crc32", "-0")
+		cmd.Stdin = bytes.NewReader(b)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	image := func(payload []byte) string {
+		img := make([]byte, 4*512+0x10+len(payload))
+		copy(img[0x202:], "HdrS")
+		img[0x1f1] = 3 // setup sectors: payload base (3+1)*512
+		binary.LittleEndian.PutUint32(img[0x248:], 0x10)
+		binary.LittleEndian.PutUint32(img[0x24c:], uint32(len(payload)))
+		copy(img[4*512+0x10:], payload)
+		p := filepath.Join(t.TempDir(), "vmlinuz")
+		if err := os.WriteFile(p, img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if !wholeELF(elfFile) {
+		t.Fatal("wholeELF(this test binary) = false")
+	}
+	whole := xz(elfFile)
+	cache := filepath.Join(t.TempDir(), "vmlinux")
+	if b, err := Vmlinux(t.Context(), image(whole), filepath.Join(t.TempDir(), "whole")); err != nil || !bytes.Equal(b, elfFile) {
+		t.Fatalf("Vmlinux(whole payload) = %d bytes, %v; want the %d-byte ELF", len(b), err, len(elfFile))
+	}
+	cut := whole[:len(whole)*3/4]
+	if _, err := Vmlinux(t.Context(), image(cut), cache); err == nil {
+		t.Error("Vmlinux(truncated payload) = nil error")
+	}
+	if _, err := os.Stat(cache); err == nil {
+		t.Error("Vmlinux(truncated payload) cached the partial vmlinux")
+	}
+}

@@ -25,7 +25,7 @@ import (
 // x86 boot protocol header (payload_offset, payload_length) and inflated
 // with the matching tool.
 func Vmlinux(ctx context.Context, vmlinuz, cacheFile string) ([]byte, error) {
-	if b, err := os.ReadFile(cacheFile); err == nil && len(b) > 4 && string(b[:4]) == "\x7fELF" {
+	if b, err := os.ReadFile(cacheFile); err == nil && wholeELF(b) {
 		return b, nil
 	}
 	img, err := os.ReadFile(vmlinuz)
@@ -40,13 +40,39 @@ func Vmlinux(ctx context.Context, vmlinuz, cacheFile string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decompress %s: %w", vmlinuz, err)
 	}
-	if len(out) < 4 || string(out[:4]) != "\x7fELF" {
-		return nil, fmt.Errorf("decompress %s: the payload is not an ELF vmlinux", vmlinuz)
+	// inflate accepts a decompressor's error when it wrote output (the
+	// trailer after the payload upsets some), so a truncated or corrupt
+	// payload shows here, before it is cached for every later build.
+	if !wholeELF(out) {
+		return nil, fmt.Errorf("decompress %s: the payload is not a whole ELF vmlinux (%d bytes; truncated or corrupt image?)", vmlinuz, len(out))
 	}
 	if err := os.MkdirAll(filepath.Dir(cacheFile), 0o755); err == nil {
 		_ = replaceFile(cacheFile, out)
 	}
 	return out, nil
+}
+
+// wholeELF reports whether b is an ELF file whose section headers and
+// section contents all lie inside it.
+func wholeELF(b []byte) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	if len(b) < 4 || string(b[:4]) != "\x7fELF" {
+		return false
+	}
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return false
+	}
+	for _, s := range f.Sections {
+		if s.Type != elf.SHT_NOBITS && s.Type != elf.SHT_NULL && (s.Offset > uint64(len(b)) || s.FileSize > uint64(len(b))-s.Offset) {
+			return false
+		}
+	}
+	return true
 }
 
 // bzPayload returns the compressed kernel inside a bzImage.
