@@ -3,6 +3,7 @@ package build
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -117,6 +118,18 @@ func TestLineShiftRealObjects(t *testing.T) {
 			t.Errorf("%s: blank lines made %d functions count as changed: %s", p.Source, len(names), strings.Join(names, " "))
 		}
 		t.Logf("%s (%s): %d functions unchanged but for __LINE__", p.Source, p.Target, len(res.LineOnly))
+		// Carrying every function runs the struct layout check on real
+		// DWARF: moved lines change no layout.
+		_, err = diffPair(p, elfdiff.Options{Object: p.Target, File: p.Source, Symtab: symtab, Exported: symvers.Exported, Prefix: fmt.Sprint(i),
+			Force: func(string) bool { return true }})
+		var re *elfdiff.RefusedError
+		if errors.As(err, &re) {
+			for _, r := range re.Refusals {
+				if strings.HasPrefix(r.Symbol, "struct ") || strings.HasPrefix(r.Symbol, "union ") {
+					t.Errorf("%s: blank lines changed the layout of %s: %s", p.Source, r.Symbol, r.Reason)
+				}
+			}
+		}
 	}
 }
 

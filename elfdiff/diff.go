@@ -251,6 +251,9 @@ func (d *differ) run() (*Result, error) {
 	}
 	d.checkGroups()
 	d.checkExports()
+	if len(changedFn) > 0 {
+		d.checkLayouts()
+	}
 
 	// Functions that cannot be redirected.
 	var roots []*Symbol

@@ -28,6 +28,12 @@ var objCache sync.Map // name -> [2]*File
 // compilePair compiles testdata/src/<name>.c without and with -DPATCHED.
 func compilePair(t *testing.T, name string) (orig, patched *File) {
 	t.Helper()
+	return compilePairFlags(t, name)
+}
+
+// compilePairFlags is compilePair with extra compiler flags (-g).
+func compilePairFlags(t *testing.T, name string, extra ...string) (orig, patched *File) {
+	t.Helper()
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("gcc not installed: the tests compile their objects from testdata/src")
 	}
@@ -35,7 +41,7 @@ func compilePair(t *testing.T, name string) (orig, patched *File) {
 	var files [2]*File
 	for i, def := range []string{"-DORIGINAL", "-DPATCHED"} {
 		out := filepath.Join(dir, name+[]string{".orig.o", ".patched.o"}[i])
-		args := append(append([]string{}, cflags...), def, filepath.Join("testdata", "src", name+".c"), "-o", out)
+		args := append(append(append([]string{}, cflags...), extra...), def, filepath.Join("testdata", "src", name+".c"), "-o", out)
 		if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 			t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, b)
 		}
@@ -386,5 +392,21 @@ func TestDiffWeak(t *testing.T) {
 				t.Errorf("Diff(weak) replaced functions (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// A fix that changes the layout of a struct the running kernel holds
+// instances of is refused, naming the struct; with the same layout (only
+// the code changed) it is not.
+func TestDiffLayoutChangeRefused(t *testing.T) {
+	orig, patched := compilePairFlags(t, "layout", "-g")
+	_, err := Diff(orig, patched, opts(orig))
+	var re *RefusedError
+	if !errors.As(err, &re) || len(re.Refusals) != 1 || re.Refusals[0].Rule != RuleDataChanged || re.Refusals[0].Symbol != "struct conn" {
+		t.Fatalf("Diff(layout) = %v, want a data-changed refusal on struct conn", err)
+	}
+	orig, patched = compilePairFlags(t, "changed", "-g")
+	if _, err := Diff(orig, patched, opts(orig)); err != nil {
+		t.Errorf("Diff(changed, -g) = %v, want no refusal", err)
 	}
 }
