@@ -26,6 +26,16 @@ const (
 // FeedKinds lists the kinds Load reads.
 var FeedKinds = []FeedKind{FeedDebianChangelog, FeedCNA, FeedOSV, FeedNVD, FeedLivePatch}
 
+// FixFeedKinds are the kinds that say which kernels fix which CVE. NVD only
+// scores CVEs and live patch manifests only say which builds can be patched:
+// Load refuses a set of feeds without one of these, since every kernel
+// would be "unknown" and every CVE without an action to take.
+var FixFeedKinds = []FeedKind{FeedDebianChangelog, FeedCNA, FeedOSV}
+
+// ErrNoFixFeed is returned (wrapped) by Load when no feed says which
+// kernels fix which CVE.
+var ErrNoFixFeed = errors.New("no feed says which kernels fix which CVE")
+
 // FeedSpec is one feed to load: a kind and a path or an https URL.
 type FeedSpec struct {
 	Kind     FeedKind
@@ -73,6 +83,9 @@ func Load(ctx context.Context, specs []FeedSpec, opts LoadOptions) (*DB, error) 
 	if len(specs) == 0 {
 		return nil, errors.New("no feeds: give at least one --feed KIND=PATH")
 	}
+	if err := checkFixFeed(specs); err != nil {
+		return nil, err
+	}
 	b := newBuilder()
 	for _, spec := range specs {
 		if err := ctx.Err(); err != nil {
@@ -92,6 +105,29 @@ func Load(ctx context.Context, specs []FeedSpec, opts LoadOptions) (*DB, error) 
 		b.feeds = append(b.feeds, info)
 	}
 	return b.build()
+}
+
+// checkFixFeed refuses specs without a feed of FixFeedKinds, before anything
+// is read or downloaded.
+func checkFixFeed(specs []FeedSpec) error {
+	var given []string
+	seen := map[FeedKind]bool{}
+	for _, s := range specs {
+		for _, k := range FixFeedKinds {
+			if s.Kind == k {
+				return nil
+			}
+		}
+		if !seen[s.Kind] {
+			seen[s.Kind] = true
+			given = append(given, string(s.Kind))
+		}
+	}
+	want := make([]string, len(FixFeedKinds))
+	for i, k := range FixFeedKinds {
+		want[i] = string(k)
+	}
+	return fmt.Errorf("%w: only %s given; add at least one --feed of kind %s", ErrNoFixFeed, strings.Join(given, " and "), strings.Join(want, ", "))
 }
 
 // parsedFeed is one feed, parsed.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -81,6 +82,9 @@ func (f *planFlags) plan(ctx context.Context, env *Env) (*policy.FleetPlan, erro
 		cache = filepath.Join(env.StateDir, "feeds")
 	}
 	db, err := vuln.Load(ctx, specs, vuln.LoadOptions{Fetcher: &vuln.Fetcher{CacheDir: cache, Log: env.Log, Offline: f.offline}})
+	if errors.Is(err, vuln.ErrNoFixFeed) {
+		return nil, withCode(2, err) // a usage error, like no feeds at all
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -94,24 +94,38 @@ func TestPlanCommandRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := filepath.Join(policyData, "fleet", "web2.json")
+	// A feed that says which kernels fix which CVE, so that the cases
+	// below reach the error they are about.
+	changelog := "debian-changelog=" + filepath.Join(vulnData, "linux-image-6.1.0-56-amd64.changelog.gz")
 	tests := []struct {
 		name string
 		args []string
 		want string
 	}{
 		{"no feeds", []string{"--inventory", good}, "no feeds"},
+		{"only nvd", []string{"--inventory", good, "--feed", "nvd=" + filepath.Join(vulnData, "nvd")}, "no feed says which kernels fix which CVE: only nvd given; add at least one --feed of kind debian-changelog, cna, osv"},
+		{"only nvd and livepatch", []string{"--inventory", good, "--feed", "nvd=" + filepath.Join(vulnData, "nvd"), "--feed", "livepatch=" + filepath.Join(vulnData, "livepatch")}, "only nvd and livepatch given"},
 		{"unknown kind", []string{"--inventory", good, "--feed", "rss=x"}, `unknown kind "rss"`},
-		{"unknown distro", []string{"--inventory", write("plan9.json", strings.Replace(string(web2), `"id": "debian"`, `"id": "plan9"`, 1)), "--feed", "nvd=" + filepath.Join(vulnData, "nvd")}, `os.id "plan9": unknown distribution`},
-		{"unparsable version", []string{"--inventory", write("v.json", strings.Replace(string(web2), `"package_version": "6.1.190-1"`, `"package_version": "six"`, 1)), "--feed", "nvd=" + filepath.Join(vulnData, "nvd")}, `debian version "six"`},
-		{"feed with a missing field", []string{"--inventory", good, "--feed", "nvd=" + write("nvd.json", `{"format":"NVD_CVE","vulnerabilities":[{"cve":{}}]}`)}, "nvd.json: vulnerabilities[0].cve.id: missing required field"},
+		{"unknown distro", []string{"--inventory", write("plan9.json", strings.Replace(string(web2), `"id": "debian"`, `"id": "plan9"`, 1)), "--feed", "nvd=" + filepath.Join(vulnData, "nvd"), "--feed", changelog}, `os.id "plan9": unknown distribution`},
+		{"unparsable version", []string{"--inventory", write("v.json", strings.Replace(string(web2), `"package_version": "6.1.190-1"`, `"package_version": "six"`, 1)), "--feed", "nvd=" + filepath.Join(vulnData, "nvd"), "--feed", changelog}, `debian version "six"`},
+		{"feed with a missing field", []string{"--inventory", good, "--feed", "nvd=" + write("nvd.json", `{"format":"NVD_CVE","vulnerabilities":[{"cve":{}}]}`), "--feed", changelog}, "nvd.json: vulnerabilities[0].cve.id: missing required field"},
 		{"malformed changelog", []string{"--inventory", good, "--feed", "debian-changelog=" + write("changelog", "linux (6.1-1) bookworm; urgency=high\n  * x\n")}, "changelog:1: trailer"},
 		{"bad now", []string{"--inventory", good, "--feed", "nvd=x", "--now", "yesterday"}, "--now"},
-		{"other schema", []string{"--inventory", write("s.json", `{"schema_version": 7}`), "--feed", "nvd=" + filepath.Join(vulnData, "nvd")}, "schema_version 7"},
+		{"other schema", []string{"--inventory", write("s.json", `{"schema_version": 7}`), "--feed", "nvd=" + filepath.Join(vulnData, "nvd"), "--feed", changelog}, "schema_version 7"},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := execStent(t, append([]string{"plan"}, tt.args...)...)
 		if code == 0 || !strings.Contains(stderr, tt.want) || strings.Contains(stdout, "compliant") {
 			t.Errorf("%s: stent plan = exit %d, stderr %q, want a failure containing %q and no plan", tt.name, code, stderr, tt.want)
+		}
+	}
+	// Feeds that cannot say which kernels fix a CVE are a usage error for
+	// report too.
+	nvdOnly := []string{"--inventory", good, "--feed", "nvd=" + filepath.Join(vulnData, "nvd"), "--feed", "livepatch=" + filepath.Join(vulnData, "livepatch")}
+	for _, cmd := range []string{"plan", "report"} {
+		code, stdout, stderr := execStent(t, append([]string{cmd}, nvdOnly...)...)
+		if code != 2 || !strings.Contains(stderr, "add at least one --feed of kind debian-changelog, cna, osv") || stdout != "" {
+			t.Errorf("stent %s with only nvd and livepatch feeds = exit %d, stdout %q, stderr %q; want exit 2 naming the feed kinds that would do", cmd, code, stdout, stderr)
 		}
 	}
 }
