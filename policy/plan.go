@@ -640,6 +640,8 @@ func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully,
 	patches := map[string]*group{}
 	var patchOrder []string
 	var upgradeNow, emergency, mitigate, upgrade, reboot, unknown group
+	unknownPatches := map[string][]string{} // live patch -> the unknown CVEs it names
+	var unknownPatchOrder []string
 	maxVersion := func(g *group, v string) {
 		if v == "" {
 			return
@@ -669,10 +671,18 @@ func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully,
 			}
 		}
 		switch {
-		case f.State == vuln.Unknown && f.AvailablePatch == "":
+		case f.State == vuln.Unknown && !(isUrgent && f.AvailablePatch != ""):
 			// Nothing tells whether this kernel is affected: no action
-			// can be chosen, only the data gap closed.
+			// can be chosen, only the data gap closed. A live patch for
+			// this build that names the CVE is said in the note; only an
+			// urgent CVE makes applying it an action of its own.
 			addAll(&unknown, nil)
+			if p := f.AvailablePatch; p != "" {
+				if unknownPatches[p] == nil {
+					unknownPatchOrder = append(unknownPatchOrder, p)
+				}
+				unknownPatches[p] = append(unknownPatches[p], f.CVE)
+			}
 		case isUrgent && f.AvailablePatch != "":
 			g := patches[f.AvailablePatch]
 			if g == nil {
@@ -771,8 +781,18 @@ func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully,
 		acts = append(acts, pl.windowReboot(target, dedup(reboot.cves), reboot.ruleList(), reboot.deadline, slot))
 	}
 	if len(unknown.cves) > 0 {
-		acts = append(acts, Action{Kind: ActReviewUnknown, CVEs: unknown.cves, Rules: unknown.ruleList(),
-			Summary: fmt.Sprintf("%d CVEs cannot be judged for this kernel: add a feed that covers %s kernels (its OSV advisories or changelog); until then they count as at risk", len(unknown.cves), h.Distro)})
+		a := Action{Kind: ActReviewUnknown, CVEs: unknown.cves, Rules: unknown.ruleList(),
+			Summary: fmt.Sprintf("%d CVEs cannot be judged for this kernel: add a feed that covers %s kernels (its OSV advisories or changelog); until then they count as at risk", len(unknown.cves), h.Distro)}
+		if len(unknownPatchOrder) > 0 {
+			var named []string
+			n := 0
+			for _, p := range unknownPatchOrder {
+				named = append(named, fmt.Sprintf("%s (%s)", p, strings.Join(unknownPatches[p], ", ")))
+				n += len(unknownPatches[p])
+			}
+			a.Note = fmt.Sprintf("live patches for this exact build name %d of them and can be applied meanwhile: %s", n, strings.Join(named, "; "))
+		}
+		acts = append(acts, a)
 	}
 	// Every action whose deadline is already behind us says so, not only
 	// the emergency reboot: "apply now (deadline last week)" reads as if

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -345,6 +346,36 @@ func TestActions(t *testing.T) {
 	h = planOne(t, db, p2, testHost("c", "6.1.199-1", "6.1.199-1", "lp-0003"), "2026-12-08T00:00:00Z")
 	if n := h.Actions[len(h.Actions)-1].Note; !strings.Contains(n, "opens after the deadline") {
 		t.Errorf("note = %q", n)
+	}
+}
+
+// A CVE that no feed judges for this kernel, but that a live patch for this
+// exact build names, still gets reviewed when it is not urgent (it used to
+// fall through every case and get no action at all), and the note says
+// that the patch is there.
+func TestUnknownWithLivePatch(t *testing.T) {
+	// CVE-2026-0009 is named only by the live patch: unknown, unscored,
+	// so not urgent.
+	db := testDB(t, "CVE-2026-0003", "CVE-2026-0009")
+	p := mustPolicy(t, `{"schema_version":1}`)
+	h := planOne(t, db, p, testHost("a", "6.1.197-1", "6.1.197-1"), "2026-11-20T12:00:00Z")
+	var review *Action
+	for i, a := range h.Actions {
+		if a.Kind == ActReviewUnknown {
+			review = &h.Actions[i]
+		}
+		if a.Kind == ActApplyLivePatch && slices.Contains(a.CVEs, "CVE-2026-0009") {
+			t.Errorf("apply-livepatch %+v names CVE-2026-0009, which is not urgent", a)
+		}
+	}
+	if review == nil {
+		t.Fatalf("actions = %+v, want review-unknown for CVE-2026-0009", h.Actions)
+	}
+	if !slices.Equal(review.CVEs, []string{"CVE-2026-0009"}) {
+		t.Errorf("review-unknown CVEs = %v, want [CVE-2026-0009]", review.CVEs)
+	}
+	if want := "lp-0003 (CVE-2026-0009)"; !strings.Contains(review.Note, want) {
+		t.Errorf("review-unknown note = %q, want it to name %s", review.Note, want)
 	}
 }
 
