@@ -99,6 +99,11 @@ type Agent struct {
 	interval time.Duration
 	invHash  string // hash of the inventory the server last accepted
 	lastSync time.Time
+	// missing holds the ops whose bundle download got a 404: the server
+	// serves a host only the bundles of its current desired state, so a
+	// 404 is first taken to mean that state moved on (paused, reverted,
+	// superseded) and is a failure only if a fresh sync still asks for it.
+	missing map[string]bool
 }
 
 // New returns an agent for an enrolled host.

@@ -69,3 +69,45 @@ func (nopRuntime) Revert(context.Context, string) error           { return nil }
 type nopVerifier struct{}
 
 func (nopVerifier) Verify([]byte) (*api.BundleInfo, error) { return nil, errors.New("not used") }
+
+// TestDownloadNotFoundResyncs: the server 404s a bundle that left the
+// host's desired state after the sync that named it (pause, revert, a newer
+// level). The agent resyncs before reporting anything, and reports a
+// failure only when a fresh desired state still names the bundle.
+func TestDownloadNotFoundResyncs(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"error":"not_found","message":"no bundle"}`))
+	}))
+	defer srv.Close()
+	a, err := New(Config{Runtime: nopRuntime{}, Verifier: nopVerifier{}, Dir: t.TempDir(), HTTPClient: srv.Client(), State: &MemState{}},
+		&Credentials{Server: srv.URL, Credential: "sth_x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.st, err = a.cfg.State.Load(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p := api.DesiredPatch{Rollout: "r_1", Action: api.ActionApply, Name: "lp_x", Level: 1, Bundle: strings.Repeat("ab", 32), Size: 100}
+	named := api.DesiredState{ETag: "1", Patches: []api.DesiredPatch{p}}
+	for i, step := range []struct {
+		d       api.DesiredState
+		wantErr bool
+		reports int
+	}{
+		{named, true, 0},                        // 404: resync first
+		{api.DesiredState{ETag: "2"}, false, 0}, // the server moved on: nothing to report
+		{named, true, 0},                        // named again: a fresh 404 resyncs again
+		{named, false, 1},                       // still named after a resync: a failure
+	} {
+		_, err := a.reconcile(ctx, step.d)
+		if (err != nil) != step.wantErr || len(a.st.Pending) != step.reports {
+			t.Fatalf("step %d: reconcile = %v with %d reports, want error %v and %d reports", i, err, len(a.st.Pending), step.wantErr, step.reports)
+		}
+	}
+	if r := a.st.Pending[0]; r.Result != api.ResultFailed || r.Rollout != "r_1" {
+		t.Errorf("report = %+v, want apply failed for r_1", r)
+	}
+}

@@ -24,6 +24,12 @@ type refusal struct{ msg string }
 
 func (r *refusal) Error() string { return r.msg }
 
+// notOnServer is a 404 for a bundle: the server has no such bundle or no
+// longer serves it to this host (it left the host's desired state).
+type notOnServer struct{ bundle string }
+
+func (n *notOnServer) Error() string { return "bundle " + n.bundle + " is not on the server" }
+
 // failure is a final failure of an action (the runtime said no).
 type failure struct{ msg string }
 
@@ -61,7 +67,17 @@ func (a *Agent) reconcile(ctx context.Context, d api.DesiredState) (changed bool
 		result, msg := api.ResultOK, ""
 		var rf *refusal
 		var fl *failure
+		var nf *notOnServer
 		switch {
+		case errors.As(err, &nf) && !a.missing[key]:
+			// Resync before calling it a failure: the entry may be gone.
+			if a.missing == nil {
+				a.missing = map[string]bool{}
+			}
+			a.missing[key] = true
+			return changed, err
+		case errors.As(err, &nf):
+			result, msg = api.ResultFailed, nf.Error()
 		case err == nil:
 		case errors.As(err, &rf):
 			result, msg = api.ResultRefused, rf.msg
@@ -70,6 +86,7 @@ func (a *Agent) reconcile(ctx context.Context, d api.DesiredState) (changed bool
 		default:
 			return changed, err
 		}
+		delete(a.missing, key)
 		op.Done, op.Result, op.Error, op.Finished = true, result, msg, time.Now().UTC()
 		a.met.action(p.Action, result)
 		if result == api.ResultOK {
@@ -85,6 +102,11 @@ func (a *Agent) reconcile(ctx context.Context, d api.DesiredState) (changed bool
 	pending := map[string]bool{}
 	for _, r := range a.st.Pending {
 		pending[r.RequestID] = true
+	}
+	for k := range a.missing {
+		if !want[k] {
+			delete(a.missing, k)
+		}
 	}
 	for k, op := range a.st.Ops {
 		if !want[k] && op.Done && !pending[op.RequestID] {
@@ -255,7 +277,7 @@ func (a *Agent) download(ctx context.Context, p api.DesiredPatch) (string, error
 		}
 		if err != nil {
 			if api.IsStatus(err, http.StatusNotFound) {
-				return "", &failure{"bundle " + p.Bundle + " is not on the server"}
+				return "", &notOnServer{p.Bundle}
 			}
 			return "", fmt.Errorf("download bundle %s: %w", p.Bundle, err)
 		}
