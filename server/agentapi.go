@@ -215,11 +215,18 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handleBundle serves a published bundle's bytes with Range support, so an
-// interrupted download resumes where it stopped.
+// interrupted download resumes where it stopped. Admin tokens read any
+// bundle; a host reads only the bundles its current desired state tells it
+// to apply, and gets the same 404 for any other bundle as for one that does
+// not exist, so it cannot probe what is published.
 func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request) error {
 	sha := r.PathValue("sha")
+	h := principalOf(r).host
 	s.mu.RLock()
 	b, data := s.bundles[sha], s.blobs[sha]
+	if h != nil && !wantsBundle(h, sha) {
+		b = nil
+	}
 	s.mu.RUnlock()
 	if b == nil {
 		return errorf(http.StatusNotFound, "not_found", "no bundle %s", sha)
@@ -240,6 +247,19 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request) error {
 	http.ServeContent(cw, r, sha+".stb", b.Published, bytes.NewReader(data))
 	s.met.bundleBytes.Add(float64(cw.n))
 	return nil
+}
+
+// wantsBundle reports whether h's desired state has it apply bundle sha:
+// the bundles of the rollouts it is released in (including an older level
+// it goes back to when a newer one is reverted; a revert itself downloads
+// nothing). Callers hold s.mu.
+func wantsBundle(h *host, sha string) bool {
+	for _, p := range h.desired.Patches {
+		if p.Action == api.ActionApply && p.Bundle == sha {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) kickEngine() {

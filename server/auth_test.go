@@ -209,12 +209,91 @@ func TestHostIsolation(t *testing.T) {
 	if len(sr.Desired.Patches) != 0 {
 		t.Errorf("outsider's desired state = %+v, want empty", sr.Desired)
 	}
-	// Bundles are readable by enrolled hosts, not by strangers.
-	if got := status(download(outsider, api.PathBundles+b.SHA256)); got != 200 {
-		t.Errorf("enrolled host downloading a bundle: status %d, want 200", got)
+	// A bundle is readable by the hosts told to apply it, not by other
+	// hosts (TestBundleDownloadScope) nor by strangers.
+	if got := status(download(outsider, api.PathBundles+b.SHA256)); got != 404 {
+		t.Errorf("host outside the rollout downloading its bundle: status %d, want 404", got)
 	}
 	if got := status(download(e.client(""), api.PathBundles+b.SHA256)); got != 401 {
 		t.Errorf("anonymous bundle download: status %d, want 401", got)
+	}
+}
+
+// TestBundleDownloadScope: a host downloads only the bundles its desired
+// state names, with Range resume, and gets the 404 of a bundle that does
+// not exist for any other; admin tokens read every bundle.
+func TestBundleDownloadScope(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	ctx := context.Background()
+	sync := func(c *api.Client) api.DesiredState {
+		t.Helper()
+		var sr api.SyncResponse
+		if err := c.Do(ctx, http.MethodPost, api.PathSync, api.Checkin{KernelRelease: kernel, Health: api.HealthOK}, &sr); err != nil {
+			t.Fatal(err)
+		}
+		return sr.Desired
+	}
+	hosts := map[string]*api.Client{}
+	for _, ch := range []string{"stable", "other"} {
+		cr, err := e.enroll(e.enrollToken(ch, 0), "host-"+ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts[ch] = e.client(cr.Credential)
+		sync(hosts[ch])
+	}
+	in, out := hosts["stable"], hosts["other"]
+	b := e.publish("lp_scope", 1, true, 4096)
+	unused := e.publish("lp_unused", 1, true, 512)
+	const missing = "0000000000000000000000000000000000000000000000000000000000000000"
+
+	// Published, in no rollout yet: no host may fetch it.
+	if got := status(download(in, api.PathBundles+b.SHA256)); got != 404 {
+		t.Errorf("host downloading a bundle before any rollout: status %d, want 404", got)
+	}
+	var r api.Rollout
+	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 1}, &r)
+	if d := sync(in); len(d.Patches) != 1 || d.Patches[0].Bundle != b.SHA256 {
+		t.Fatalf("released host's desired state = %+v, want apply %s", d, b.SHA256)
+	}
+	for _, tc := range []struct {
+		name   string
+		c      *api.Client
+		sha    string
+		offset int64
+		want   int
+	}{
+		{"released host", in, b.SHA256, 0, 200},
+		{"released host, Range", in, b.SHA256, 1000, 200},
+		{"released host, bundle of no rollout", in, unused.SHA256, 0, 404},
+		{"released host, no such bundle", in, missing, 0, 404},
+		{"host outside the rollout", out, b.SHA256, 0, 404},
+		{"host outside the rollout, Range", out, b.SHA256, 1000, 404},
+		{"host outside the rollout, no such bundle", out, missing, 0, 404},
+		{"admin", e.admin, b.SHA256, 0, 200},
+		{"admin, bundle of no rollout", e.admin, unused.SHA256, 0, 200},
+	} {
+		var buf strings.Builder
+		n, restart, err := tc.c.Download(ctx, api.PathBundles+tc.sha, tc.offset, &buf)
+		if got := status(err); got != tc.want || restart {
+			t.Errorf("%s: Download(%.8s, offset %d) = status %d, restart %v; want %d, no restart", tc.name, tc.sha, tc.offset, got, restart, tc.want)
+			continue
+		}
+		if tc.want == 200 && tc.sha == b.SHA256 && n != b.Size-tc.offset {
+			t.Errorf("%s: Download(offset %d) = %d bytes, want %d", tc.name, tc.offset, n, b.Size-tc.offset)
+		}
+		if se, ok := err.(*api.StatusError); ok && se.Code != "not_found" {
+			t.Errorf("%s: error code %q, want not_found like a bundle that does not exist", tc.name, se.Code)
+		}
+	}
+
+	// Reverted: the host is told to revert, which downloads nothing.
+	e.do(http.MethodPost, api.PathRollouts+"/"+r.ID+"/revert", api.RolloutActionRequest{}, nil)
+	if d := sync(in); len(d.Patches) != 1 || d.Patches[0].Action != api.ActionRevert {
+		t.Fatalf("desired state after revert = %+v, want one revert", d)
+	}
+	if got := status(download(in, api.PathBundles+b.SHA256)); got != 404 {
+		t.Errorf("host downloading the bundle of a reverted rollout: status %d, want 404", got)
 	}
 }
 
