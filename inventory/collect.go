@@ -16,6 +16,8 @@ import (
 
 	debversion "github.com/knqyf263/go-deb-version"
 	rpmversion "github.com/knqyf263/go-rpm-version"
+
+	"github.com/stent-dev/stent/kinfo"
 )
 
 // Collect inventories the running host. runDir is the runtime's per-boot
@@ -134,36 +136,12 @@ func collect(ctx context.Context, root, runDir string, now time.Time) (*Inventor
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 
 func readOSRelease(root string) (OS, string, error) {
-	var data []byte
-	var src string
-	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
-		b, err := os.ReadFile(filepath.Join(root, p))
-		if err == nil {
-			data, src = b, "/"+p
-			break
-		}
+	d, err := kinfo.ReadDistroAt(root)
+	if err != nil {
+		return OS{}, "", err
 	}
-	if data == nil {
-		return OS{}, "", errors.New("distribution: neither /etc/os-release nor /usr/lib/os-release exists")
-	}
-	kv := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if uq, err := strconv.Unquote(v); err == nil {
-			v = uq
-		} else {
-			v = strings.Trim(v, `'"`)
-		}
-		kv[k] = v
-	}
-	o := OS{ID: kv["ID"], VersionID: kv["VERSION_ID"], Codename: kv["VERSION_CODENAME"], PrettyName: kv["PRETTY_NAME"]}
-	if like := kv["ID_LIKE"]; like != "" {
-		o.IDLike = strings.Fields(like)
-	}
+	src := d.Source
+	o := OS{ID: d.ID, VersionID: d.VersionID, Codename: d.Codename, PrettyName: d.PrettyName, IDLike: d.IDLike}
 	if o.ID == "" {
 		return OS{}, "", fmt.Errorf("distribution: %s has no ID", src)
 	}

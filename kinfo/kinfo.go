@@ -6,7 +6,6 @@
 package kinfo
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
@@ -15,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -143,47 +143,56 @@ func align4(n int) int { return (n + 3) &^ 3 }
 
 // Distro is what /etc/os-release says.
 type Distro struct {
-	ID         string `json:"id"`
-	VersionID  string `json:"version_id,omitempty"`
-	PrettyName string `json:"pretty_name,omitempty"`
-	IDLike     string `json:"id_like,omitempty"`
+	ID         string   `json:"id"`
+	VersionID  string   `json:"version_id,omitempty"`
+	Codename   string   `json:"codename,omitempty"`
+	PrettyName string   `json:"pretty_name,omitempty"`
+	IDLike     []string `json:"id_like,omitempty"`
+	Source     string   `json:"source"` // the file read: /etc/os-release or /usr/lib/os-release
 }
 
 // ReadDistro reads /etc/os-release (falling back to /usr/lib/os-release).
 func ReadDistro() (*Distro, error) { return readDistro("/") }
 
 func readDistro(root string) (*Distro, error) {
-	var f *os.File
-	var err error
+	var data []byte
+	d := &Distro{}
 	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
-		if f, err = os.Open(filepath.Join(root, p)); err == nil {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		if err == nil {
+			data, d.Source = b, "/"+p
 			break
 		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read os-release: %w", err)
+	if data == nil {
+		return nil, errors.New("distribution: neither /etc/os-release nor /usr/lib/os-release exists")
 	}
-	defer f.Close()
-	d := &Distro{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
-		if !ok || strings.HasPrefix(k, "#") {
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
 			continue
 		}
-		v = strings.Trim(v, `"'`)
+		// Values are shell-quoted (os-release(5)).
+		if uq, err := strconv.Unquote(v); err == nil {
+			v = uq
+		} else {
+			v = strings.Trim(v, `'"`)
+		}
 		switch k {
 		case "ID":
 			d.ID = v
 		case "VERSION_ID":
 			d.VersionID = v
+		case "VERSION_CODENAME":
+			d.Codename = v
 		case "PRETTY_NAME":
 			d.PrettyName = v
 		case "ID_LIKE":
-			d.IDLike = v
+			d.IDLike = strings.Fields(v)
 		}
 	}
-	return d, sc.Err()
+	return d, nil
 }
 
 // ReadAt is Read for a filesystem root other than "/" (containers, tests).

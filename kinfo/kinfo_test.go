@@ -114,3 +114,19 @@ func TestReadAndSupport(t *testing.T) {
 		t.Errorf("CheckSupportAt(modules_disabled) = %+v, want not supported", s)
 	}
 }
+
+func TestReadDistro(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, "usr/lib/os-release", "# comment\nNAME=\"AlmaLinux\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID='9.3'\nPRETTY_NAME=\"AlmaLinux 9.3 (Shamrock Pampas Cat)\"\n")
+	d, err := ReadDistroAt(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Distro{ID: "almalinux", VersionID: "9.3", PrettyName: "AlmaLinux 9.3 (Shamrock Pampas Cat)", IDLike: []string{"rhel", "centos", "fedora"}, Source: "/usr/lib/os-release"}
+	if diff := cmp.Diff(want, d); diff != "" {
+		t.Errorf("ReadDistroAt mismatch (-want +got):\n%s", diff)
+	}
+	if _, err := ReadDistroAt(t.TempDir()); err == nil {
+		t.Error("ReadDistroAt with no os-release succeeded")
+	}
+}
