@@ -272,6 +272,16 @@ type KeyFiles struct {
 
 var reKeyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// EncodePublicKey returns pub as the PKIX PEM of a .pub file, the form a
+// host's trusted keys folder holds.
+func EncodePublicKey(pub ed25519.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
 // GenerateKey makes a new ed25519 key pair and writes it to dir (created
 // 0700 if missing) as NAME.key and NAME.pub. Unless overwrite is set it
 // refuses, with an error wrapping fs.ErrExist, when either file exists.
@@ -302,12 +312,11 @@ func GenerateKey(dir, name string, overwrite bool) (*KeyFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
-	pubDER, err := x509.MarshalPKIXPublicKey(pub)
+	pubPEM, err := EncodePublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
 	privPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})
-	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
 	if err := writeKeyFile(kf.Private, privPEM, 0o600, overwrite); err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}

@@ -9,6 +9,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,15 +60,11 @@ func run(ctx context.Context, n int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	kf, err := bundle.GenerateKey(dir, "bench", false)
+	pubKey, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err
 	}
-	key, err := bundle.LoadPrivateKey(kf.Private)
-	if err != nil {
-		return err
-	}
-	pub, err := os.ReadFile(kf.Public)
+	pub, err := bundle.EncodePublicKey(pubKey)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,24 +116,15 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 
 	d.step("Signing them into Stent bundles with a new ed25519 key")
-	keyDir, err := os.MkdirTemp("", "stent-demo-key")
+	pubKey, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(keyDir)
-	kf, err := bundle.GenerateKey(keyDir, "demo", false)
+	pub, err := bundle.EncodePublicKey(pubKey)
 	if err != nil {
 		return err
 	}
-	key, err := bundle.LoadPrivateKey(kf.Private)
-	if err != nil {
-		return err
-	}
-	pub, err := os.ReadFile(kf.Public)
-	if err != nil {
-		return err
-	}
-	d.say("signing key %s; its public half goes to the guest's /etc/stent/keys", kf.ID)
+	d.say("signing key %s; its public half goes to the guest's /etc/stent/keys", bundle.KeyIDOf(pubKey))
 	v1, err := makeBundle(k, "stent_lp_cmdline_v1", 1, v1ko, key, "CVE-2026-1001")
 	if err != nil {
 		return err
