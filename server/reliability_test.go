@@ -255,9 +255,45 @@ func TestTamperedBundleRefused(t *testing.T) {
 			var r api.Rollout
 			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: info.SHA256, Canary: n, MaxFailurePct: ptr(50.0)}, &r)
 			r = e.waitState(r.ID, api.RolloutHalted, 20*time.Second)
-			full := e.rollout(r.ID)
+			// The halt withdraws the bundle from hosts that have not
+			// reported yet, so how many refuse before it lands is a race:
+			// more than the allowed 2 of 5 always, all 5 often. Wait for
+			// the host states and the audit log to agree and settle.
+			const allowed = 2 // 50% of 5, rounded down
+			var full api.Rollout
+			refusedHosts, refusedAudit := -1, -2
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				full = e.rollout(r.ID)
+				refusedHosts = 0
+				for _, rh := range full.Hosts {
+					if rh.State == api.HostRefused {
+						refusedHosts++
+					}
+				}
+				var audit []api.AuditEntry
+				e.do(http.MethodGet, api.PathAudit+"?action=host.apply", nil, &audit)
+				refusedAudit = 0
+				for _, a := range audit {
+					if strings.Contains(string(a.Detail), `"result":"refused"`) {
+						refusedAudit++
+					}
+				}
+				if refusedHosts == refusedAudit && refusedHosts > allowed {
+					break
+				}
+			}
+			if refusedHosts <= allowed {
+				t.Errorf("%d hosts refused; the halt needs more than %d", refusedHosts, allowed)
+			}
+			if refusedAudit != refusedHosts {
+				t.Errorf("audit log has %d refused applies, hosts show %d", refusedAudit, refusedHosts)
+			}
 			for _, rh := range full.Hosts {
-				if rh.State != api.HostRefused || !strings.Contains(rh.Error, tt.want) {
+				switch {
+				case rh.State == api.HostRefused && strings.Contains(rh.Error, tt.want):
+				case rh.State == api.HostReleased && rh.Error == "":
+					// Reached by the halt before its own report.
+				default:
 					t.Errorf("%s: state %s error %q, want refused mentioning %q", rh.Hostname, rh.State, rh.Error, tt.want)
 				}
 			}
@@ -265,17 +301,6 @@ func TestTamperedBundleRefused(t *testing.T) {
 				if h.Runtime.Applies("lp_evil") != 0 {
 					t.Errorf("%s loaded the bad bundle", h.Name)
 				}
-			}
-			var audit []api.AuditEntry
-			e.do(http.MethodGet, api.PathAudit+"?action=host.apply", nil, &audit)
-			refused := 0
-			for _, a := range audit {
-				if strings.Contains(string(a.Detail), `"result":"refused"`) {
-					refused++
-				}
-			}
-			if refused != n {
-				t.Errorf("audit log has %d refused applies, want %d", refused, n)
 			}
 		})
 	}
