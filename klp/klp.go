@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // ErrNotSupported means the kernel has no /sys/kernel/livepatch.
@@ -107,7 +108,7 @@ func Get(root, name string) (*Patch, error) {
 	dir := filepath.Join(root, sysDir, name)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if vanished(err) {
 			if !Supported(root) {
 				return nil, ErrNotSupported
 			}
@@ -158,7 +159,7 @@ func readObject(dir string) (*Object, error) {
 	o := &Object{Name: filepath.Base(dir), Funcs: []Func{}}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if vanished(err) {
 			// The kernel freed the patch while we read it.
 			return nil, fmt.Errorf("%s: %w", dir, ErrNoPatch)
 		}
@@ -201,10 +202,18 @@ func readBool(path string) (bool, error) {
 	return v != 0, err
 }
 
+// vanished reports whether err means a sysfs file or folder went away: it
+// did not exist when opened (ENOENT), or the kernel removed it between the
+// open and the read (ENODEV: kernfs refuses I/O on deactivated nodes; this
+// is what a read sees while a freed patch's folder is torn down).
+func vanished(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENODEV)
+}
+
 func readInt(path string) (int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if vanished(err) {
 			return 0, fmt.Errorf("%s: %w", path, ErrNoPatch)
 		}
 		return 0, err
@@ -232,6 +241,9 @@ func write(root, name, file, value string) error {
 	_, err = f.WriteString(value)
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if errors.Is(err, syscall.ENODEV) {
+		return fmt.Errorf("%s: %w", name, ErrNoPatch) // freed between open and write
 	}
 	if err != nil {
 		return fmt.Errorf("write %s to %s: %w", value, path, err)
