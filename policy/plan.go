@@ -14,8 +14,14 @@ import (
 	"github.com/stent-dev/stent/vuln"
 )
 
-// PlanSchemaVersion is the version of the plan JSON.
-const PlanSchemaVersion = 1
+// PlanFormat marks a plan's JSON, so that stent report --plan can tell a
+// plan from an inventory or a report.
+const PlanFormat = "stent-plan"
+
+// PlanSchemaVersion is the version of the plan JSON. Version 2 added
+// "format" and the hosts' "resolved" fixes, which the report's history
+// needs; a version 1 plan cannot be rendered as the same report.
+const PlanSchemaVersion = 2
 
 // Compliance statuses, from best to worst.
 const (
@@ -100,8 +106,44 @@ type HostPlan struct {
 	Compliance []RuleResult       `json:"compliance"`
 	Evidence   []string           `json:"evidence"`
 	// LivePatches are the patches applied on the host, for evidence.
-	LivePatches []AppliedPatch  `json:"live_patches"`
-	Resolved    []vuln.Resolved `json:"-"`
+	LivePatches []AppliedPatch `json:"live_patches"`
+	// Resolved counts the CVEs the running kernel fixes, by when their
+	// fix was released: each was open on the host from then until it
+	// booted, which the report's history draws.
+	Resolved []ResolvedFixes `json:"resolved"`
+}
+
+// ResolvedFixes is how many CVEs of one severity, fixed in the running
+// kernel, had their fix released at one time.
+type ResolvedFixes struct {
+	FixReleased time.Time  `json:"fix_released"`
+	Level       vuln.Level `json:"severity"`
+	CVEs        int        `json:"cves"`
+}
+
+// groupResolved counts resolved CVEs by release time and severity, in
+// that order, so that the plan carries the report's history compactly and
+// deterministically.
+func groupResolved(rs []vuln.Resolved) []ResolvedFixes {
+	type key struct {
+		t time.Time
+		l vuln.Level
+	}
+	n := map[key]int{}
+	for _, r := range rs {
+		n[key{r.FixReleased.UTC(), r.Level}]++
+	}
+	out := make([]ResolvedFixes, 0, len(n))
+	for k, c := range n {
+		out = append(out, ResolvedFixes{FixReleased: k.t, Level: k.l, CVEs: c})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].FixReleased.Equal(out[j].FixReleased) {
+			return out[i].FixReleased.Before(out[j].FixReleased)
+		}
+		return out[i].Level < out[j].Level
+	})
+	return out
 }
 
 // AppliedPatch is a live patch applied on a host.
@@ -122,6 +164,7 @@ type FleetRule struct {
 
 // FleetPlan is the plan for a fleet.
 type FleetPlan struct {
+	Format        string          `json:"format"` // PlanFormat
 	SchemaVersion int             `json:"schema_version"`
 	GeneratedAt   time.Time       `json:"generated_at"`
 	Policy        *Policy         `json:"policy"`
@@ -147,12 +190,12 @@ func Plan(in Input) (*FleetPlan, error) {
 	if p == nil {
 		p = Default()
 	}
-	pl := &planner{in: in, policy: p, now: in.Now.UTC(), core: map[coreKey]*hostCore{}, judged: map[judgedKey]*judgedCore{}, slots: map[string]*Slot{}}
+	pl := &planner{in: in, policy: p, now: in.Now.UTC(), core: map[coreKey]*hostCore{}, judged: map[judgedKey]*judgedCore{}, resolved: map[*vuln.Exposure][]ResolvedFixes{}, slots: map[string]*Slot{}}
 	pl.patchReleased = map[string]time.Time{}
 	for _, lp := range in.DB.Patches {
 		pl.patchReleased[lp.Name] = lp.Released
 	}
-	fp := &FleetPlan{SchemaVersion: PlanSchemaVersion, GeneratedAt: pl.now, Policy: p, Feeds: in.DB.Feeds}
+	fp := &FleetPlan{Format: PlanFormat, SchemaVersion: PlanSchemaVersion, GeneratedAt: pl.now, Policy: p, Feeds: in.DB.Feeds}
 	seen := map[string]string{}
 	names := make([]string, len(in.Inventories))
 	for i, inv := range in.Inventories {
@@ -227,6 +270,7 @@ type planner struct {
 	mu            sync.Mutex
 	core          map[coreKey]*hostCore
 	judged        map[judgedKey]*judgedCore
+	resolved      map[*vuln.Exposure][]ResolvedFixes
 	slots         map[string]*Slot // window name → next slot
 }
 
@@ -275,8 +319,18 @@ func (pl *planner) host(inv *inventory.Inventory) (HostPlan, error) {
 	hp := HostPlan{
 		Hostname: inv.Hostname, Distro: inv.OS.ID + " " + inv.OS.VersionID, Track: exp.Track,
 		Kernel: KernelInfo{Release: inv.Kernel.Release, PackageVersion: inv.Kernel.PackageVersion, BootTime: inv.Kernel.BootTime, NewestInstalled: inv.NewestKernel},
-		Counts: exp.Counts, Exposure: exp.Findings, Resolved: exp.Resolved,
+		Counts: exp.Counts, Exposure: exp.Findings,
 	}
+	pl.mu.Lock()
+	res, ok := pl.resolved[exp]
+	pl.mu.Unlock()
+	if !ok {
+		res = groupResolved(exp.Resolved)
+		pl.mu.Lock()
+		pl.resolved[exp] = res
+		pl.mu.Unlock()
+	}
+	hp.Resolved = res
 	if hp.Exposure == nil {
 		hp.Exposure = []vuln.Finding{}
 	}

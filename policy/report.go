@@ -142,7 +142,7 @@ func series(fp *FleetPlan, days int) []Point {
 		}
 		return d
 	}
-	add := func(sp span) {
+	add := func(sp span, n int) {
 		if !sp.to.After(sp.from) || sp.to.Before(start) || sp.from.After(end) {
 			return
 		}
@@ -150,9 +150,9 @@ func series(fp *FleetPlan, days int) []Point {
 		if a > days {
 			return
 		}
-		delta[a][sp.level]++
+		delta[a][sp.level] += n
 		if b+1 <= days {
-			delta[b+1][sp.level]--
+			delta[b+1][sp.level] -= n
 		}
 	}
 	for i := range fp.Hosts {
@@ -182,10 +182,10 @@ func series(fp *FleetPlan, days int) []Point {
 					to = t
 				}
 			}
-			add(span{from, to, f.Severity.Level})
+			add(span{from, to, f.Severity.Level}, 1)
 		}
 		for _, r := range h.Resolved {
-			add(span{r.FixReleased, h.Kernel.BootTime, r.Level})
+			add(span{r.FixReleased, h.Kernel.BootTime, r.Level}, r.CVEs)
 		}
 	}
 	out := make([]Point, days)

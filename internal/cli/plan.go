@@ -148,7 +148,10 @@ Feeds: debian-changelog (a changelog or changelog.gz of a linux-image package),
 cna (a folder or .tar.gz in the kernel CNA's cve/published layout), osv (a file,
 folder or .zip of OSV records), nvd (NVD CVE API 2.0 responses), livepatch (live
 patch manifests available to apply). A feed that does not parse completely
-fails the whole plan.`,
+fails the whole plan.
+
+The --json output can be saved and rendered later, or on another machine,
+by "stent report --plan FILE", without the feeds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fp, err := f.plan(cmd.Context(), env)

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -17,14 +19,19 @@ func newReportCmd(env *Env) *cobra.Command {
 	var f planFlags
 	var format, output string
 	var days int
-	var failOn string
+	var failOn, planFile string
 	cmd := &cobra.Command{
-		Use:   "report --format json|csv|html --inventory FILE... --feed KIND=PATH... [--policy FILE]",
+		Use:   "report --format json|csv|html {--inventory FILE... --feed KIND=PATH... [--policy FILE] | --plan FILE}",
 		Short: "Compliance report per host and fleet-wide: compliant, at risk, breached, excepted",
 		Long: `Report compliance with the policy's rules, per host and for the fleet: status
 (compliant, at risk, breached, excepted), days exposed, deadline and evidence
 (which kernel runs since when, which live patch was applied when, which CVEs
-lack their fix). Takes the same inputs as stent plan.
+lack their fix). Takes the same inputs as stent plan, or --plan FILE: a plan
+saved with "stent plan --json", rendered without reading any feed, as the
+same report its inputs would give at the plan's time (--now is the plan's).
+Use it to plan where the feeds are and report elsewhere or later, as
+evidence. A file that is not such a plan (an inventory, a report, a plan of
+an older stent) is refused with its line and column.
 
 --format html writes one self-contained page with a chart of exposure by
 severity over the last --days days; csv writes one row per host and rule, then
@@ -41,7 +48,13 @@ one per rule for the fleet (host "*").`,
 			default:
 				return withCode(2, fmt.Errorf("--fail-on %q: want at-risk or breached", failOn))
 			}
-			fp, err := f.plan(cmd.Context(), env)
+			var fp *policy.FleetPlan
+			var err error
+			if planFile != "" {
+				fp, err = readPlan(cmd, planFile)
+			} else {
+				fp, err = f.plan(cmd.Context(), env)
+			}
 			if err != nil {
 				return err
 			}
@@ -81,7 +94,35 @@ one per rule for the fleet (host "*").`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write the report to this file (default: standard output)")
 	cmd.Flags().IntVar(&days, "days", 90, "days of history in the exposure chart and series")
 	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit with code 3 when a host is breached, or at-risk (or worse)")
+	cmd.Flags().StringVar(&planFile, "plan", "", `render a plan saved with "stent plan --json" ("-": standard input) instead of planning from --inventory, --feed and --policy`)
 	return cmd
+}
+
+// planInputFlags are the flags that make a plan; --plan replaces them all.
+var planInputFlags = []string{"inventory", "feed", "policy", "now", "cache-dir", "offline"}
+
+// readPlan reads the saved plan of stent report --plan.
+func readPlan(cmd *cobra.Command, path string) (*policy.FleetPlan, error) {
+	for _, name := range planInputFlags {
+		if cmd.Flags().Changed(name) {
+			return nil, withCode(2, fmt.Errorf("--plan %s: --%s cannot be given too: the plan already holds what its inputs said (report from the inputs, or from the plan)", path, name))
+		}
+	}
+	var r io.Reader = cmd.InOrStdin()
+	name := "standard input"
+	if path != "-" {
+		fh, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer fh.Close()
+		r, name = fh, path
+	}
+	fp, err := policy.DecodePlan(name, r)
+	if errors.Is(err, policy.ErrNotPlan) {
+		return nil, withCode(2, err)
+	}
+	return fp, err
 }
 
 // writeReportFile writes data atomically.
