@@ -43,6 +43,9 @@ type Options struct {
 	// NoVerify skips comparing the replaced functions, as compiled here
 	// from the unpatched source, with the code the distribution shipped.
 	NoVerify bool
+	// AllowFuzz accepts a fix whose hunks apply only with fuzz (patch(1)
+	// ignoring context lines that differ from this kernel's source).
+	AllowFuzz bool
 	// Cumulative is the bundle this build replaces (--cumulative-with): the
 	// new patch gets the next level and must still patch every function
 	// the old one did.
@@ -71,6 +74,9 @@ type Result struct {
 	New      []string // new functions carried along
 	Data     []string // new or per-call-site data carried along
 	LineOnly []string // functions whose only change was a __LINE__ number
+	// Hunks of the fix that applied with an offset or fuzz (--allow-fuzz);
+	// each is also a warning.
+	Hunks    []Hunk
 	Objects  []ObjectPair
 	Warnings []string
 	Steps    []Step
@@ -97,7 +103,8 @@ func DefaultName(patch string) string {
 
 // Build runs every step and returns the module and its manifest. On a
 // refused fix the error wraps elfdiff.ErrRefused (a *elfdiff.RefusedError
-// lists why); on a patch that does not apply, ErrPatchDoesNotApply; on a
+// lists why); on a patch that does not apply, ErrPatchDoesNotApply (or
+// ErrPatchFuzz when it applies only with fuzz and AllowFuzz is off); on a
 // compile failure, a *MakeError quoting the compiler.
 func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if opts.Kernel == "" {
@@ -201,11 +208,14 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 
 	start = time.Now()
 	fmt.Fprintf(progress, "[compile] %s\n", strings.Join(objs, " "))
-	pairs, err := tree.Compile(ctx, cache, patches, changes, objs, work, progress)
+	pairs, hunks, err := tree.Compile(ctx, cache, Fix{Patches: patches, Changes: changes, AllowFuzz: opts.AllowFuzz}, objs, work, progress)
 	if err != nil {
 		return nil, err
 	}
-	res.Objects = pairs
+	res.Objects, res.Hunks = pairs, hunks
+	for _, h := range hunks {
+		res.Warnings = append(res.Warnings, h.String())
+	}
 	step("compile", start)
 
 	start = time.Now()

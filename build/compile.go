@@ -52,19 +52,30 @@ func objectTarget(tree, obj string) (target, modfile string, err error) {
 	return strings.ReplaceAll(m[1], "-", "_"), modfile, nil
 }
 
-// Compile compiles objs before and after applying the patch files, in
-// order, and returns the object pairs, copied into work. The tree is locked
+// Fix is the source fix Compile applies.
+type Fix struct {
+	Patches []string     // unified diffs, applied in order with patch -p1
+	Changes []FileChange // the files they touch (ParsePatch)
+	// AllowFuzz accepts hunks that apply only when patch(1) ignores some
+	// of their context lines; without it such a fix is refused
+	// (ErrPatchFuzz).
+	AllowFuzz bool
+}
+
+// Compile compiles objs before and after applying the fix, and returns the
+// object pairs, copied into work, and the hunks that applied with an offset
+// or fuzz (each also printed to progress as a warning). The tree is locked
 // for the duration and always left pristine: the patched files are restored
 // even when compiling fails or the build is interrupted (a killed build is
 // undone by the next one).
-func (t *Tree) Compile(ctx context.Context, cache string, patches []string, changes []FileChange, objs []string, work string, progress io.Writer) (pairs []ObjectPair, err error) {
+func (t *Tree) Compile(ctx context.Context, cache string, fix Fix, objs []string, work string, progress io.Writer) (pairs []ObjectPair, moved []Hunk, err error) {
 	unlock, err := t.lock(ctx, cache)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer unlock()
 	if err := t.recover(); err != nil {
-		return nil, fmt.Errorf("restore the tree after an interrupted build: %w", err)
+		return nil, nil, fmt.Errorf("restore the tree after an interrupted build: %w", err)
 	}
 
 	// 1. Originals. A cache tree's pristine source never changes, so its
@@ -89,9 +100,9 @@ func (t *Tree) Compile(ctx context.Context, cache string, patches []string, chan
 		if _, err := t.make(ctx, append([]string{"-j" + jobs()}, missing...)...); err != nil {
 			var me *MakeError
 			if errors.As(err, &me) {
-				return nil, fmt.Errorf("compile the unpatched objects (is the file built in this kernel's configuration?): %w", err)
+				return nil, nil, fmt.Errorf("compile the unpatched objects (is the file built in this kernel's configuration?): %w", err)
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		for _, o := range missing {
 			// The .cmd file first, each through a rename: a kept object
@@ -99,7 +110,7 @@ func (t *Tree) Compile(ctx context.Context, cache string, patches []string, chan
 			// leaves no truncated object for the next build to trust.
 			for _, f := range []string{filepath.Join(filepath.Dir(o), "."+filepath.Base(o)+".cmd"), o} {
 				if err := copyFileAtomic(filepath.Join(t.Dir, f), filepath.Join(origCache, f)); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 			}
 		}
@@ -108,19 +119,19 @@ func (t *Tree) Compile(ctx context.Context, cache string, patches []string, chan
 	for _, o := range objs {
 		target, modfile, err := objectTarget(origCache, o)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		p := ObjectPair{Object: o, Source: strings.TrimSuffix(o, ".o") + ".c", Target: target, ModFile: modfile,
 			Orig: filepath.Join(work, "orig", o), Patched: filepath.Join(work, "patched", o)}
 		if err := copyFile(filepath.Join(origCache, o), p.Orig); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		pairs = append(pairs, p)
 	}
 
 	// 2. Patch, compile, restore.
 	var touched []string
-	for _, c := range changes {
+	for _, c := range fix.Changes {
 		touched = append(touched, c.Path)
 	}
 	if t.Pristine == "" {
@@ -130,13 +141,13 @@ func (t *Tree) Compile(ctx context.Context, cache string, patches []string, chan
 			dst := filepath.Join(t.state, "saved", f)
 			os.Remove(dst)
 			if err := copyFile(src, dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
 	j, _ := json.Marshal(touched)
 	if err := replaceFile(t.journal(), j); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer func() {
 		for _, o := range objs {
@@ -153,14 +164,19 @@ func (t *Tree) Compile(ctx context.Context, cache string, patches []string, chan
 		p := filepath.Join(t.Dir, f)
 		if b, err := os.ReadFile(p); err == nil {
 			if err := replaceFile(p, b); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
-	for _, p := range patches {
-		if err := applyPatch(ctx, t.Dir, p); err != nil {
-			return nil, err
+	for _, p := range fix.Patches {
+		hunks, err := applyPatch(ctx, t.Dir, p, fix.AllowFuzz)
+		if err != nil {
+			return nil, nil, err
 		}
+		for _, h := range hunks {
+			fmt.Fprintf(progress, "compile: warning: %s\n", h)
+		}
+		moved = append(moved, hunks...)
 	}
 	start := time.Now()
 	fmt.Fprintf(progress, "compile: patched %s\n", strings.Join(objs, " "))
@@ -170,15 +186,15 @@ func (t *Tree) Compile(ctx context.Context, cache string, patches []string, chan
 	if _, err := t.make(ctx, append([]string{"-j" + jobs()}, objs...)...); err != nil {
 		var me *MakeError
 		if errors.As(err, &me) {
-			return nil, fmt.Errorf("the patched source does not compile: %w", err)
+			return nil, nil, fmt.Errorf("the patched source does not compile: %w", err)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	for _, p := range pairs {
 		if err := copyFile(filepath.Join(t.Dir, p.Object), p.Patched); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	fmt.Fprintf(progress, "compile: patched in %.1fs\n", time.Since(start).Seconds())
-	return pairs, nil
+	return pairs, moved, nil
 }

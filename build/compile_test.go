@@ -78,15 +78,10 @@ int other(int x)
 }
 `
 
-const fixPatch = `--- a/foo.c
-+++ b/foo.c
-@@ -1,4 +1,4 @@
- int fixed(int x)
- {
--	return x + 1;
-+	return x + 2;
- }
-`
+// Two lines of context on each side, as diff -u would give with -U2: with
+// fewer after the change than before it, patch(1) would take the hunk for
+// the end of the file and apply it with fuzz.
+const fixPatch = "--- a/foo.c\n+++ b/foo.c\n@@ -1,5 +1,5 @@\n int fixed(int x)\n {\n-\treturn x + 1;\n+\treturn x + 2;\n }\n \n"
 
 // A --source tree is the user's: when it changes between two builds (an
 // edit, a git checkout), the second build's original object must be
@@ -106,7 +101,7 @@ func TestCompileSourceTreeOriginalsFollowTheTree(t *testing.T) {
 	ctx := context.Background()
 	build := func() ObjectPair {
 		t.Helper()
-		pairs, err := tr.Compile(ctx, cache, []string{fix}, changes, []string{"foo.o"}, t.TempDir(), io.Discard)
+		pairs, _, err := tr.Compile(ctx, cache, Fix{Patches: []string{fix}, Changes: changes}, []string{"foo.o"}, t.TempDir(), io.Discard)
 		if err != nil {
 			t.Fatalf("Compile = %v", err)
 		}
@@ -187,7 +182,7 @@ func TestCompileGeneratedFromPatchedHeaderDoesNotOutliveTheBuild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pairs, err := tr.Compile(context.Background(), cache, []string{p}, changes, objs, t.TempDir(), io.Discard)
+		pairs, _, err := tr.Compile(context.Background(), cache, Fix{Patches: []string{p}, Changes: changes}, objs, t.TempDir(), io.Discard)
 		if err != nil {
 			t.Fatalf("Compile = %v", err)
 		}

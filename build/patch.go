@@ -6,9 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -125,21 +129,121 @@ func objectsFor(changes []FileChange, extra []string) (objs []string, warnings [
 	return objs, warnings, nil
 }
 
-// applyPatch runs patch(1) on the tree: a dry run first, so that a fix that
-// does not apply leaves the tree untouched, then for real.
-func applyPatch(ctx context.Context, dir, file string) error {
-	for _, dry := range []bool{true, false} {
-		args := []string{"-p1", "-f", "-s", "--no-backup-if-mismatch", "-r", "-", "-d", dir, "-i", file}
-		if dry {
-			args = append(args, "--dry-run")
+// ErrPatchFuzz is wrapped when the fix applies only with fuzz (patch(1)
+// ignoring context lines that no longer match) and fuzz was not allowed.
+var ErrPatchFuzz = errors.New("patch applies only with fuzz")
+
+// Hunk is a hunk of the fix that patch(1) applied away from where the diff
+// put it (an offset) or only after ignoring some of its context (fuzz).
+// An offset is harmless: the code around the change is the code the diff
+// shows. Fuzz means it is not, and the change may land on the wrong lines.
+type Hunk struct {
+	Patch  string `json:"patch"` // the fix file, as given
+	File   string `json:"file"`  // tree path
+	Number int    `json:"hunk"`  // 1-based, counted per file as patch(1) does
+	Line   int    `json:"line"`  // the line it applied at
+	Offset int    `json:"offset,omitempty"`
+	Fuzz   int    `json:"fuzz,omitempty"` // context lines ignored at each end
+}
+
+func (h Hunk) String() string {
+	s := fmt.Sprintf("%s: %s hunk #%d applied at line %d", filepath.Base(h.Patch), h.File, h.Number, h.Line)
+	var how []string
+	if h.Offset != 0 {
+		how = append(how, fmt.Sprintf("offset %+d", h.Offset))
+	}
+	if h.Fuzz != 0 {
+		how = append(how, fmt.Sprintf("fuzz %d", h.Fuzz))
+	}
+	if len(how) > 0 {
+		s += " (" + strings.Join(how, ", ") + ")"
+	}
+	return s
+}
+
+// GNU patch 2.7's messages (LC_ALL=C) for a hunk that did not apply
+// exactly: "Hunk #2 succeeded at 21 with fuzz 1 (offset 1 line)."
+var (
+	reHunk     = regexp.MustCompile(`^Hunk #(\d+) succeeded at (\d+)(?: with fuzz (\d+))?(?: \(offset (-?\d+) lines?\))?\.$`)
+	rePatching = regexp.MustCompile(`^(?:checking|patching) file (.+)$`)
+)
+
+// parseHunks reads the hunks that applied with an offset or fuzz from the
+// output of GNU patch (without -s).
+func parseHunks(patchFile, out string) []Hunk {
+	var hunks []Hunk
+	file := ""
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if m := rePatching.FindStringSubmatch(line); m != nil {
+			file = m[1]
+			if len(file) >= 2 && (file[0] == '\'' || file[0] == '"') && file[len(file)-1] == file[0] {
+				file = file[1 : len(file)-1]
+			}
+			continue
 		}
-		out, err := exec.CommandContext(ctx, "patch", args...).CombinedOutput()
+		m := reHunk.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		h := Hunk{Patch: patchFile, File: file}
+		h.Number, _ = strconv.Atoi(m[1])
+		h.Line, _ = strconv.Atoi(m[2])
+		if m[3] != "" {
+			h.Fuzz, _ = strconv.Atoi(m[3])
+		}
+		if m[4] != "" {
+			h.Offset, _ = strconv.Atoi(m[4])
+		}
+		hunks = append(hunks, h)
+	}
+	return hunks
+}
+
+// applyPatch runs GNU patch(1) on the tree: a dry run first, so that a fix
+// that does not apply leaves the tree untouched, then for real. It returns
+// the hunks that applied with an offset or fuzz. Fuzz (the default of
+// patch(1) is to ignore up to two context lines at each end of a hunk)
+// makes it refuse, naming the hunks, unless allowFuzz: the changed lines may
+// then sit in other code than the fix was written for, and the live patch
+// built from them would change the wrong spot.
+func applyPatch(ctx context.Context, dir, file string, allowFuzz bool) ([]Hunk, error) {
+	run := func(extra ...string) (string, error) {
+		args := append([]string{"-p1", "-f", "--no-backup-if-mismatch", "-r", "-", "-d", dir, "-i", file}, extra...)
+		cmd := exec.CommandContext(ctx, "patch", args...)
+		// patch(1)'s messages are parsed: no translations.
+		cmd.Env = append(os.Environ(), "LC_ALL=C")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return "", ctx.Err()
 			}
-			return fmt.Errorf("%w: %s: %s", ErrPatchDoesNotApply, file, strings.TrimSpace(string(out)))
+			return "", fmt.Errorf("%w: %s: %s", ErrPatchDoesNotApply, file, strings.TrimSpace(string(out)))
+		}
+		return string(out), nil
+	}
+	out, err := run("--dry-run")
+	if err != nil {
+		return nil, err
+	}
+	var fuzzy []string
+	for _, h := range parseHunks(file, out) {
+		if h.Fuzz > 0 {
+			fuzzy = append(fuzzy, h.String())
 		}
 	}
-	return nil
+	var fuzz []string
+	if !allowFuzz {
+		if len(fuzzy) > 0 {
+			return nil, fmt.Errorf("%w: %s; the context of these hunks differs from this kernel's source, so the change may land on other lines than the fix meant: check with patch -p1 --dry-run --verbose, rebase the fix onto this kernel's source, or pass --allow-fuzz after checking the result",
+				ErrPatchFuzz, strings.Join(fuzzy, "; "))
+		}
+		// Offsets are searched at fuzz 0 first, so this applies exactly
+		// what the dry run found.
+		fuzz = []string{"--fuzz=0"}
+	}
+	if out, err = run(fuzz...); err != nil {
+		return nil, err
+	}
+	return parseHunks(file, out), nil
 }

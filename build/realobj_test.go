@@ -94,7 +94,7 @@ func TestLineShiftRealObjects(t *testing.T) {
 		changes = append(changes, FileChange{Path: f})
 		objs = append(objs, strings.TrimSuffix(f, ".c")+".o")
 	}
-	pairs, err := tree.Compile(ctx, cache, patches, changes, objs, t.TempDir(), testWriter{t})
+	pairs, _, err := tree.Compile(ctx, cache, Fix{Patches: patches, Changes: changes}, objs, t.TempDir(), testWriter{t})
 	if err != nil {
 		t.Fatal(err)
 	}

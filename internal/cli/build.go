@@ -32,6 +32,7 @@ type buildResult struct {
 	Functions []elfdiff.Func    `json:"functions"`
 	New       []string          `json:"new_functions,omitempty"`
 	LineOnly  []string          `json:"line_only,omitempty"`
+	Hunks     []build.Hunk      `json:"moved_hunks,omitempty"` // applied with an offset or fuzz
 	Warnings  []string          `json:"warnings,omitempty"`
 	KeyID     bundle.KeyID      `json:"key_id"`
 	Module    string            `json:"module_sha256"`
@@ -69,6 +70,11 @@ functions ftrace cannot redirect, COMDAT groups, new exports, static keys
 of a module, special sections the builder does not know. Other failures
 (the fix does not apply or compile, the source does not reproduce the
 shipped code) exit 1.
+
+Hunks that apply at an offset are reported as warnings. A hunk that applies
+only with fuzz (patch(1) ignoring context lines that differ from this
+kernel's source) may change other lines than the fix meant: the build stops
+naming it, unless --allow-fuzz is given (then it is a warning too).
 
 The bundle is signed with --key, by default with the key stent key generate
 makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
@@ -142,7 +148,7 @@ makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 			r := buildResult{
 				Bundle: out, Name: res.Manifest.Name, Kernel: res.Manifest.Kernel, Level: res.Manifest.Level,
 				Replace: res.Manifest.Replace, CVEs: res.Manifest.CVEs, Functions: res.Funcs, New: res.New,
-				LineOnly: res.LineOnly, Warnings: res.Warnings, KeyID: bundle.KeyIDOf(pub), Steps: res.Steps,
+				LineOnly: res.LineOnly, Hunks: res.Hunks, Warnings: res.Warnings, KeyID: bundle.KeyIDOf(pub), Steps: res.Steps,
 				WorkDir: res.WorkDir,
 			}
 			if back, err := bundle.Parse(buf.Bytes()); err == nil {
@@ -164,6 +170,7 @@ makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 	f.StringVar(&opts.Description, "description", "", "description for the manifest")
 	f.StringArrayVar(&opts.Objects, "object", nil, "extra object to compile and compare, e.g. fs/proc/base.o (needed for header changes); repeatable")
 	f.BoolVar(&opts.NoReplace, "no-replace", false, "build a non-cumulative patch that stacks on the ones applied")
+	f.BoolVar(&opts.AllowFuzz, "allow-fuzz", false, "accept a fix whose hunks apply only with fuzz (context lines that differ from this kernel's source); check each one the build names")
 	f.BoolVar(&opts.NoVerify, "no-verify", false, "do not check that the unpatched source compiles to the code the distribution shipped")
 	f.StringVar(&cumulative, "cumulative-with", "", "bundle this patch replaces: take its level + 1 and check nothing it patched is dropped")
 	f.StringVarP(&out, "output", "o", "", "bundle file to write")
