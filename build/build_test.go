@@ -32,6 +32,20 @@ func TestParsePatch(t *testing.T) {
 		// patch(1) would move fs/old.c, which no restore undoes.
 		{name: "git rename", in: "diff --git a/fs/old.c b/fs/new.c\nsimilarity index 100%\nrename from fs/old.c\nrename to fs/new.c\n--- a/fs/x.c\n+++ b/fs/x.c\n@@ -1 +1 @@\n-a\n+b\n", wantErr: true},
 		{name: "escape", in: "--- a/../etc/passwd\n+++ b/../etc/passwd\n", wantErr: true},
+		// Content lines that look like file headers: a removed "-- x" and
+		// an added "++ y" (SQL comments, a C "--i" at the line start) are
+		// counted as the hunk's lines, not taken for a new file.
+		{name: "header-like lines in a hunk", in: "--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,3 +1,3 @@\n ctx\n--- b/../../etc/passwd\n+++ b/fs/other.c\n ctx\n@@ -10,2 +10,2 @@\n--- old\n+++ new\n ctx\n",
+			want: []FileChange{{Path: "fs/a.c"}}},
+		{name: "no newline at end of file", in: "--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n\\ No newline at end of file\n--- a/fs/b.c\n+++ b/fs/b.c\n@@ -1 +1 @@\n-a\n+b\n",
+			want: []FileChange{{Path: "fs/a.c"}, {Path: "fs/b.c"}}},
+		{name: "empty context line", in: "--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,3 +1,3 @@\n-a\n+b\n\n c\n",
+			want: []FileChange{{Path: "fs/a.c"}}},
+		{name: "hunk shorter than its header", in: "--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,3 +1,3 @@\n-a\n+b\n--- a/fs/b.c\n+++ b/fs/b.c\n@@ -1 +1 @@\n-a\n+b\n", wantErr: true},
+		{name: "hunk cut short", in: "--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,3 +1,3 @@\n-a\n+b\n", wantErr: true},
+		{name: "hunk longer than its header", in: "--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1 +1,2 @@\n-a\n+b\n-c\n+d\n", wantErr: true},
+		{name: "hunk before a header", in: "@@ -1 +1 @@\n-a\n+b\n", wantErr: true},
+		{name: "bad hunk header", in: "--- a/fs/a.c\n+++ b/fs/a.c\n@@ -x +1 @@\n-a\n+b\n", wantErr: true},
 	}
 	for _, tt := range tests {
 		got, err := ParsePatch([]byte(tt.in))
@@ -41,6 +55,23 @@ func TestParsePatch(t *testing.T) {
 		}
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("ParsePatch(%s) (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}
+
+// The fixes the end-to-end tests build parse, with their hunks counted.
+func TestParsePatchTestdata(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "patches", "*.patch"))
+	if len(files) == 0 {
+		t.Fatal("no testdata/patches/*.patch")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ParsePatch(b); err != nil || len(got) != 1 {
+			t.Errorf("ParsePatch(%s) = %v, %v, want one file", f, got, err)
 		}
 	}
 }

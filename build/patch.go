@@ -27,15 +27,45 @@ type FileChange struct {
 }
 
 // ParsePatch lists the files a unified diff (plain or git format, paths
-// with one leading component such as a/ and b/) touches, in order.
+// with one leading component such as a/ and b/) touches, in order. Inside a
+// hunk, lines are counted from its @@ header, so that a removed line whose
+// text begins with "-- " or an added one beginning with "++ " is not taken
+// for a file header; a hunk with fewer lines than its header promises is an
+// error.
 func ParsePatch(data []byte) ([]FileChange, error) {
 	var out []FileChange
 	seen := map[string]int{}
 	var minus string
+	haveMinus, inFile := false, false
+	oldLeft, newLeft := 0, 0 // lines of the current hunk still to come
+	hunkLine := 0            // where the current hunk started
+	n := 0
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
+		n++
+		if oldLeft > 0 || newLeft > 0 {
+			// Inside a hunk: an empty line is an empty context line
+			// (some mailers strip the space), "\ No newline at end of
+			// file" qualifies the line before it.
+			switch {
+			case line == "" || line[0] == ' ':
+				oldLeft--
+				newLeft--
+			case line[0] == '-':
+				oldLeft--
+			case line[0] == '+':
+				newLeft--
+			case line[0] == '\\':
+			default:
+				return nil, fmt.Errorf("patch: line %d: hunk of line %d ends early (%d old and %d new lines missing, at %q): the @@ line counts do not match its lines", n, hunkLine, oldLeft, newLeft, line)
+			}
+			if oldLeft < 0 || newLeft < 0 {
+				return nil, fmt.Errorf("patch: line %d: hunk of line %d has more lines than its @@ line counts", n, hunkLine)
+			}
+			continue
+		}
 		switch {
 		case strings.HasPrefix(line, "rename from ") || strings.HasPrefix(line, "copy from "):
 			// A git rename or copy: patch(1) would move or create files
@@ -43,13 +73,18 @@ func ParsePatch(data []byte) ([]FileChange, error) {
 			// restored from; a live patch cannot rename a file anyway.
 			return nil, fmt.Errorf("patch: the fix renames or copies %s (git %q): a live patch cannot move source files; make the change in place", strings.TrimSpace(line[strings.Index(line, " from ")+6:]), line)
 		case strings.HasPrefix(line, "--- "):
-			minus = diffPath(line[4:])
+			minus, haveMinus = diffPath(line[4:]), true
+			inFile = false
 		case strings.HasPrefix(line, "+++ "):
 			plus := diffPath(line[4:])
+			if !haveMinus {
+				minus = ""
+			}
+			haveMinus = false
 			fc := FileChange{Path: plus}
 			switch {
 			case plus == "" && minus == "":
-				return nil, fmt.Errorf("patch: file header without paths near %q", line)
+				return nil, fmt.Errorf("patch: line %d: file header without paths near %q", n, line)
 			case plus == "":
 				fc = FileChange{Path: minus, Deleted: true}
 			case minus == "":
@@ -58,22 +93,52 @@ func ParsePatch(data []byte) ([]FileChange, error) {
 			if strings.Contains(fc.Path, "..") || path.IsAbs(fc.Path) {
 				return nil, fmt.Errorf("patch: path %q leaves the kernel tree", fc.Path)
 			}
+			inFile = true
 			if i, ok := seen[fc.Path]; ok {
 				out[i].New = out[i].New && fc.New
 				continue
 			}
 			seen[fc.Path] = len(out)
 			out = append(out, fc)
-			minus = ""
+		case strings.HasPrefix(line, "@@ "):
+			if !inFile {
+				return nil, fmt.Errorf("patch: line %d: hunk %q before any ---/+++ file header", n, line)
+			}
+			m := reHunkHeader.FindStringSubmatch(line)
+			if m == nil {
+				return nil, fmt.Errorf("patch: line %d: bad hunk header %q (want @@ -L[,N] +L[,N] @@)", n, line)
+			}
+			oldLeft, newLeft = hunkCount(m[1]), hunkCount(m[2])
+			hunkLine = n
+		default:
+			haveMinus = false
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read patch: %w", err)
 	}
+	if oldLeft > 0 || newLeft > 0 {
+		return nil, fmt.Errorf("patch: the hunk of line %d is cut short at the end of the patch (%d old and %d new lines missing)", hunkLine, oldLeft, newLeft)
+	}
 	if len(out) == 0 {
 		return nil, errors.New("patch: no file changes found (want a unified diff, as made by diff -u or git diff)")
 	}
 	return out, nil
+}
+
+// reHunkHeader matches a unified diff hunk header; the submatches are the
+// line counts (absent: 1).
+var reHunkHeader = regexp.MustCompile(`^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@`)
+
+func hunkCount(s string) int {
+	if s == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n > 1<<30 {
+		return 1 << 30 // never reached: the hunk is reported cut short
+	}
+	return n
 }
 
 // diffPath turns a ---/+++ header path into a tree path, dropping the first
@@ -87,9 +152,12 @@ func diffPath(s string) string {
 		return ""
 	}
 	if _, rest, ok := strings.Cut(s, "/"); ok {
-		return path.Clean(rest)
+		s = rest
 	}
-	return path.Clean(s)
+	if s = path.Clean(s); s == "." {
+		return ""
+	}
+	return s
 }
 
 // objectsFor maps the files a fix touches to the kernel objects to compile.

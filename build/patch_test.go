@@ -129,3 +129,22 @@ func TestApplyPatchOffsetAndFuzz(t *testing.T) {
 		})
 	}
 }
+
+// ParsePatch reads outside input: it must not panic, and what it accepts
+// stays inside the tree.
+func FuzzParsePatch(f *testing.F) {
+	f.Add([]byte(twoHunks))
+	f.Add([]byte("--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,3 +1,3 @@\n ctx\n--- x\n+++ y\n ctx\n"))
+	f.Add([]byte("--- /dev/null\n+++ b/fs/new.c\n@@ -0,0 +1 @@\n+x\n\\ No newline at end of file\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		changes, err := ParsePatch(data)
+		if err != nil {
+			return
+		}
+		for _, c := range changes {
+			if c.Path == "" || c.Path == "." || strings.Contains(c.Path, "..") || filepath.IsAbs(c.Path) {
+				t.Errorf("ParsePatch accepted path %q", c.Path)
+			}
+		}
+	})
+}
