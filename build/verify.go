@@ -52,24 +52,28 @@ func vmlinuxCode(vml []byte, t *elfdiff.Symtab) (shippedCode, error) {
 	}, nil
 }
 
-// moduleCode reads functions from a module's .ko by symbol; file picks the
-// right one among same-named static functions.
+// moduleCode reads functions from a module's .ko by symbol and livepatch
+// position, counted among all same-named symbols as elfdiff.ModuleSymtab
+// (and the kernel while the module loads) counts them.
 func moduleCode(ko *elfdiff.File, file string) shippedCode {
 	return func(name string, sympos int, size uint64) ([]byte, error) {
 		var cands []*elfdiff.Symbol
 		for _, s := range ko.Symbols[1:] {
-			if s.Name == name && s.Type == elf.STT_FUNC && s.Section != nil {
+			if s.Name == name && s.Type != elf.STT_FILE && s.Type != elf.STT_SECTION && (s.Section != nil || s.Shndx != elf.SHN_UNDEF) {
 				cands = append(cands, s)
 			}
 		}
 		var s *elfdiff.Symbol
 		switch {
-		case len(cands) == 1:
+		case len(cands) == 1 && sympos <= 1:
 			s = cands[0]
 		case sympos >= 1 && sympos <= len(cands):
 			s = cands[sympos-1]
 		default:
-			return nil, fmt.Errorf("%s: %d definitions in the module", name, len(cands))
+			return nil, fmt.Errorf("%s,%d: %d symbols of that name in the module", name, sympos, len(cands))
+		}
+		if s.Type != elf.STT_FUNC || s.Section == nil {
+			return nil, fmt.Errorf("%s,%d in the module is not a function", name, sympos)
 		}
 		if s.Value+size > uint64(len(s.Section.Data)) {
 			return nil, fmt.Errorf("%s runs past its section in the module", name)
