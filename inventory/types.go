@@ -177,6 +177,14 @@ func (inv *Inventory) Validate() error {
 		if lp.Name == "" {
 			return fmt.Errorf("live_patches[%d].name: missing required field", i)
 		}
+		// A patch's CVEs come from its manifest: without one, or built
+		// for another kernel, they would mark CVEs fixed on no evidence.
+		if !lp.Manifest && len(lp.CVEs) > 0 {
+			return fmt.Errorf("live_patches[%d] (%s): cves without a manifest (\"manifest\": false): Stent cannot vouch for them; collect the inventory again with stent inventory", i, lp.Name)
+		}
+		if lp.KernelRelease != "" && lp.KernelRelease != inv.Kernel.Release {
+			return fmt.Errorf("live_patches[%d] (%s): kernel_release %s, but the running kernel is %s: its CVEs say nothing about this kernel; collect the inventory again with stent inventory", i, lp.Name, lp.KernelRelease, inv.Kernel.Release)
+		}
 	}
 	return nil
 }
