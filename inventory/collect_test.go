@@ -239,3 +239,23 @@ func TestMain(m *testing.M) {
 	time.Local = time.UTC
 	os.Exit(m.Run())
 }
+
+// An Ubuntu host: the package version and upstream version of the running
+// kernel come from /proc/version_signature (Ubuntu's /proc/version names
+// neither); without it, from the installed package, with no upstream.
+func TestCollectUbuntu(t *testing.T) {
+	inv := collectFixture(t, "ubuntu-host")
+	k := inv.Kernel
+	if inv.OS.ID != "ubuntu" || inv.OS.Family != "deb" || inv.OS.VersionID != "24.04" {
+		t.Errorf("OS = %+v, want ubuntu 24.04, family deb", inv.OS)
+	}
+	if k.Release != "6.8.0-45-generic" || k.PackageVersion != "6.8.0-45.45" || k.Upstream != "6.8.12" || k.Package != "linux-image-6.8.0-45-generic" || k.SourcePackage != "linux" {
+		t.Errorf("Kernel = %+v, want 6.8.0-45-generic, package 6.8.0-45.45, upstream 6.8.12", k)
+	}
+	if inv.NewestKernel != "6.8.0-45-generic" || len(inv.KernelPackages) != 2 || len(inv.Metapackages) != 1 || inv.Metapackages[0].Name != "linux-image-generic" {
+		t.Errorf("NewestKernel = %s, %d kernel packages, metapackages %+v", inv.NewestKernel, len(inv.KernelPackages), inv.Metapackages)
+	}
+	if err := inv.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+}
