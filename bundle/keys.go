@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -13,11 +12,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/stent-dev/stent/internal/atomicfile"
+	"github.com/stent-dev/stent/internal/charclass"
 	"github.com/stent-dev/stent/internal/fsutil"
 )
 
@@ -193,6 +192,18 @@ func readKeyFile(path string) ([]byte, error) {
 
 // decodePEM returns the single PEM block in data, which must be of type
 // want, with nothing but white space around it.
+// The DER encodings of ed25519 keys are fixed (RFC 8410): a constant
+// prefix naming the algorithm (OID 1.3.101.112), then the 32 key bytes.
+// They are built and matched here rather than with crypto/x509, which would
+// link every other algorithm into the host binary and cost each stent
+// command its start-up; keys_test.go checks them against crypto/x509.
+var (
+	// SubjectPublicKeyInfo { AlgorithmIdentifier { id-Ed25519 }, BIT STRING (32 bytes) }
+	spkiPrefix = []byte{0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00}
+	// OneAsymmetricKey v1 { version 0, AlgorithmIdentifier { id-Ed25519 }, OCTET STRING { OCTET STRING (32-byte seed) } }
+	pkcs8Prefix = []byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}
+)
+
 func decodePEM(path string, data []byte, want string) (*pem.Block, error) {
 	block, rest := pem.Decode(data)
 	if block == nil {
@@ -230,15 +241,11 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := x509.ParsePKIXPublicKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadKeyFile, path, err)
+	key, ok := bytes.CutPrefix(block.Bytes, spkiPrefix)
+	if !ok || len(key) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: %s: not an ed25519 public key (RFC 8410 SubjectPublicKeyInfo), want an ed25519 key", ErrBadKeyFile, path)
 	}
-	pub, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s holds a %T, want an ed25519 key", ErrBadKeyFile, path, k)
-	}
-	return pub, nil
+	return ed25519.PublicKey(key), nil
 }
 
 // LoadPrivateKey reads an ed25519 private key from a PKCS#8 PEM file
@@ -252,15 +259,11 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadKeyFile, path, err)
+	seed, ok := bytes.CutPrefix(block.Bytes, pkcs8Prefix)
+	if !ok || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%w: %s: not an ed25519 private key (RFC 8410 PKCS #8 v1), want an ed25519 key", ErrBadKeyFile, path)
 	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s holds a %T, want an ed25519 key", ErrBadKeyFile, path, k)
-	}
-	return priv, nil
+	return ed25519.NewKeyFromSeed(seed), nil
 }
 
 // KeyFiles says where GenerateKey put a new key pair.
@@ -270,15 +273,19 @@ type KeyFiles struct {
 	ID      KeyID
 }
 
-var reKeyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var keyNameRest = charclass.New("A-Za-z0-9._-")
+
+// validKeyName: 1 to 64 letters, digits, '.', '_' or '-', starting with a
+// letter or digit.
+func validKeyName(name string) bool { return charclass.Word(name, alnum, keyNameRest, 64) }
 
 // EncodePublicKey returns pub as the PKIX PEM of a .pub file, the form a
 // host's trusted keys folder holds.
 func EncodePublicKey(pub ed25519.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, err
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("ed25519 public key of %d bytes, want %d", len(pub), ed25519.PublicKeySize)
 	}
+	der := append(bytes.Clone(spkiPrefix), pub...)
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
 
@@ -287,7 +294,7 @@ func EncodePublicKey(pub ed25519.PublicKey) ([]byte, error) {
 // refuses, with an error wrapping fs.ErrExist, when either file exists.
 // Files are written atomically.
 func GenerateKey(dir, name string, overwrite bool) (*KeyFiles, error) {
-	if !reKeyName.MatchString(name) {
+	if !validKeyName(name) {
 		return nil, fmt.Errorf("key name %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
 	}
 	kf := &KeyFiles{
@@ -308,10 +315,7 @@ func GenerateKey(dir, name string, overwrite bool) (*KeyFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
-	privDER, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("generate key: %w", err)
-	}
+	privDER := append(bytes.Clone(pkcs8Prefix), priv.Seed()...)
 	pubPEM, err := EncodePublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)

@@ -1,7 +1,9 @@
 package bundle
 
 import (
+	"bytes"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -225,5 +228,56 @@ func TestOpenSSLKeys(t *testing.T) {
 	}
 	if out, err := exec.Command("openssl", "pkey", "-in", kf.Private, "-noout").CombinedOutput(); err != nil {
 		t.Errorf("openssl cannot read our private key: %v\n%s", err, out)
+	}
+}
+
+// TestKeyDERMatchesX509: the fixed RFC 8410 encodings written and read
+// here are what crypto/x509 writes and reads.
+func TestKeyDERMatchesX509(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPub, _ := x509.MarshalPKIXPublicKey(pub)
+		if got := append(bytes.Clone(spkiPrefix), pub...); !bytes.Equal(got, wantPub) {
+			t.Fatalf("public key DER %x, crypto/x509 writes %x", got, wantPub)
+		}
+		wantPriv, _ := x509.MarshalPKCS8PrivateKey(priv)
+		if got := append(bytes.Clone(pkcs8Prefix), priv.Seed()...); !bytes.Equal(got, wantPriv) {
+			t.Fatalf("private key DER %x, crypto/x509 writes %x", got, wantPriv)
+		}
+		dir := t.TempDir()
+		kf, err := GenerateKey(dir, "k", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := LoadPublicKey(kf.Public)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := LoadPrivateKey(kf.Private)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []struct {
+			path string
+			want any
+		}{{kf.Public, p}, {kf.Private, s}} {
+			data, _ := os.ReadFile(f.path)
+			block, _ := pem.Decode(data)
+			var got any
+			if block.Type == "PUBLIC KEY" {
+				got, err = x509.ParsePKIXPublicKey(block.Bytes)
+			} else {
+				got, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+			}
+			if err != nil {
+				t.Fatalf("crypto/x509 cannot read %s: %v", f.path, err)
+			}
+			if !reflect.DeepEqual(got, f.want) {
+				t.Errorf("%s: crypto/x509 reads %x, stent reads %x", f.path, got, f.want)
+			}
+		}
 	}
 }

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/stent-dev/stent/internal/charclass"
 )
 
 // FormatVersion is the manifest schema version this package writes and the
@@ -78,16 +79,42 @@ const (
 	jsonDepthMax   = 16
 )
 
+// The syntaxes of manifest fields, as character classes.
 var (
-	reModuleName = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
-	reSymbol     = regexp.MustCompile(`^[A-Za-z_.$][A-Za-z0-9_.$]*$`)
-	reRelease    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]*$`)
-	rePkgVersion = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+~:_-]*$`)
-	reBuildID    = regexp.MustCompile(`^(?:[0-9a-f]{2}){4,64}$`)
-	reSHA256     = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	reCVE        = regexp.MustCompile(`^CVE-([0-9]{4})-([0-9]{4,19})$`)
-	reJSONKey    = regexp.MustCompile(`^[a-z0-9_]+$`)
+	alnum       = charclass.New("A-Za-z0-9")
+	word        = charclass.New("A-Za-z0-9_")
+	symLead     = charclass.New("A-Za-z_.$")
+	symRest     = charclass.New("A-Za-z0-9_.$")
+	releaseRest = charclass.New("A-Za-z0-9._+~-")
+	versionRest = charclass.New("A-Za-z0-9.+~:_-")
+	lowerHex    = charclass.New("0-9a-f")
+	digits      = charclass.New("0-9")
+	jsonKey     = charclass.New("a-z0-9_")
 )
+
+func isModuleName(s string) bool { return s != "" && word.All(s) }
+func isSymbol(s string) bool     { return charclass.Word(s, symLead, symRest, 0) }
+func isRelease(s string) bool    { return charclass.Word(s, alnum, releaseRest, 0) }
+func isPkgVersion(s string) bool { return charclass.Word(s, alnum, versionRest, 0) }
+func isSHA256(s string) bool     { return len(s) == 64 && lowerHex.All(s) }
+func isJSONKey(s string) bool    { return s != "" && jsonKey.All(s) }
+func isBuildID(s string) bool {
+	return len(s)%2 == 0 && len(s) >= 8 && len(s) <= 128 && lowerHex.All(s)
+}
+
+// cveParts splits "CVE-YYYY-NNNN..." into its year and number (4 to 19
+// digits); ok is false for anything else.
+func cveParts(id string) (year, num string, ok bool) {
+	rest, found := strings.CutPrefix(id, "CVE-")
+	if !found {
+		return "", "", false
+	}
+	year, num, found = strings.Cut(rest, "-")
+	if !found || len(year) != 4 || !digits.All(year) || len(num) < 4 || len(num) > 19 || !digits.All(num) {
+		return "", "", false
+	}
+	return year, num, true
+}
 
 // DecodeManifest decodes manifest JSON strictly: valid UTF-8, one object,
 // no unknown, duplicate or differently-cased keys, no trailing data. It does
@@ -188,7 +215,7 @@ func walkObject(dec *json.Decoder, path string, depth int) error {
 		if path != "" {
 			field = path + "." + key
 		}
-		if !reJSONKey.MatchString(key) {
+		if !isJSONKey(key) {
 			return &FieldError{Field: strconv.Quote(field), Msg: "keys are lowercase ASCII letters, digits and _", Err: ErrInvalidManifest}
 		}
 		if seen[key] {
@@ -250,15 +277,15 @@ func (m *Manifest) Validate() error {
 			bad(field, "missing")
 		case len(s) > moduleNameMax:
 			bad(field, "%d bytes, over the kernel's limit of %d", len(s), moduleNameMax)
-		case !reModuleName.MatchString(s):
+		case !isModuleName(s):
 			bad(field, "%q: a module name is letters, digits and _ only", s)
 		}
 	}
-	checkPattern := func(field, s string, re *regexp.Regexp, max int, what string) {
+	checkPattern := func(field, s string, valid func(string) bool, max int, what string) {
 		switch {
 		case len(s) > max:
 			bad(field, "%d bytes, over the limit of %d", len(s), max)
-		case !re.MatchString(s):
+		case !valid(s):
 			bad(field, "%q is not %s", s, what)
 		}
 	}
@@ -268,13 +295,13 @@ func (m *Manifest) Validate() error {
 	if m.Kernel.Release == "" {
 		bad("kernel.release", "missing (the target's uname -r, e.g. 6.1.0-56-amd64)")
 	} else {
-		checkPattern("kernel.release", m.Kernel.Release, reRelease, releaseMax, "a kernel release (uname -r)")
+		checkPattern("kernel.release", m.Kernel.Release, isRelease, releaseMax, "a kernel release (uname -r)")
 	}
 	if m.Kernel.BuildID != "" {
-		checkPattern("kernel.build_id", m.Kernel.BuildID, reBuildID, 128, "a GNU build-id in lowercase hex (4 to 64 bytes)")
+		checkPattern("kernel.build_id", m.Kernel.BuildID, isBuildID, 128, "a GNU build-id in lowercase hex (4 to 64 bytes)")
 	}
 	if m.Kernel.PackageVersion != "" {
-		checkPattern("kernel.package_version", m.Kernel.PackageVersion, rePkgVersion, versionMax, "a package version")
+		checkPattern("kernel.package_version", m.Kernel.PackageVersion, isPkgVersion, versionMax, "a package version")
 	}
 
 	if m.Level < 1 || m.Level > levelMax {
@@ -287,12 +314,12 @@ func (m *Manifest) Validate() error {
 		seen := make(map[string]bool)
 		for i, id := range m.CVEs {
 			field := fmt.Sprintf("cves[%d]", i)
-			sub := reCVE.FindStringSubmatch(id)
-			if sub == nil {
+			year, _, ok := cveParts(id)
+			if !ok {
 				bad(field, "%q is not a CVE id like CVE-2024-1086", id)
 				continue
 			}
-			if y, _ := strconv.Atoi(sub[1]); y < 1999 {
+			if y, _ := strconv.Atoi(year); y < 1999 {
 				bad(field, "%q: CVE years start at 1999", id)
 			}
 			if seen[id] {
@@ -321,7 +348,7 @@ func (m *Manifest) Validate() error {
 			if f.Name == "" {
 				bad(field+".name", "missing")
 			} else {
-				checkPattern(field+".name", f.Name, reSymbol, ksymNameMax, "a symbol name")
+				checkPattern(field+".name", f.Name, isSymbol, ksymNameMax, "a symbol name")
 			}
 			if f.Sympos < 0 || f.Sympos > levelMax {
 				bad(field+".sympos", "%d is out of range 0..%d", f.Sympos, levelMax)
@@ -355,7 +382,7 @@ func (m *Manifest) Validate() error {
 		if e.PackageVersion == "" {
 			bad("effective.package_version", "missing (effective is optional, but when present names the package version)")
 		} else {
-			checkPattern("effective.package_version", e.PackageVersion, rePkgVersion, versionMax, "a package version")
+			checkPattern("effective.package_version", e.PackageVersion, isPkgVersion, versionMax, "a package version")
 		}
 		switch {
 		case len(e.VersionString) > versionStrMax:
@@ -367,13 +394,13 @@ func (m *Manifest) Validate() error {
 
 	if m.ModuleSHA256 == "" {
 		bad("module_sha256", "missing")
-	} else if !reSHA256.MatchString(m.ModuleSHA256) {
+	} else if !isSHA256(m.ModuleSHA256) {
 		bad("module_sha256", "%q is not a sha256 in lowercase hex", m.ModuleSHA256)
 	}
 	if m.ModuleSize < 1 || m.ModuleSize > MaxModuleSize {
 		bad("module_size", "%d is out of range 1..%d", m.ModuleSize, MaxModuleSize)
 	}
-	if m.SourceSHA256 != "" && !reSHA256.MatchString(m.SourceSHA256) {
+	if m.SourceSHA256 != "" && !isSHA256(m.SourceSHA256) {
 		bad("source_sha256", "%q is not a sha256 in lowercase hex", m.SourceSHA256)
 	}
 	return errors.Join(errs...)

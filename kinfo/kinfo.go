@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -71,10 +70,44 @@ func readTrim(root, rel string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-var (
-	debianPkgRe = regexp.MustCompile(`\bDebian (\d\S*)`)
-	rpmArchRe   = regexp.MustCompile(`\.(x86_64|aarch64|ppc64le|s390x)$`)
-)
+// rpmArches are the architecture suffixes of RPM kernel releases.
+var rpmArches = []string{"x86_64", "aarch64", "ppc64le", "s390x"}
+
+// rpmArch returns the architecture that ends an RPM kernel release
+// ("5.14.0-362.8.1.el9_3.x86_64"), or "".
+func rpmArch(release string) string {
+	for _, a := range rpmArches {
+		if strings.HasSuffix(release, "."+a) {
+			return a
+		}
+	}
+	return ""
+}
+
+// debianVersionIn returns the package version in a Debian kernel's version
+// string: the word after "Debian " when it starts with a digit.
+func debianVersionIn(version string) string {
+	const word = "Debian "
+	for i := 0; ; {
+		j := strings.Index(version[i:], word)
+		if j < 0 {
+			return ""
+		}
+		j += i
+		rest := version[j+len(word):]
+		if (j == 0 || !isWordByte(version[j-1])) && rest != "" && rest[0] >= '0' && rest[0] <= '9' {
+			if end := strings.IndexAny(rest, " \t\n\f\r"); end >= 0 {
+				return rest[:end]
+			}
+			return rest
+		}
+		i = j + 1
+	}
+}
+
+func isWordByte(b byte) bool {
+	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+}
 
 // PackageVersion returns the distribution package version of a kernel from
 // its release and version strings, or "" when they do not carry one. Debian
@@ -82,18 +115,18 @@ var (
 // (2026-11-16)"); RPM distributions put it in the release
 // ("5.14.0-362.8.1.el9_3.x86_64").
 func PackageVersion(release, version string) string {
-	if m := debianPkgRe.FindStringSubmatch(version); m != nil {
-		return m[1]
+	if v := debianVersionIn(version); v != "" {
+		return v
 	}
-	if rpmArchRe.MatchString(release) && strings.Contains(release, ".el") {
-		return rpmArchRe.ReplaceAllString(release, "")
+	if a := rpmArch(release); a != "" && strings.Contains(release, ".el") {
+		return strings.TrimSuffix(release, "."+a)
 	}
 	return ""
 }
 
 func archOf(release string) string {
-	if m := rpmArchRe.FindStringSubmatch(release); m != nil {
-		return m[1]
+	if a := rpmArch(release); a != "" {
+		return a
 	}
 	for _, a := range []string{"amd64", "arm64", "ppc64el", "s390x"} {
 		if strings.HasSuffix(release, "-"+a) {

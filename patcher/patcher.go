@@ -13,11 +13,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/stent-dev/stent/internal/atomicfile"
+	"github.com/stent-dev/stent/internal/charclass"
 	"github.com/stent-dev/stent/klp"
 	"github.com/stent-dev/stent/kmod"
 )
@@ -114,14 +114,14 @@ func writeAtomic(path string, data []byte, perm os.FileMode) error {
 // moduleName normalises a module name the way the kernel does ('-' -> '_').
 func moduleName(s string) string { return strings.ReplaceAll(s, "-", "_") }
 
-// reName is what a live patch (module) name may be: it names files in the
-// state folders, so nothing else is accepted (MODULE_NAME_LEN is 56 with
-// the NUL on 64-bit kernels).
-var reName = regexp.MustCompile(`^[A-Za-z0-9_]{1,55}$`)
+// nameChars is what a live patch (module) name may be made of: it names
+// files in the state folders, so nothing else is accepted; at most 55 bytes
+// (MODULE_NAME_LEN is 56 with the NUL on 64-bit kernels).
+var nameChars = charclass.New("A-Za-z0-9_")
 
 // checkName validates a patch name given by a user or read from a module.
 func checkName(name string) error {
-	if !reName.MatchString(name) {
+	if !(len(name) >= 1 && len(name) <= 55 && nameChars.All(name)) {
 		return fmt.Errorf("%q is not a live patch name: use 1 to 55 letters, digits and underscores", name)
 	}
 	return nil
