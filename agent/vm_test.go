@@ -77,7 +77,7 @@ func TestAgentInGuest(t *testing.T) {
 	if err := vmtest.NewDisk(ctx, disk, 64); err != nil {
 		t.Fatal(err)
 	}
-	opts := vmtest.Options{Kernel: k, Disk: disk, Files: []vmtest.File{{Path: "/etc/stent/keys/e2e.pub", Data: pub}}}
+	opts := vmtest.Options{Kernel: k, Disk: disk, StentTools: true, Files: []vmtest.File{{Path: "/etc/stent/keys/e2e.pub", Data: pub}}}
 	guestURL := guestNetwork(&opts, ln.Addr().String())
 	vm := vmtest.Boot(ctx, t, opts)
 	sh := func(script string) string {

@@ -94,8 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := seedDebs(filepath.Join(seed, "debs"), filepath.Join(cache, "debs"), *download); err != nil {
 		return err
 	}
-	bin := filepath.Join(tmp, "stent")
-	gob := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/stent")
+	bin := filepath.Join(tmp, "stent") // runs stent-tools, built beside it, for build
+	gob := exec.CommandContext(ctx, "go", "build", "-o", tmp+"/", "./cmd/stent", "./cmd/stent-tools")
 	gob.Dir, gob.Stderr = root, stderr
 	if err := gob.Run(); err != nil {
 		return fmt.Errorf("go build: %w", err)

@@ -1,5 +1,7 @@
-// Command stent applies, reverts and reports kernel live patches on a host,
-// and hosts Stent's other host-side tools (builder, planner, agent).
+// Command stent applies, reverts and reports kernel live patches on a host.
+// It links only the live patch runtime, so that it starts fast; the agent,
+// builder, planner and fleet client are in stent-tools, which stent runs
+// for those subcommands.
 package main
 
 import (
@@ -8,13 +10,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/stent-dev/stent/internal/cli"
+	"github.com/stent-dev/stent/internal/hostcli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := hostcli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if code != 0 {
 		os.Exit(code)

@@ -26,7 +26,7 @@ import (
 
 func init() { addCommand(newAgentCmd) }
 
-func (e *Env) agentDir() string { return filepath.Join(e.StateDir, "agent") }
+func agentDir(e *Env) string { return filepath.Join(e.StateDir, "agent") }
 
 func newAgentCmd(env *Env) *cobra.Command {
 	var server, token, fingerprint, caFile, metricsListen, logLevel, logFormat string
@@ -56,7 +56,7 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 			if err != nil {
 				return err
 			}
-			dir := env.agentDir()
+			dir := agentDir(env)
 			creds, err := agent.LoadCredentials(dir)
 			switch {
 			case err == nil && token != "":
@@ -105,7 +105,7 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 				go msrv.Serve(ln)
 				defer msrv.Close()
 			}
-			rt := env.runtime()
+			rt := env.Runtime()
 			a, err := agent.New(agent.Config{
 				Runtime:     agent.PatcherRuntime{RT: rt},
 				Verifier:    agent.KeyringVerifier{Keys: keys},
@@ -182,7 +182,7 @@ func newAgentStatusCmd(env *Env) *cobra.Command {
 		Short: "Show the agent's enrollment and what it has done and still has to report",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir := env.agentDir()
+			dir := agentDir(env)
 			creds, err := agent.LoadCredentials(dir)
 			if err != nil {
 				return withCode(2, err)

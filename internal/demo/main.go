@@ -146,7 +146,7 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 
 	d.step("Starting the control server, stent-server, on the host's loopback")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", d.bin+"/", "./cmd/stent", "./cmd/stent-server").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", d.bin+"/", "./cmd/stent", "./cmd/stent-tools", "./cmd/stent-server").CombinedOutput(); err != nil {
 		return fmt.Errorf("build stent binaries: %v\n%s", err, out)
 	}
 	srv, err := startServer(ctx, d, filepath.Join(work, "server"))
@@ -158,7 +158,7 @@ func run(ctx context.Context, out io.Writer) error {
 
 	d.step("Booting %s under QEMU (software emulation; a few seconds)", abi)
 	d.say("the guest reaches the server only through QEMU's user network, forwarded to the host's loopback")
-	vm, err := vmtest.Start(ctx, vmtest.Options{Kernel: k, LogDir: filepath.Join(work, "vm"), Files: []vmtest.File{
+	vm, err := vmtest.Start(ctx, vmtest.Options{Kernel: k, StentTools: true, LogDir: filepath.Join(work, "vm"), Files: []vmtest.File{
 		{Path: "/etc/stent/keys/demo.pub", Data: pub},
 		{Path: "/root/fix-v1.bundle", Data: v1},
 		{Path: "/root/fix-v2.bundle", Data: v2},

@@ -1,4 +1,4 @@
-package cli
+package hostcli
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"github.com/stent-dev/stent/patcher"
 )
 
-func init() { addCommand(newApplyCmd) }
+func init() { AddCommand(newApplyCmd) }
 
 func newApplyCmd(env *Env) *cobra.Command {
 	var opts patcher.ApplyOptions
@@ -48,23 +48,23 @@ loading, 3 transition stalled and reverted (the kernel is as before),
 			if opts.Force {
 				fmt.Fprintln(env.Stderr, "warning: --force: if the transition stalls, it is forced without the safety check, and the modules of patches it replaces can never be removed")
 			}
-			res, err := env.runtime().Apply(cmd.Context(), args[0], opts)
+			res, err := env.Runtime().Apply(cmd.Context(), args[0], opts)
 			if err != nil {
 				var se *patcher.StallError
 				if errors.As(err, &se) {
 					printBlockers(env, se)
 					if !se.Reverted {
-						return withCode(4, err)
+						return WithCode(4, err)
 					}
-					return withCode(3, err)
+					return WithCode(3, err)
 				}
 				if errors.Is(err, patcher.ErrRefused) {
-					return withCode(2, err)
+					return WithCode(2, err)
 				}
 				return err
 			}
 			if asJSON {
-				return writeJSON(env.Stdout, res)
+				return WriteJSON(env.Stdout, res)
 			}
 			switch {
 			case res.AlreadyApplied:

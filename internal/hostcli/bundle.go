@@ -1,4 +1,4 @@
-package cli
+package hostcli
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 	"github.com/stent-dev/stent/kmod"
 )
 
-func init() { addCommand(newBundleCmd) }
+func init() { AddCommand(newBundleCmd) }
 
 func newBundleCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
@@ -87,7 +87,7 @@ must be an ELF relocatable whose .modinfo name= equals the manifest's name.`,
 				return err
 			}
 			if asJSON {
-				return writeJSON(env.Stdout, bundleReport{File: outPath, Size: int64(buf.Len()), KeyID: b.KeyID(), Verified: true, Manifest: b.Manifest()})
+				return WriteJSON(env.Stdout, bundleReport{File: outPath, Size: int64(buf.Len()), KeyID: b.KeyID(), Verified: true, Manifest: b.Manifest()})
 			}
 			bm := b.Manifest()
 			fmt.Fprintf(env.Stdout, "wrote %s (%d bytes): %s level %d for %s, signed by key %s\n", outPath, buf.Len(), bm.Name, bm.Level, bm.Kernel.Release, b.KeyID())
@@ -224,7 +224,7 @@ verified or not: use stent bundle verify for a yes or no.`,
 				rep.Reason, rep.Error = refusalReason(err), err.Error()
 			}
 			if asJSON {
-				return writeJSON(env.Stdout, rep)
+				return WriteJSON(env.Stdout, rep)
 			}
 			printBundle(env.Stdout, rep, err)
 			return nil
@@ -324,12 +324,12 @@ a trusted key file could not be read).`,
 			}
 			if asJSON {
 				rep.Manifest = nil // verify answers yes or no; inspect shows the manifest
-				if werr := writeJSON(env.Stdout, rep); werr != nil {
+				if werr := WriteJSON(env.Stdout, rep); werr != nil {
 					return werr
 				}
 			}
 			if err != nil {
-				return withCode(code, err)
+				return WithCode(code, err)
 			}
 			if !asJSON {
 				m := rep.Manifest

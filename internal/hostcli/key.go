@@ -1,4 +1,4 @@
-package cli
+package hostcli
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 	"github.com/stent-dev/stent/bundle"
 )
 
-func init() { addCommand(newKeyCmd) }
+func init() { AddCommand(newKeyCmd) }
 
 func newKeyCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
@@ -24,11 +24,11 @@ func newKeyCmd(env *Env) *cobra.Command {
 	return cmd
 }
 
-// defaultSigningDir is where `stent key generate` writes without --out:
+// DefaultSigningDir is where `stent key generate` writes without --out:
 // $XDG_CONFIG_HOME/stent, else ~/.config/stent, for root too. Signing keys
 // belong to whoever builds bundles, not to a host, and keeping them out of
 // /etc/stent keeps them away from the trusted keys folder hosts read.
-func defaultSigningDir() (string, error) {
+func DefaultSigningDir() (string, error) {
 	dir, err := os.UserConfigDir()
 	if err != nil {
 		return "", fmt.Errorf("find a folder for the key: %w; pass --out", err)
@@ -56,7 +56,7 @@ kept unless --force is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
-				d, err := defaultSigningDir()
+				d, err := DefaultSigningDir()
 				if err != nil {
 					return err
 				}
@@ -70,7 +70,7 @@ kept unless --force is given.`,
 				return err
 			}
 			if asJSON {
-				return writeJSON(env.Stdout, keyGenerateResult{Private: kf.Private, Public: kf.Public, KeyID: kf.ID})
+				return WriteJSON(env.Stdout, keyGenerateResult{Private: kf.Private, Public: kf.Public, KeyID: kf.ID})
 			}
 			fmt.Fprintf(env.Stdout, "private key: %s (keep it secret; sign with stent bundle create --key)\n", kf.Private)
 			fmt.Fprintf(env.Stdout, "public key:  %s\n", kf.Public)
@@ -109,7 +109,7 @@ func newKeyListCmd(env *Env) *cobra.Command {
 				entries = append(entries, keyListEntry{KeyID: k.ID, File: k.Path})
 			}
 			if asJSON {
-				return writeJSON(env.Stdout, entries)
+				return WriteJSON(env.Stdout, entries)
 			}
 			switch {
 			case missing:

@@ -1,4 +1,4 @@
-package cli
+package hostcli
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package cli
+package hostcli
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { addCommand(newListCmd) }
+func init() { AddCommand(newListCmd) }
 
 func newListCmd(env *Env) *cobra.Command {
 	var asJSON bool
@@ -16,12 +16,12 @@ func newListCmd(env *Env) *cobra.Command {
 		Short: "List loaded live patches",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := env.runtime().Status(cmd.Context())
+			st, err := env.Runtime().Status(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return writeJSON(env.Stdout, st.Patches)
+				return WriteJSON(env.Stdout, st.Patches)
 			}
 			if len(st.Patches) == 0 {
 				fmt.Fprintln(env.Stdout, "no live patches loaded")

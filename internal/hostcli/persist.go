@@ -1,4 +1,4 @@
-package cli
+package hostcli
 
 import (
 	"fmt"
@@ -10,8 +10,8 @@ import (
 )
 
 func init() {
-	addCommand(newLoadPersistedCmd)
-	addCommand(newPersistCmd)
+	AddCommand(newLoadPersistedCmd)
+	AddCommand(newPersistCmd)
 }
 
 func newLoadPersistedCmd(env *Env) *cobra.Command {
@@ -34,12 +34,12 @@ status shows why. stent apply --persist lifts the quarantine.
 Exits non-zero when a stored patch failed to load; the others are loaded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rep, err := env.runtime().LoadPersisted(cmd.Context(), patcher.ApplyOptions{Timeout: timeout, Progress: progressPrinter(env.Stderr, quiet || asJSON)})
+			rep, err := env.Runtime().LoadPersisted(cmd.Context(), patcher.ApplyOptions{Timeout: timeout, Progress: progressPrinter(env.Stderr, quiet || asJSON)})
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				if err := writeJSON(env.Stdout, rep); err != nil {
+				if err := WriteJSON(env.Stdout, rep); err != nil {
 					return err
 				}
 			} else {
@@ -82,7 +82,7 @@ func newPersistCmd(env *Env) *cobra.Command {
 		Short: "Confirm patches that have stayed up for the guard window",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			done, err := env.runtime().Confirm()
+			done, err := env.Runtime().Confirm()
 			for _, n := range done {
 				fmt.Fprintf(env.Stdout, "confirmed %s\n", n)
 			}
@@ -93,7 +93,7 @@ func newPersistCmd(env *Env) *cobra.Command {
 		Short: "Record a clean shutdown, so a planned reboot does not quarantine fresh patches",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.runtime().MarkShutdown()
+			return env.Runtime().MarkShutdown()
 		},
 	})
 	return cmd

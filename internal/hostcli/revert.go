@@ -1,4 +1,4 @@
-package cli
+package hostcli
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 	"github.com/stent-dev/stent/patcher"
 )
 
-func init() { addCommand(newRevertCmd) }
+func init() { AddCommand(newRevertCmd) }
 
 func newRevertCmd(env *Env) *cobra.Command {
 	var opts patcher.RevertOptions
@@ -24,7 +24,7 @@ transition reversed. NAME is the patch name that stent list shows.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Progress = progressPrinter(env.Stderr, quiet)
-			if err := env.runtime().Revert(cmd.Context(), args[0], opts); err != nil {
+			if err := env.Runtime().Revert(cmd.Context(), args[0], opts); err != nil {
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "reverted %s\n", args[0])

@@ -1,6 +1,10 @@
-// Package cli implements the stent command line: one file per subcommand,
-// all wired to a root command built by newRoot.
-package cli
+// Package hostcli implements the stent command line of the host binary:
+// the root command, the global flags and the live patch runtime's
+// subcommands (status, apply, revert, list, uname, key, bundle, ...), one
+// file per subcommand. The other subcommands (agent, build, plan, ...) are
+// in package internal/cli, linked into stent-tools; the host binary hands
+// them over to it (tools.go).
+package hostcli
 
 import (
 	"context"
@@ -31,7 +35,7 @@ type Env struct {
 // so each subcommand lives in a file of its own.
 var commandFactories []func(*Env) *cobra.Command
 
-func addCommand(f func(*Env) *cobra.Command) { commandFactories = append(commandFactories, f) }
+func AddCommand(f func(*Env) *cobra.Command) { commandFactories = append(commandFactories, f) }
 
 // exitError carries a specific exit code out of a subcommand.
 type exitError struct {
@@ -42,10 +46,12 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// withCode makes a subcommand exit with code instead of 1.
-func withCode(code int, err error) error { return &exitError{code: code, err: err} }
+// WithCode makes a subcommand exit with code instead of 1.
+func WithCode(code int, err error) error { return &exitError{code: code, err: err} }
 
-func newRoot(env *Env) *cobra.Command {
+// newRoot builds the command tree for args: the registered subcommands,
+// and stand-ins for the stent-tools subcommands that are not linked in.
+func newRoot(env *Env, args []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "stent",
 		Short: "Live patch Linux kernels: apply, revert, report, build and plan",
@@ -68,6 +74,15 @@ from source fixes and plans a fleet's patching.`,
 	for _, f := range facs {
 		cmds = append(cmds, f(env))
 	}
+	have := map[string]bool{}
+	for _, c := range cmds {
+		have[c.Name()] = true
+	}
+	for _, tc := range ToolCommands {
+		if !have[tc.Name] {
+			cmds = append(cmds, toolsStub(tc, args))
+		}
+	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
 	root.AddCommand(cmds...)
 	return root
@@ -87,7 +102,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Stderr: stderr,
 		Log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	root := newRoot(env)
+	root := newRoot(env, args)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -105,8 +120,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// writeJSON prints v as indented JSON, the form every --json flag uses.
-func writeJSON(w io.Writer, v any) error {
+// WriteJSON prints v as indented JSON, the form every --json flag uses.
+func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)

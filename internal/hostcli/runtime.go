@@ -1,4 +1,4 @@
-package cli
+package hostcli
 
 import (
 	"fmt"
@@ -9,8 +9,8 @@ import (
 	"github.com/stent-dev/stent/patcher"
 )
 
-// runtime builds the host runtime from the global flags.
-func (e *Env) runtime() *patcher.Runtime {
+// Runtime builds the host runtime from the global flags.
+func (e *Env) Runtime() *patcher.Runtime {
 	return patcher.New(patcher.Config{Root: e.Root, StateDir: e.StateDir, RunDir: e.RunDir, KeysDir: e.KeysDir, Log: e.Log})
 }
 

@@ -1,4 +1,4 @@
-package cli
+package hostcli
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 	"github.com/stent-dev/stent/patcher"
 )
 
-func init() { addCommand(newStatusCmd) }
+func init() { AddCommand(newStatusCmd) }
 
 func newStatusCmd(env *Env) *cobra.Command {
 	var asJSON bool
@@ -26,12 +26,12 @@ with their kernel stacks. Also lists the patches stored for boot and any
 that were quarantined after a crash.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := env.runtime().Status(cmd.Context())
+			st, err := env.Runtime().Status(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return writeJSON(env.Stdout, st)
+				return WriteJSON(env.Stdout, st)
 			}
 			printStatus(env.Stdout, st)
 			return nil

@@ -1,4 +1,4 @@
-package cli
+package hostcli
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { addCommand(newUnameCmd) }
+func init() { AddCommand(newUnameCmd) }
 
 func newUnameCmd(env *Env) *cobra.Command {
 	var rel, ver, all, asJSON bool
@@ -22,12 +22,12 @@ call this instead of uname to see the patched level. With no flag, prints
 the kernel name, like uname.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			u, err := env.runtime().Uname(cmd.Context())
+			u, err := env.Runtime().Uname(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return writeJSON(env.Stdout, u)
+				return WriteJSON(env.Stdout, u)
 			}
 			var parts []string
 			switch {

@@ -12,7 +12,7 @@ func BenchmarkBoot(b *testing.B) {
 	k := Kernel(b, DefaultABI)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if _, err := baseInitramfs(ctx, k, true, nil); err != nil { // build once, outside the timing
+	if _, err := baseInitramfs(ctx, k, true, false, nil); err != nil { // build once, outside the timing
 		b.Fatal(err)
 	}
 	b.ResetTimer()

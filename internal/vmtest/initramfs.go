@@ -152,6 +152,7 @@ poweroff -f
 type baseKey struct {
 	release string
 	stent   bool
+	tools   bool
 	modules string
 }
 
@@ -161,11 +162,11 @@ var baseArchives struct {
 }
 
 // baseInitramfs returns the part of the initramfs shared by all VMs of a
-// kernel: busybox, guestrun, stent, /init and the image's modules the guest
-// may need (the disk modules and extra, with their dependencies). It is
-// built once per process and kernel.
-func baseInitramfs(ctx context.Context, k *kpkg.Kernel, withStent bool, extra []string) ([]byte, error) {
-	key := baseKey{k.Release, withStent, strings.Join(extra, ",")}
+// kernel: busybox, guestrun, stent (and stent-tools when asked), /init and
+// the image's modules the guest may need (the disk modules and extra, with
+// their dependencies). It is built once per process and kernel.
+func baseInitramfs(ctx context.Context, k *kpkg.Kernel, withStent, withTools bool, extra []string) ([]byte, error) {
+	key := baseKey{k.Release, withStent, withTools, strings.Join(extra, ",")}
 	baseArchives.mu.Lock()
 	defer baseArchives.mu.Unlock()
 	if b, ok := baseArchives.byID[key]; ok {
@@ -204,6 +205,14 @@ func baseInitramfs(ctx context.Context, k *kpkg.Kernel, withStent bool, extra []
 			return nil, err
 		}
 		a.File("/usr/bin/stent", stent, 0o755)
+	}
+	if withTools {
+		// Where a package puts it; stent finds it there.
+		tools, err := goBinary(ctx, "cmd/stent-tools")
+		if err != nil {
+			return nil, err
+		}
+		a.File("/usr/lib/stent/stent-tools", tools, 0o755)
 	}
 
 	order, dep, err := resolveModules(k.ModulesDir, append(append(append(append([]string(nil), bootModules...), diskModules...), netModules...), extra...))

@@ -38,6 +38,7 @@ type Options struct {
 	Append      string        // added to the kernel command line
 	Modules     []string      // more of the image's modules to put in the initramfs (loadable with modprobe)
 	NoStent     bool          // leave the stent binary out of the initramfs
+	StentTools  bool          // add stent-tools (stent agent, inventory, ...): 28 MB more to boot
 	BootTimeout time.Duration // until the guest's runner answers; default 2 minutes
 	LogDir      string        // where console.log goes; default a new temporary folder
 
@@ -127,7 +128,7 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 	vm.console = filepath.Join(vm.dir, "console.log")
 	vm.initrd = filepath.Join(vm.dir, "initrd.cpio")
 
-	base, err := baseInitramfs(ctx, opts.Kernel, !opts.NoStent, opts.Modules)
+	base, err := baseInitramfs(ctx, opts.Kernel, !opts.NoStent, opts.StentTools, opts.Modules)
 	if err != nil {
 		vm.cleanup()
 		return nil, err

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// goTool finds the go command that runs this test.
+func goTool(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// buildBoth builds stent and stent-tools into one folder, as installed.
+func buildBoth(t *testing.T) (dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	cmd := exec.Command(goTool(t), "build", "-o", dir+"/", "github.com/stent-dev/stent/cmd/stent", "github.com/stent-dev/stent/cmd/stent-tools")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func run(t *testing.T, env []string, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run %s %v: %v", bin, args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// TestToolsForwarding: the subcommands linked into stent-tools work through
+// stent exactly as through stent-tools itself: the same output, help and
+// exit code.
+func TestToolsForwarding(t *testing.T) {
+	dir := buildBoth(t)
+	stent, tools := filepath.Join(dir, "stent"), filepath.Join(dir, "stent-tools")
+	env := []string{"STENT_TOOLS="}
+
+	out, _, code := run(t, env, stent, "--help")
+	for _, name := range []string{"apply", "agent", "build", "plan", "report", "publish", "fleet", "inventory"} {
+		if !strings.Contains(out, "\n  "+name+" ") {
+			t.Errorf("stent --help does not list %s:\n%s", name, out)
+		}
+	}
+	if code != 0 {
+		t.Errorf("stent --help: exit %d", code)
+	}
+
+	for _, args := range [][]string{
+		{"build", "--help"},
+		{"help", "plan"},
+		{"plan", "--feed", "nonsense"},                                  // a usage error: exit code and message are the tool's
+		{"--keys-dir", t.TempDir(), "report", "--plan", "/nonexistent"}, // a global flag before the subcommand
+		{"fleet", "status", "--server", "https://127.0.0.1:1", "--token", "x", "--json"},
+	} {
+		wantOut, wantErr, wantCode := run(t, env, tools, args...)
+		if args[0] == "help" {
+			wantOut, wantErr, wantCode = run(t, env, tools, args[1], "--help")
+		}
+		gotOut, gotErr, gotCode := run(t, env, stent, args...)
+		if gotOut != wantOut || gotErr != wantErr || gotCode != wantCode {
+			t.Errorf("stent %v: exit %d\n%s%s\nwant what stent-tools prints: exit %d\n%s%s", args, gotCode, gotOut, gotErr, wantCode, wantOut, wantErr)
+		}
+		if wantOut+wantErr == "" {
+			t.Errorf("stent-tools %v printed nothing: the comparison proves nothing", args)
+		}
+	}
+}
+
+// TestToolsMissing: without stent-tools, its subcommands say what is
+// missing and where it was looked for; host commands still work.
+func TestToolsMissing(t *testing.T) {
+	dir := buildBoth(t)
+	alone := filepath.Join(t.TempDir(), "stent")
+	if err := os.Rename(filepath.Join(dir, "stent"), alone); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code := run(t, []string{"STENT_TOOLS="}, alone, "build", "--help")
+	if code != 1 || !strings.Contains(errs, "stent-tools") || !strings.Contains(errs, filepath.Dir(alone)) || !strings.Contains(errs, "STENT_TOOLS") {
+		t.Errorf("stent build without stent-tools: exit %d, %q; want exit 1 naming stent-tools, where it looked and STENT_TOOLS", code, errs)
+	}
+	_, errs, code = run(t, []string{"STENT_TOOLS=" + filepath.Join(dir, "nope")}, alone, "plan")
+	if code != 1 || !strings.Contains(errs, "STENT_TOOLS="+filepath.Join(dir, "nope")) {
+		t.Errorf("stent plan with STENT_TOOLS set wrong: exit %d, %q", code, errs)
+	}
+	out, _, code := run(t, []string{"STENT_TOOLS=" + filepath.Join(dir, "stent-tools")}, alone, "plan", "--help")
+	if code != 0 || !strings.Contains(out, "--inventory") {
+		t.Errorf("stent plan --help with STENT_TOOLS: exit %d\n%s", code, out)
+	}
+	if out, _, code := run(t, nil, alone, "key", "--help"); code != 0 || !strings.Contains(out, "generate") {
+		t.Errorf("stent key --help without stent-tools: exit %d\n%s", code, out)
+	}
+}
+
+// TestHostBinaryStaysLean: stent links the live patch runtime only. What
+// would make every stent apply start slower is named here, so that adding
+// it back is a decision, not an accident (docs/benchmarks.md).
+func TestHostBinaryStaysLean(t *testing.T) {
+	out, err := exec.Command(goTool(t), "list", "-deps", "github.com/stent-dev/stent/cmd/stent").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := strings.Fields(string(out))
+	heavy := []string{
+		"github.com/stent-dev/stent/agent", "github.com/stent-dev/stent/build", "github.com/stent-dev/stent/elfdiff",
+		"github.com/stent-dev/stent/policy", "github.com/stent-dev/stent/vuln", "github.com/stent-dev/stent/inventory",
+		"github.com/stent-dev/stent/server", "github.com/stent-dev/stent/store", "github.com/stent-dev/stent/api",
+		"github.com/prometheus/client_golang/prometheus", "modernc.org/sqlite", "github.com/jackc/pgx/v5",
+		"net/http", "crypto/tls", "crypto/x509",
+	}
+	for _, d := range deps {
+		for _, h := range heavy {
+			if d == h {
+				t.Errorf("cmd/stent links %s", d)
+			}
+		}
+	}
+	if len(deps) < 20 {
+		t.Fatalf("go list -deps printed %d packages: %q", len(deps), out)
+	}
+}

@@ -1,0 +1,113 @@
+package hostcli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// ToolCommand names a subcommand that lives in the stent-tools binary.
+type ToolCommand struct {
+	Name  string
+	Short string
+}
+
+// ToolCommands are the subcommands that the host binary hands over to
+// stent-tools. They link the HTTP client and Prometheus (agent), the
+// builder, the planner and the SQLite reader of RPM databases: half of
+// what a host binary holding them would spend starting up, which every
+// `stent apply` would pay. The internal/cli package implements them; its
+// tests check this list against it.
+var ToolCommands = []ToolCommand{
+	{"agent", "Run the fleet agent: enroll with stent-server, then keep this host's live patches as the server wants"},
+	{"build", "Build a signed live patch bundle from a source fix"},
+	{"fleet", "Operate a fleet through stent-server: status, hosts, rollouts, tokens, audit log"},
+	{"inventory", "Describe this host for patch planning"},
+	{"plan", "Decide per host and per CVE: live patch now, emergency reboot, or reboot in the window"},
+	{"publish", "Publish a signed bundle to stent-server and roll it out in waves"},
+	{"report", "Compliance report per host and fleet-wide: compliant, at risk, breached, excepted"},
+}
+
+// toolsEnv names the environment variable that overrides where stent-tools is.
+const toolsEnv = "STENT_TOOLS"
+
+// toolsStub is the host binary's stand-in for a stent-tools subcommand:
+// it shows in `stent --help` and replaces this process with stent-tools
+// run on the same arguments, so flags, exit codes and signals are the
+// tool's own.
+func toolsStub(tc ToolCommand, args []string) *cobra.Command {
+	run := func() error {
+		path, err := findTools()
+		if err != nil {
+			return fmt.Errorf("stent %s: %w", tc.Name, err)
+		}
+		argv := append([]string{"stent"}, args...)
+		if err := syscall.Exec(path, argv, os.Environ()); err != nil {
+			return fmt.Errorf("stent %s: run %s: %w", tc.Name, path, err)
+		}
+		return nil // not reached
+	}
+	cmd := &cobra.Command{
+		Use:                tc.Name,
+		Short:              tc.Short,
+		DisableFlagParsing: true,
+		RunE:               func(*cobra.Command, []string) error { return run() },
+	}
+	// `stent help build` shows the tool's own help.
+	cmd.SetHelpFunc(func(c *cobra.Command, _ []string) {
+		args = []string{tc.Name, "--help"}
+		if err := run(); err != nil {
+			fmt.Fprintf(c.ErrOrStderr(), "stent: %v\n", err)
+		}
+	})
+	return cmd
+}
+
+// toolsCandidates lists where stent-tools is looked for: beside the
+// running binary (an unpacked release, bin/ of a source build), in
+// ../lib/stent from it (a package's /usr/bin and /usr/lib/stent), then in
+// /usr/lib/stent.
+func toolsCandidates() []string {
+	var c []string
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		c = append(c, filepath.Join(dir, "stent-tools"), filepath.Join(dir, "..", "lib", "stent", "stent-tools"))
+	}
+	c = append(c, "/usr/lib/stent/stent-tools")
+	return c
+}
+
+// findTools returns the stent-tools binary to run: $STENT_TOOLS when set,
+// otherwise the first candidate that is an executable file.
+func findTools() (string, error) {
+	if p := os.Getenv(toolsEnv); p != "" {
+		if err := isExecutable(p); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", toolsEnv, p, err)
+		}
+		return p, nil
+	}
+	cands := toolsCandidates()
+	for _, p := range cands {
+		if isExecutable(p) == nil {
+			return filepath.Clean(p), nil
+		}
+	}
+	return "", fmt.Errorf("this command is in the stent-tools binary, which is not installed here (looked for %s); install it beside stent or in /usr/lib/stent, or set %s to its path",
+		strings.Join(cands, ", "), toolsEnv)
+}
+
+func isExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return errors.New("not an executable file")
+	}
+	return nil
+}
