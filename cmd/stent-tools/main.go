@@ -5,20 +5,9 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
+	"github.com/stent-dev/stent/internal/hostcli"
 
-	"github.com/stent-dev/stent/internal/cli"
+	_ "github.com/stent-dev/stent/internal/cli" // the tool subcommands
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if code != 0 {
-		os.Exit(code)
-	}
-}
+func main() { hostcli.Main() }

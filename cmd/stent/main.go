@@ -4,21 +4,6 @@
 // for those subcommands.
 package main
 
-import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
+import "github.com/stent-dev/stent/internal/hostcli"
 
-	"github.com/stent-dev/stent/internal/hostcli"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	code := hostcli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if code != 0 {
-		os.Exit(code)
-	}
-}
+func main() { hostcli.Main() }

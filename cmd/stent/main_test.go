@@ -69,7 +69,7 @@ func TestToolsForwarding(t *testing.T) {
 	for _, args := range [][]string{
 		{"build", "--help"},
 		{"help", "plan"},
-		{"plan", "--feed", "nonsense"},                                  // a usage error: exit code and message are the tool's
+		{"plan", "--feed", "nonsense"}, // a usage error: exit code and message are the tool's
 		{"--keys-dir", t.TempDir(), "report", "--plan", "/nonexistent"}, // a global flag before the subcommand
 		{"fleet", "status", "--server", "https://127.0.0.1:1", "--token", "x", "--json"},
 	} {
