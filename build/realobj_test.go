@@ -65,7 +65,10 @@ func shiftPatch(t *testing.T, tree, file string) string {
 	first := sc.Text()
 	f.Close()
 	p := filepath.Join(t.TempDir(), strings.ReplaceAll(file, "/", "_")+".patch")
-	body := fmt.Sprintf("--- a/%s\n+++ b/%s\n@@ -1 +1,4 @@\n %s\n+\n+\n+\n", file, file, first)
+	// The blank lines go before the first line: a hunk with context only
+	// before its change would have to end the file, and patch(1) applies
+	// it elsewhere only with fuzz.
+	body := fmt.Sprintf("--- a/%s\n+++ b/%s\n@@ -1 +1,4 @@\n+\n+\n+\n %s\n", file, file, first)
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
