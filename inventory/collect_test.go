@@ -259,3 +259,20 @@ func TestCollectUbuntu(t *testing.T) {
 		t.Errorf("Validate() = %v", err)
 	}
 }
+
+// A Debian testing/unstable host: os-release has no VERSION_ID, only the
+// next release's codename and "trixie/sid"; both are kept for the planner,
+// which takes such a host as Debian unstable.
+func TestCollectDebianSid(t *testing.T) {
+	inv := collectFixture(t, "debian-sid-host")
+	want := OS{ID: "debian", Codename: "trixie", PrettyName: "Debian GNU/Linux trixie/sid", Family: "deb"}
+	if inv.OS.ID != want.ID || inv.OS.VersionID != "" || inv.OS.Codename != want.Codename || inv.OS.PrettyName != want.PrettyName || inv.OS.Family != want.Family {
+		t.Errorf("OS = %+v, want %+v", inv.OS, want)
+	}
+	if k := inv.Kernel; k.Release != "6.11.10-amd64" || k.PackageVersion != "6.11.10-1" || k.Upstream != "6.11.10" {
+		t.Errorf("Kernel = %+v, want 6.11.10-amd64, package 6.11.10-1, upstream 6.11.10", k)
+	}
+	if err := inv.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+}

@@ -317,7 +317,7 @@ func (pl *planner) host(inv *inventory.Inventory) (HostPlan, error) {
 		return HostPlan{}, fmt.Errorf("host %s: %w", inv.Hostname, err)
 	}
 	hp := HostPlan{
-		Hostname: inv.Hostname, Distro: inv.OS.ID + " " + inv.OS.VersionID, Track: exp.Track,
+		Hostname: inv.Hostname, Distro: inv.OS.ID + " " + h.Release, Track: exp.Track,
 		Kernel: KernelInfo{Release: inv.Kernel.Release, PackageVersion: inv.Kernel.PackageVersion, BootTime: inv.Kernel.BootTime, NewestInstalled: inv.NewestKernel},
 		Counts: exp.Counts, Exposure: exp.Findings,
 	}

@@ -21,6 +21,7 @@ type trackBuild struct {
 	scheme    Scheme
 	branches  map[Branch]bool
 	anyBranch bool
+	linear    bool
 	versions  map[string]*trackVersion
 	ranges    map[string][]rawRange
 	sources   map[string]bool
@@ -134,6 +135,9 @@ func (b *builder) addChangelog(cl *DebianChangelog) error {
 	}
 	newest := ups[0]
 	code := suiteCodename(newest.Distribution)
+	if code == "sid" {
+		code = "unstable"
+	}
 	distro, rel := "Debian", debianCodenames[code]
 	if r, ok := ubuntuCodenames[code]; ok {
 		distro, rel = "Ubuntu", r
@@ -143,6 +147,12 @@ func (b *builder) addChangelog(cl *DebianChangelog) error {
 	}
 	t := b.track(trackKey{distro, rel, "linux"}, SchemeDeb)
 	t.sources["debian-changelog"] = true
+	// Unstable is one line of uploads that moves from branch to branch: a
+	// host of it runs one of them (or a newer one), whatever its branch.
+	// A release's changelog speaks only for the branch of its newest
+	// upload; an older one there is history, and a kernel of another
+	// branch is a backport the changelog does not list.
+	t.linear = distro == "Debian" && rel == "unstable"
 	if distro == "Debian" {
 		nu, err := UpstreamOfDebian(newest.Version)
 		if err != nil {
@@ -164,6 +174,9 @@ func (b *builder) addChangelog(cl *DebianChangelog) error {
 				return &ParseError{File: cl.File, Line: u.Line, Field: "version", Err: err}
 			}
 			tv.upstream = up
+			if t.linear && tv.released {
+				t.branches[up.Branch()] = true
+			}
 		}
 		for _, id := range u.CVEs {
 			if listings[id] == nil {
@@ -340,7 +353,7 @@ func (b *builder) build() (*DB, error) {
 		db.byID[id] = int32(i)
 	}
 	for k, tb := range b.tracks {
-		t := &Track{Key: k.String(), Scheme: tb.scheme, ordMemo: map[string]int32{}}
+		t := &Track{Key: k.String(), Scheme: tb.scheme, linear: tb.linear, ordMemo: map[string]int32{}}
 		for s := range tb.sources {
 			t.Sources = append(t.Sources, s)
 		}

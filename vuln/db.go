@@ -60,6 +60,11 @@ type Track struct {
 	Scheme   Scheme
 	Sources  []string
 	branches map[Branch]bool // upstream branches the track's data covers; nil: any version
+	// linear: the track's versions are one line of uploads across upstream
+	// branches (Debian unstable moves from branch to branch and keeps no
+	// old one), so a later upload of any branch is an upgrade for every
+	// host of the track.
+	linear   bool
 	versions []trackVersion  // known versions, ascending
 	entries  [][]ordRange    // by vuln index
 	ordMu    sync.Mutex
@@ -139,6 +144,40 @@ func (t *Track) covers(u KernelVersion) bool {
 	return !u.IsZero() && t.branches[u.Branch()]
 }
 
+// firstReleasedFixing returns the first released version after upstream
+// version u that carries the fix of a CVE with upstream ranges up whose fix
+// in u's branch is fix (zero when that branch has none): a version of that
+// branch at least fix, or, on a linear track, a version of a later branch
+// that the ranges say is fixed or not affected.
+func (t *Track) firstReleasedFixing(up *Upstream, u, fix KernelVersion) (trackVersion, bool) {
+	for _, v := range t.versions {
+		if !v.released || v.upstream.IsZero() || v.upstream.Compare(u) <= 0 {
+			continue
+		}
+		if !fix.IsZero() && v.upstream.Branch() == fix.Branch() && v.upstream.Compare(fix) >= 0 {
+			return v, true
+		}
+		if t.linear && v.upstream.Branch().Compare(u.Branch()) > 0 {
+			if st, _ := up.Status(v.upstream); st != UpstreamAffected {
+				return v, true
+			}
+		}
+	}
+	return trackVersion{}, false
+}
+
+// listsUploads tells whether the track knows every released version (a
+// changelog lists every upload; OSV names only the versions that fix
+// something), so that "no version carries the fix" is the data's word.
+func (t *Track) listsUploads() bool {
+	for _, s := range t.Sources {
+		if s == "debian-changelog" {
+			return true
+		}
+	}
+	return false
+}
+
 // firstReleasedWithUpstream returns the first released version whose
 // upstream version is at least u: the distribution package that carries an
 // upstream stable fix.
@@ -161,10 +200,21 @@ func (t *Track) Newest() string {
 	return ""
 }
 
-// trackFor returns the track of a host, or nil.
+// trackFor returns the track of a host, or nil. A Debian testing or
+// unstable host (release "unstable") takes the unstable changelog, else the
+// one of the release its os-release names (testing's kernels are uploads to
+// unstable, listed in that release's changelog too; its upstream branches
+// keep a kernel of another line out).
 func (db *DB) trackFor(h *Host) *Track {
 	if t := db.tracks[trackKey{h.osvName, h.Release, h.Package}]; t != nil {
 		return t
+	}
+	if h.Release == "unstable" && h.osvName == "Debian" {
+		if r, ok := debianCodenames[h.Codename]; ok {
+			if t := db.tracks[trackKey{h.osvName, r, h.Package}]; t != nil {
+				return t
+			}
+		}
 	}
 	if major, _, ok := strings.Cut(h.Release, "."); ok {
 		if t := db.tracks[trackKey{h.osvName, major, h.Package}]; t != nil {

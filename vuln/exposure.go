@@ -73,6 +73,9 @@ type verdict struct {
 	fixDate     time.Time
 	upstreamFix KernelVersion
 	evidence    string
+	// unmapped: affected and fixed upstream, but no feed says which of the
+	// distribution's packages carries the fix (state unknown, not no-fix).
+	unmapped bool
 }
 
 // key identifies everything Evaluate's answer depends on, so hosts running
@@ -190,6 +193,8 @@ func (db *DB) evaluate(h *Host) (*Exposure, error) {
 				d := rv.fixDate
 				f.FixReleased = &d
 			}
+		case rv.status == vAffected && rv.unmapped:
+			f.State = Unknown
 		case rv.status == vAffected:
 			f.State = NoFix
 		default:
@@ -289,18 +294,52 @@ func (db *DB) verdict(h *Host, t *Track, vi int, ord int32, u KernelVersion) ver
 			return out
 		}
 		out := verdict{status: vAffected, upstreamFix: fix}
+		// Which package carries an upstream fix is the distribution's data
+		// to say: a track that covers this kernel's branch and, for "no
+		// package carries it yet", lists every upload (a changelog).
+		mapped := t != nil && t.branches != nil && t.covers(u)
+		var tv trackVersion
+		found := false
+		if mapped {
+			tv, found = t.firstReleasedFixing(v.Upstream, u, fix)
+		}
+		later, fixedLater := KernelVersion{}, false
+		if fix.IsZero() {
+			later, fixedLater = v.Upstream.FixedAfter(u.Branch())
+		}
+		src := fmt.Sprintf("kernel CNA (%s)", v.Upstream.From)
 		switch {
-		case fix.IsZero():
-			out.evidence = fmt.Sprintf("kernel CNA (%s): %s affected, no fix in the %s branch", v.Upstream.From, u, u.Branch())
-		case t != nil && t.branches != nil:
-			if tv, ok := t.firstReleasedWithUpstream(fix); ok {
-				out.fixVersion, out.fixDate = tv.version, tv.date
-				out.evidence = fmt.Sprintf("kernel CNA (%s): fixed upstream in %s, first packaged in %s", v.Upstream.From, fix, tv.version)
-			} else {
-				out.evidence = fmt.Sprintf("kernel CNA (%s): fixed upstream in %s, not yet in a %s package", v.Upstream.From, fix, t.Key)
+		case found && fix.IsZero():
+			out.fixVersion, out.fixDate = tv.version, tv.date
+			out.evidence = fmt.Sprintf("%s: %s affected, no fix in the %s branch; %s (upstream %s) carries the fix", src, u, u.Branch(), tv.version, tv.upstream)
+		case found:
+			out.fixVersion, out.fixDate = tv.version, tv.date
+			out.evidence = fmt.Sprintf("%s: fixed upstream in %s, first packaged in %s", src, fix, tv.version)
+		case fix.IsZero() && !fixedLater:
+			// Upstream has no fix for this branch or any later one.
+			out.evidence = fmt.Sprintf("%s: %s affected, no fix upstream", src, u)
+		case fix.IsZero() && mapped && t.listsUploads():
+			// The changelog lists every upload of this branch; none
+			// names the CVE and upstream stable has no fix for it.
+			out.evidence = fmt.Sprintf("%s: %s affected, no fix in the %s branch (fixed upstream in %s); no %s upload names it", src, u, u.Branch(), later, t.Key)
+			if t.linear {
+				out.evidence = fmt.Sprintf("%s: %s affected, no fix in the %s branch, fixed upstream in %s, not yet in a %s package", src, u, u.Branch(), later, t.Key)
 			}
+		case fix.IsZero():
+			// Upstream fixed it in a later branch only. Whether the
+			// distribution backported that fix into its kernel of this
+			// branch (Ubuntu, for one, maintains branches upstream has
+			// left) is for its own data to say.
+			out.unmapped, out.upstreamFix = true, later
+			out.evidence = fmt.Sprintf("%s: %s affected, no fix in the %s branch, fixed upstream in %s; %s", src, u, u.Branch(), later, missingFeed(h, t, u))
+		case mapped && t.listsUploads():
+			out.evidence = fmt.Sprintf("%s: fixed upstream in %s, not yet in a %s package", src, fix, t.Key)
 		default:
-			out.evidence = fmt.Sprintf("kernel CNA (%s): fixed upstream in %s; no distribution data tells which package carries it", v.Upstream.From, fix)
+			// Fixed upstream, and nothing maps that fix to this
+			// distribution's packages: "no released package fixes it"
+			// would be a claim no feed made.
+			out.unmapped = true
+			out.evidence = fmt.Sprintf("%s: fixed upstream in %s; %s", src, fix, missingFeed(h, t, u))
 		}
 		return out
 	}
@@ -313,4 +352,38 @@ func (db *DB) verdict(h *Host, t *Track, vi int, ord int32, u KernelVersion) ver
 		ev = fmt.Sprintf("not named by %s data; upstream ranges do not apply to %s kernels", h.osvName, h.Distro)
 	}
 	return verdict{status: vUnknown, evidence: ev}
+}
+
+// missingFeed says, for a CVE fixed upstream, why no feed maps the fix to a
+// package of host h (track t, nil when none; upstream version u) and which
+// feed would.
+func missingFeed(h *Host, t *Track, u KernelVersion) string {
+	name := h.Name()
+	add := "add an OSV feed for " + h.osvName
+	if h.osvName == "Debian" {
+		add = fmt.Sprintf("add the debian-changelog of %s's linux package or an OSV feed for %s", name, h.osvName)
+	}
+	switch {
+	case t == nil:
+		return fmt.Sprintf("no feed maps %s packages to fixes: %s", name, add)
+	case t.branches == nil:
+		return fmt.Sprintf("%s does not name it and has no upstream versions to map the fix to a package: %s", t.Key, add)
+	case !t.covers(u):
+		return fmt.Sprintf("%s covers upstream %s only, not %s (a kernel of another line, such as a backport): no feed maps its packages to fixes; add the changelog of the package it comes from", t.Key, branchList(t.branches), u.Branch())
+	default:
+		return fmt.Sprintf("%s names no package with it and, without a changelog, does not list every upload: %s", t.Key, add)
+	}
+}
+
+func branchList(bs map[Branch]bool) string {
+	var l []Branch
+	for b := range bs {
+		l = append(l, b)
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i].Compare(l[j]) < 0 })
+	var s []string
+	for _, b := range l {
+		s = append(s, b.String())
+	}
+	return strings.Join(s, ", ")
 }

@@ -60,7 +60,7 @@ type Build struct {
 // Host is what exposure needs to know about a host.
 type Host struct {
 	Distro   string // os-release ID
-	Release  string // os-release VERSION_ID (or codename when there is none)
+	Release  string // os-release VERSION_ID; without one, see releaseOf
 	Codename string
 	Package  string // kernel source package
 	Scheme   Scheme
@@ -88,11 +88,8 @@ func HostFromInventory(inv *inventory.Inventory) (Host, error) {
 		return Host{}, fmt.Errorf("host %s: os.family %q does not match distribution %q (%s)", inv.Hostname, inv.OS.Family, inv.OS.ID, d.scheme)
 	}
 	h := Host{
-		Distro: inv.OS.ID, Release: inv.OS.VersionID, Codename: inv.OS.Codename,
+		Distro: inv.OS.ID, Release: releaseOf(inv.OS), Codename: inv.OS.Codename,
 		Package: d.pkg, Scheme: d.scheme, upstreamBased: d.upstreamBased, osvName: d.osvName,
-	}
-	if h.Release == "" {
-		h.Release = inv.OS.Codename
 	}
 	if inv.Kernel.SourcePackage != "" {
 		h.Package = inv.Kernel.SourcePackage
@@ -128,6 +125,37 @@ func HostFromInventory(inv *inventory.Inventory) (Host, error) {
 		h.Applied = append(h.Applied, AppliedPatch{Name: lp.Name, CVEs: lp.CVEs})
 	}
 	return h, nil
+}
+
+// releaseOf tells a host's release: os-release's VERSION_ID when there is
+// one. Debian testing and unstable have none; their os-release names the
+// next release ("VERSION_CODENAME=trixie", "PRETTY_NAME=\"Debian GNU/Linux
+// trixie/sid\"") and cannot tell testing from unstable. Both run kernels of
+// the one line of linux uploads to unstable (testing only gets what migrated
+// from it), so such a host is "unstable"; see DB.trackFor for the changelogs
+// that speak for it. A Debian codename alone maps to its release number.
+func releaseOf(o inventory.OS) string {
+	if o.VersionID != "" {
+		return o.VersionID
+	}
+	if o.ID == "debian" {
+		if o.Codename == "sid" || o.Codename == "unstable" || strings.HasSuffix(strings.TrimSpace(o.PrettyName), "/sid") {
+			return "unstable"
+		}
+		if r, ok := debianCodenames[o.Codename]; ok {
+			return r
+		}
+	}
+	return o.Codename
+}
+
+// Name is the distribution and release for people: "Debian 12",
+// "Ubuntu 24.04", "Debian unstable".
+func (h *Host) Name() string {
+	if h.Release == "" {
+		return h.osvName
+	}
+	return h.osvName + " " + h.Release
 }
 
 func buildOf(h Host, release, version, upstream string) (Build, error) {

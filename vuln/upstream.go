@@ -84,6 +84,21 @@ func (u *Upstream) Status(v KernelVersion) (status UpstreamStatus, fix KernelVer
 	return UpstreamAffected, KernelVersion{}
 }
 
+// FixedAfter returns the earliest fix upstream released in a branch after
+// b (a stable release of that branch, or a mainline release that fixes its
+// branch and every later one): the fix a kernel of b lacks when b itself
+// has none.
+func (u *Upstream) FixedAfter(b Branch) (KernelVersion, bool) {
+	var best KernelVersion
+	ok := false
+	for _, f := range u.Fixed {
+		if f.Branch().Compare(b) > 0 && (!ok || f.Compare(best) < 0) {
+			best, ok = f, true
+		}
+	}
+	return best, ok
+}
+
 func (u *Upstream) String() string {
 	return fmt.Sprintf("introduced %v fixed %v (%s)", u.Introduced, u.Fixed, u.From)
 }

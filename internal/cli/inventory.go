@@ -65,7 +65,7 @@ func printInventory(out io.Writer, inv *inventory.Inventory) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	name := inv.OS.PrettyName
 	if name == "" {
-		name = inv.OS.ID + " " + inv.OS.VersionID
+		name = strings.TrimSpace(inv.OS.ID + " " + inv.OS.VersionID + " " + inv.OS.Codename)
 	}
 	k := inv.Kernel
 	fmt.Fprintf(w, "Host:\t%s\n", inv.Hostname)

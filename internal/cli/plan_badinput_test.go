@@ -88,7 +88,14 @@ func badInputs(t *testing.T) []badInput {
 		{"unknown family", inv("fam2.json", `"family": "deb"`, `"family": "apk"`), []string{changelog}, `os.family: want deb or rpm, got "apk"`},
 		// A known distribution that no feed speaks for: unknown, never clean.
 		{"debian release without a feed", inv("d13.json", `"version_id": "12"`, `"version_id": "13"`, `"codename": "bookworm"`, `"codename": "trixie"`, `"upstream": "6.1.190",`, ``), []string{changelog}, ""},
-		{"debian without version_id", inv("dnv.json", `"version_id": "12",`, ``), []string{changelog}, ""},
+		// Without VERSION_ID and a codename, nothing tells the release (a
+		// codename alone does: see TestPlanDebianCodenames).
+		{"debian without version_id or codename", inv("dnv.json", `"version_id": "12",`, ``, `"codename": "bookworm",`, ``), []string{changelog}, ""},
+		{"debian release without a changelog, with the CNA data", inv("d13c.json", `"version_id": "12"`, `"version_id": "13"`, `"codename": "bookworm"`, `"codename": "trixie"`), []string{changelog, cna}, ""},
+		{"debian testing/sid without a changelog, with the CNA data", inv("dsid.json", `"version_id": "12",`, ``, `"codename": "bookworm"`, `"codename": "trixie"`, `"Debian GNU/Linux 12 (bookworm)"`, `"Debian GNU/Linux trixie/sid"`), []string{changelog, cna}, ""},
+		{"fedora without its advisories", inv("fed2.json", `"id": "debian"`, `"id": "fedora"`, `"version_id": "12"`, `"version_id": "41"`, `"family": "deb"`, `"family": "rpm"`,
+			`"release": "6.1.0-54-amd64"`, `"release": "6.1.190-100.fc41.x86_64"`, `"package_version": "6.1.190-1"`, `"package_version": "6.1.190-100.fc41"`, `"upstream": "6.1.190",`, ``,
+			`"newest_kernel": "6.1.0-54-amd64"`, `"newest_kernel": ""`), []string{changelog, cna}, ""},
 		{"rhel without its advisories", inv("rhel.json", `"id": "debian"`, `"id": "rhel"`, `"version_id": "12"`, `"version_id": "9.4"`, `"family": "deb"`, `"family": "rpm"`,
 			`"release": "6.1.0-54-amd64"`, `"release": "5.14.0-427.13.1.el9_4.x86_64"`, `"package_version": "6.1.190-1"`, `"package_version": "5.14.0-427.13.1.el9_4"`, `"upstream": "6.1.190",`, ``,
 			`"newest_kernel": "6.1.0-54-amd64"`, `"newest_kernel": ""`), []string{changelog, cna}, ""},
@@ -151,6 +158,13 @@ func TestBadInputNeverCompliant(t *testing.T) {
 			h := fp.Hosts[0]
 			if h.Counts[vuln.Unknown] == 0 {
 				t.Errorf("plan counts %v, want CVEs in state unknown", h.Counts)
+			}
+			// "No released package fixes it" needs a feed that lists the
+			// host's packages; a fix upstream alone is no such word.
+			for _, f := range h.Exposure {
+				if f.State == vuln.NoFix && (strings.Contains(f.Evidence, "no feed maps") || strings.Contains(f.Evidence, "add the") || strings.Contains(f.Evidence, "add an")) {
+					t.Errorf("plan: %s is no-fix on %q", f.CVE, f.Evidence)
+				}
 			}
 			for _, rr := range h.Compliance {
 				if rr.Status == policy.Compliant {

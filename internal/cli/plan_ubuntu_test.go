@@ -15,7 +15,9 @@ import (
 // Ubuntu /proc/version, linux-image-6.8.0-45-generic in dpkg) planned
 // against Debian's changelog and the kernel CNA sample: the changelog does
 // not speak for Ubuntu, the CNA ranges do for the upstream version in
-// /proc/version_signature, and every other CVE is unknown. Without the
+// /proc/version_signature (fixed in it, or not affected), and every other
+// CVE is unknown, including those the CNA says are fixed in a later
+// upstream release: no feed maps that fix to an Ubuntu package. Without the
 // signature no upstream version is known and every CVE is unknown. Never
 // "not affected" or "compliant" by default.
 func TestPlanUbuntuHost(t *testing.T) {
@@ -70,13 +72,36 @@ func TestPlanUbuntuHost(t *testing.T) {
 	}
 
 	h := plan(withSig)
-	judged := h.Counts[vuln.NotAffected] + h.Counts[vuln.FixedRunning] + h.Counts[vuln.NoFix]
+	judged := h.Counts[vuln.NotAffected] + h.Counts[vuln.FixedRunning]
 	if judged == 0 || judged > 300 || h.Counts[vuln.Unknown] == 0 {
 		t.Errorf("with a signature: counts %v; want the 300 CNA records judged, the rest unknown", h.Counts)
 	}
+	// The CNA says 6.8.12 is affected and later branches are fixed (6.8
+	// reached its end of life upstream); Ubuntu maintains 6.8 itself, and
+	// no feed here says which Ubuntu package carries those fixes. That is
+	// unknown, to be closed by adding Ubuntu's OSV data, not "no fix
+	// released" with a mitigate action.
+	if n := h.Counts[vuln.NoFix]; n != 0 {
+		t.Errorf("with a signature: %d CVEs no-fix, though no feed speaks for Ubuntu packages", n)
+	}
+	fixedUpstream := 0
 	for _, f := range h.Exposure {
 		if f.State != vuln.Unknown && !strings.HasPrefix(f.Evidence, "kernel CNA") {
 			t.Errorf("with a signature: %s is %s on evidence %q; only the CNA data speaks for Ubuntu here", f.CVE, f.State, f.Evidence)
+		}
+		if strings.Contains(f.Evidence, "fixed upstream in") {
+			fixedUpstream++
+			if f.State != vuln.Unknown || f.UpstreamFix == "" || !strings.Contains(f.Evidence, "no feed maps Ubuntu 24.04 packages to fixes: add an OSV feed for Ubuntu") {
+				t.Errorf("with a signature: %s is %s (upstream fix %q) on %q; want unknown, naming the upstream fix and the missing feed", f.CVE, f.State, f.UpstreamFix, f.Evidence)
+			}
+		}
+	}
+	if fixedUpstream < 100 {
+		t.Errorf("with a signature: %d CVEs fixed upstream after 6.8.12, want the sample's 168", fixedUpstream)
+	}
+	for _, a := range h.Actions {
+		if a.Kind == policy.ActMitigate {
+			t.Errorf("with a signature: action %s for %d CVEs; nothing says no fix is released for Ubuntu", a.Kind, len(a.CVEs))
 		}
 	}
 
