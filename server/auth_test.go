@@ -355,8 +355,8 @@ func TestLongPollEndsWithAgent(t *testing.T) {
 		}
 		return -1
 	}
-	e.waitFor(5*time.Second, "the long-poll to be held", func() bool { return polls() == 1 })
+	e.waitFor(30*time.Second, "the long-poll to be held", func() bool { return polls() == 1 })
 	cancel()
 	host.HTTP.CloseIdleConnections()
-	e.waitFor(5*time.Second, "the server to drop the abandoned long-poll", func() bool { return polls() == 0 })
+	e.waitFor(30*time.Second, "the server to drop the abandoned long-poll", func() bool { return polls() == 0 })
 }

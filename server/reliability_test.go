@@ -64,7 +64,7 @@ func startProc(t *testing.T, bin, logPath string, args []string) *proc {
 
 func waitPort(t *testing.T, addr string) {
 	t.Helper()
-	for i := 0; i < 200; i++ {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
 			return
@@ -124,7 +124,7 @@ func TestServerKilledMidRollout(t *testing.T) {
 			b := e.publish("lp_crash", 1, true, 8192)
 			var r api.Rollout
 			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 3, Waves: []int{20, 60, 100}}, &r)
-			e.waitFor(30*time.Second, "wave 2 under way", func() bool {
+			e.waitFor(90*time.Second, "wave 2 under way", func() bool {
 				r = e.rollout(r.ID)
 				return r.Wave >= 2 && r.Counts.Applied > 12
 			})
@@ -136,7 +136,7 @@ func TestServerKilledMidRollout(t *testing.T) {
 			time.Sleep(time.Second)
 			startProc(t, bin, logPath, args)
 			waitPort(t, addr)
-			r = e.waitState(r.ID, api.RolloutCompleted, 60*time.Second)
+			r = e.waitState(r.ID, api.RolloutCompleted, 2*time.Minute)
 			if r.Counts.Target != n || r.Counts.Healthy != n {
 				t.Errorf("after restart: counts %+v, want all %d hosts healthy", r.Counts, n)
 			}
@@ -164,11 +164,16 @@ func TestAgentResumesDownload(t *testing.T) {
 	e.waitHosts(1)
 	h := f.Hosts[0]
 	b := e.publish("lp_big", 1, true, size)
+	// The server stalls a connection half way through the bundle: however
+	// long the machine takes to get from seeing the partial file to
+	// stopping the agent, the first download cannot finish.
+	e.holdAfter.Store(size / 2)
+	defer e.holdAfter.Store(0)
 	var r api.Rollout
 	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 1}, &r)
 	part := filepath.Join(f.Config().Dir, h.Name, "downloads", b.SHA256+".stb.part")
 	var got int64
-	e.waitFor(20*time.Second, "a partial download", func() bool {
+	e.waitFor(60*time.Second, "a partial download", func() bool {
 		st, err := os.Stat(part)
 		if err == nil {
 			got = st.Size()
@@ -181,8 +186,9 @@ func TestAgentResumesDownload(t *testing.T) {
 		t.Fatalf("after stopping the agent: partial file %v, %v; want part of %d bytes", st, err, b.Size)
 	}
 	kept := st.Size()
+	e.holdAfter.Store(0)
 	f.StartHost(context.Background(), h)
-	e.waitState(r.ID, api.RolloutCompleted, 30*time.Second)
+	e.waitState(r.ID, api.RolloutCompleted, 90*time.Second)
 	if n := h.Runtime.Applies("lp_big"); n != 1 {
 		t.Errorf("applies = %d, want 1", n)
 	}
@@ -254,7 +260,7 @@ func TestTamperedBundleRefused(t *testing.T) {
 			info := tt.tamper(t, e)
 			var r api.Rollout
 			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: info.SHA256, Canary: n, MaxFailurePct: ptr(50.0)}, &r)
-			r = e.waitState(r.ID, api.RolloutHalted, 20*time.Second)
+			r = e.waitState(r.ID, api.RolloutHalted, 90*time.Second)
 			// The halt withdraws the bundle from hosts that have not
 			// reported yet, so how many refuse before it lands is a race:
 			// more than the allowed 2 of 5 always, all 5 often. Wait for
@@ -262,7 +268,7 @@ func TestTamperedBundleRefused(t *testing.T) {
 			const allowed = 2 // 50% of 5, rounded down
 			var full api.Rollout
 			refusedHosts, refusedAudit := -1, -2
-			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 				full = e.rollout(r.ID)
 				refusedHosts = 0
 				for _, rh := range full.Hosts {
@@ -318,7 +324,7 @@ func TestServerDownAgentsRecover(t *testing.T) {
 	b := e.publish("lp_keep", 1, true, 1024)
 	var r api.Rollout
 	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 2}, &r)
-	e.waitState(r.ID, api.RolloutCompleted, 20*time.Second)
+	e.waitState(r.ID, api.RolloutCompleted, 90*time.Second)
 
 	addr := strings.TrimPrefix(e.url, "https://")
 	e.stop()
@@ -336,7 +342,11 @@ func TestServerDownAgentsRecover(t *testing.T) {
 		}
 	}
 	e.start(addr)
-	e.waitFor(20*time.Second, "every host back", func() bool {
+	// The reboot report is not part of the check-in: an agent whose report
+	// hit the server before it listened and whose check-in did not sends
+	// the report on its next round, so wait for both.
+	var audit []api.AuditEntry
+	e.waitFor(60*time.Second, "every host back and the reboot reported", func() bool {
 		var hs []api.Host
 		e.do(http.MethodGet, api.PathHosts, nil, &hs)
 		back := 0
@@ -345,10 +355,9 @@ func TestServerDownAgentsRecover(t *testing.T) {
 				back++
 			}
 		}
-		return back == n
+		e.do(http.MethodGet, api.PathAudit+"?action=host.reboot", nil, &audit)
+		return back == n && len(audit) > 0
 	})
-	var audit []api.AuditEntry
-	e.do(http.MethodGet, api.PathAudit+"?action=host.reboot", nil, &audit)
 	if len(audit) != 1 {
 		t.Errorf("audit has %d host.reboot entries, want 1", len(audit))
 	}
@@ -368,24 +377,33 @@ func TestAgentKilledAfterApply(t *testing.T) {
 	const n = 4
 	f := e.fleet(n, "stable", nil)
 	e.waitHosts(n)
+	// Each agent is stopped from its own apply. The test waits for those
+	// stops to finish, not for the patch to show as loaded: a stop still
+	// under way when the test restarts the agent would stop the new one,
+	// and the old one could still be running next to it.
+	stopped := make(chan string, n)
 	for _, h := range f.Hosts {
 		h.Runtime.AfterApply = func(ctx context.Context, name string) {
-			go f.StopHost(h)
+			go func() { f.StopHost(h); stopped <- h.Name }()
 			<-ctx.Done() // the agent is being killed: its report is not sent
 		}
 	}
 	b := e.publish("lp_kill", 1, true, 1024)
 	var r api.Rollout
 	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: n}, &r)
-	e.waitFor(10*time.Second, "every host applied and stopped", func() bool {
-		for _, h := range f.Hosts {
-			if !h.Runtime.Loaded("lp_kill") {
-				return false
-			}
+	timeout := time.After(90 * time.Second)
+	for i := 0; i < n; i++ {
+		select {
+		case <-stopped:
+		case <-timeout:
+			t.Fatalf("%d of %d agents applied lp_kill and stopped", i, n)
 		}
-		return true
-	})
-	time.Sleep(200 * time.Millisecond)
+	}
+	for _, h := range f.Hosts {
+		if !h.Runtime.Loaded("lp_kill") {
+			t.Fatalf("%s stopped without lp_kill loaded", h.Name)
+		}
+	}
 	if r = e.rollout(r.ID); r.Counts.Applied != 0 {
 		t.Fatalf("the server heard of %d applies before the agents restarted", r.Counts.Applied)
 	}
@@ -394,7 +412,7 @@ func TestAgentKilledAfterApply(t *testing.T) {
 		h.Runtime.AfterApply = nil
 		f.StartHost(context.Background(), h)
 	}
-	r = e.waitState(r.ID, api.RolloutCompleted, 20*time.Second)
+	r = e.waitState(r.ID, api.RolloutCompleted, 90*time.Second)
 	for _, h := range f.Hosts {
 		if got := h.Runtime.Applies("lp_kill"); got != 1 {
 			t.Errorf("%s applied %d times, want 1", h.Name, got)

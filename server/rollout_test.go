@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -34,7 +35,7 @@ func TestRolloutCompletes(t *testing.T) {
 			if r.Counts.Target != 40 || r.State != api.RolloutRunning {
 				t.Fatalf("new rollout = %+v, want 40 hosts running", r)
 			}
-			r = e.waitState(r.ID, api.RolloutCompleted, 30*time.Second)
+			r = e.waitState(r.ID, api.RolloutCompleted, 90*time.Second)
 			if r.Counts.Healthy != 40 || r.Counts.Failed != 0 {
 				t.Errorf("completed rollout counts = %+v, want 40 healthy", r.Counts)
 			}
@@ -74,7 +75,7 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 	b := e.publish("lp_bad", 1, true, 1024)
 	var r api.Rollout
 	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 1}, &r)
-	r = e.waitState(r.ID, api.RolloutHalted, 20*time.Second)
+	r = e.waitState(r.ID, api.RolloutHalted, 90*time.Second)
 	if r.Wave != 0 || r.Counts.Failed != 1 {
 		t.Errorf("halted rollout = wave %d counts %+v; want halted in the canary wave with 1 failure", r.Wave, r.Counts)
 	}
@@ -85,22 +86,48 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 		}
 	}
 
-	// A good patch, paused after the canary, resumed, then reverted.
+	// A good patch, paused after the canary, resumed, then reverted. The
+	// canaries load the patch and hold their reports until the pause is
+	// in: however slow the machine, the pause lands after they applied
+	// (a pause withdraws the patch from hosts that have not) and before
+	// the canary wave is done.
+	applying, paused := make(chan string, len(f.Hosts)), make(chan struct{})
 	for _, h := range f.Hosts {
 		h.Runtime.Fail = nil
+		h.Runtime.AfterApply = func(ctx context.Context, name string) {
+			applying <- name
+			select {
+			case <-paused:
+			case <-ctx.Done():
+			}
+		}
 	}
 	good := e.publish("lp_good", 2, true, 1024)
 	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: good.SHA256, Canary: 2, Waves: []int{50, 100}}, &r)
+	timeout := time.After(90 * time.Second)
+	for i := 0; i < 2; i++ {
+		select {
+		case <-applying:
+		case <-timeout:
+			t.Fatalf("%d of 2 canaries applied lp_good", i)
+		}
+	}
 	e.do(http.MethodPost, api.PathRollouts+"/"+r.ID+"/pause", api.RolloutActionRequest{Reason: "look first"}, &r)
+	close(paused)
 	if r.State != api.RolloutPaused {
 		t.Fatalf("after pause: state %s", r.State)
 	}
+	// The canaries finish while paused; the next wave must not start.
+	e.waitFor(90*time.Second, "the paused rollout's canaries healthy", func() bool {
+		r = e.rollout(r.ID)
+		return r.Counts.Healthy == 2
+	})
 	time.Sleep(500 * time.Millisecond)
-	if r = e.rollout(r.ID); r.Wave != 0 || r.Counts.Applied > 2 {
-		t.Errorf("paused rollout moved on: wave %d, counts %+v", r.Wave, r.Counts)
+	if r = e.rollout(r.ID); r.State != api.RolloutPaused || r.Wave != 0 || r.Counts.Applied != 2 {
+		t.Errorf("paused rollout moved on: state %s wave %d, counts %+v", r.State, r.Wave, r.Counts)
 	}
 	e.do(http.MethodPost, api.PathRollouts+"/"+r.ID+"/resume", nil, &r)
-	r = e.waitState(r.ID, api.RolloutCompleted, 20*time.Second)
+	r = e.waitState(r.ID, api.RolloutCompleted, 90*time.Second)
 	if r.Counts.Healthy != 20 {
 		t.Errorf("completed counts %+v, want 20 healthy", r.Counts)
 	}
@@ -109,7 +136,7 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 	if len(rs) != 1 {
 		t.Fatalf("fleet revert touched %d rollouts, want 1", len(rs))
 	}
-	r = e.waitState(r.ID, api.RolloutReverted, 20*time.Second)
+	r = e.waitState(r.ID, api.RolloutReverted, 90*time.Second)
 	for _, h := range f.Hosts {
 		if h.Runtime.Loaded("lp_good") || h.Runtime.Reverts("lp_good") != 1 {
 			t.Errorf("%s: lp_good loaded=%v reverts=%d, want unloaded once", h.Name, h.Runtime.Loaded("lp_good"), h.Runtime.Reverts("lp_good"))
@@ -157,13 +184,13 @@ func TestAgentRuntimeRefusals(t *testing.T) {
 	}
 	busy.Fail = nil
 	busy.SetPatch(api.PatchState{Name: "lp_other", Level: 1, Enabled: true})
-	r = e.waitState(r.ID, api.RolloutCompleted, 20*time.Second)
+	r = e.waitState(r.ID, api.RolloutCompleted, 90*time.Second)
 	if n := busy.Applies("lp_wait"); n != 1 {
 		t.Errorf("lp_wait applied %d times after the transition ended, want 1", n)
 	}
 
 	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Selector: map[string]string{"n": "1"}, Canary: 1}, &r)
-	r = e.waitState(r.ID, api.RolloutHalted, 20*time.Second)
+	r = e.waitState(r.ID, api.RolloutHalted, 90*time.Second)
 	full := e.rollout(r.ID)
 	if len(full.Hosts) != 1 || full.Hosts[0].State != api.HostRefused {
 		t.Errorf("rollout hosts = %+v, want the one host refused", full.Hosts)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,9 @@ type env struct {
 	done   chan error
 	dir    string
 	o      envOpt
+	// holdAfter, when above 0, stalls a throttled connection's writes once
+	// it has sent that many bytes, until it is set back to 0.
+	holdAfter atomic.Int64
 }
 
 type envOpt struct {
@@ -110,7 +114,7 @@ func (e *env) start(addr string) {
 		e.t.Fatal(err)
 	}
 	if e.o.throttle > 0 {
-		ln = &throttledListener{Listener: ln, rate: e.o.throttle}
+		ln = &throttledListener{Listener: ln, rate: e.o.throttle, holdAfter: &e.holdAfter}
 	}
 	e.srv, e.cancel, e.done = srv, cancel, make(chan error, 1)
 	e.url, e.fp = "https://"+ln.Addr().String(), srv.Fingerprint()
@@ -136,10 +140,13 @@ func (e *env) stop() {
 }
 
 // throttledListener slows every connection's writes to rate bytes/s, so a
-// download takes long enough to be interrupted.
+// download takes long enough to be interrupted, and stalls them past
+// *holdAfter bytes, so a test can interrupt it before it ends however slow
+// the machine.
 type throttledListener struct {
 	net.Listener
-	rate int
+	rate      int
+	holdAfter *atomic.Int64
 }
 
 func (l *throttledListener) Accept() (net.Conn, error) {
@@ -147,20 +154,26 @@ func (l *throttledListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &throttledConn{Conn: c, rate: l.rate}, nil
+	return &throttledConn{Conn: c, rate: l.rate, holdAfter: l.holdAfter}, nil
 }
 
 type throttledConn struct {
 	net.Conn
-	rate int
+	rate      int
+	holdAfter *atomic.Int64
+	sent      atomic.Int64
 }
 
 func (c *throttledConn) Write(b []byte) (int, error) {
 	written := 0
 	for len(b) > 0 {
+		for h := c.holdAfter.Load(); h > 0 && c.sent.Load() >= h; h = c.holdAfter.Load() {
+			time.Sleep(10 * time.Millisecond)
+		}
 		n := min(len(b), 4096)
 		m, err := c.Conn.Write(b[:n])
 		written += m
+		c.sent.Add(int64(m))
 		if err != nil {
 			return written, err
 		}
@@ -215,7 +228,7 @@ func (e *env) fleet(n int, channel string, mod func(*fleetsim.Config)) *fleetsim
 // waitHosts waits until n hosts reported a kernel (checked in once).
 func (e *env) waitHosts(n int) {
 	e.t.Helper()
-	e.waitFor(10*time.Second, fmt.Sprintf("%d hosts checked in", n), func() bool {
+	e.waitFor(60*time.Second, fmt.Sprintf("%d hosts checked in", n), func() bool {
 		var st api.FleetStatus
 		e.do(http.MethodGet, api.PathFleet, nil, &st)
 		return st.ByKernel[kernel] >= n
