@@ -40,7 +40,8 @@ func TestDownloadBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := api.DesiredPatch{Bundle: strings.Repeat("ab", 32), Size: size, Name: "lp_x", Action: api.ActionApply}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// A bound that only a hang reaches: the refusal comes after 64 KiB.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		_, err = a.download(ctx, p)
 		cancel()
 		var rf *refusal
