@@ -14,8 +14,11 @@ all: build
 deps:
 	@scripts/setup-deps.sh
 
+# bin/stent, bin/stent-tools (install it beside stent or in /usr/lib/stent)
+# and bin/stent-server, stamped with `git describe` for --version.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags "-X github.com/stent-dev/stent/internal/version.stamped=$(VERSION)" -o bin/ ./cmd/...
 
 # The whole suite, QEMU tests included (they download Debian kernels into
 # $(CACHE) on first use).

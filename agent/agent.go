@@ -27,10 +27,11 @@ import (
 	"time"
 
 	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/internal/version"
 )
 
-// Version is reported to the server.
-var Version = "dev"
+// Version is reported to the server: the build's version (stent --version).
+var Version = version.String()
 
 // Runtime is what the agent needs from the host's live patch runtime.
 type Runtime interface {

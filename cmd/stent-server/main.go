@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/internal/version"
 	"github.com/stent-dev/stent/server"
 	"github.com/stent-dev/stent/store"
 )
@@ -36,8 +37,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := server.DefaultConfig()
 	var configFile string
 	root := &cobra.Command{
-		Use:   "stent-server",
-		Short: "Stent's control server: enrollment, publishing and staged rollouts for a fleet",
+		Use:     "stent-server",
+		Version: version.String(),
+		Short:   "Stent's control server: enrollment, publishing and staged rollouts for a fleet",
 		Long: `stent-server serves the Stent fleet API over HTTPS. State lives in SQLite in
 --data-dir unless --db names a PostgreSQL database. On first start it creates a
 self-signed certificate (agents pin its fingerprint) and an admin token in

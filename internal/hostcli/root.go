@@ -19,6 +19,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/stent-dev/stent/internal/version"
 )
 
 // Env carries what every subcommand needs: where the host's files live (so
@@ -60,6 +62,7 @@ func newRoot(env *Env, args []string) *cobra.Command {
 		Long: `stent applies signed live patches to the running Linux kernel, reverts them,
 reports what the kernel runs, keeps patches across reboots, builds live patches
 from source fixes and plans a fleet's patching.`,
+		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
