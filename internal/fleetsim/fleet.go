@@ -142,6 +142,9 @@ func (f *Fleet) StartHost(ctx context.Context, h *Host) {
 	if h.cancel != nil {
 		return
 	}
+	if h.done != nil {
+		<-h.done // a stop another caller began: never two agents on one host
+	}
 	actx, cancel := context.WithCancel(ctx)
 	h.cancel, h.done = cancel, make(chan struct{})
 	a, err := agent.New(agent.Config{
@@ -167,7 +170,8 @@ func (f *Fleet) StartHost(ctx context.Context, h *Host) {
 }
 
 // StopHost stops one host's agent, as if it were killed: state kept in
-// memory is what a killed agent would have left on disk.
+// memory is what a killed agent would have left on disk. It returns once
+// the agent has stopped, also when another StopHost began the stop.
 func (f *Fleet) StopHost(h *Host) {
 	h.mu.Lock()
 	cancel, done := h.cancel, h.done
@@ -175,6 +179,8 @@ func (f *Fleet) StopHost(h *Host) {
 	h.mu.Unlock()
 	if cancel != nil {
 		cancel()
+	}
+	if done != nil {
 		<-done
 	}
 }
