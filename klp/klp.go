@@ -11,6 +11,7 @@ package klp
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -225,11 +226,19 @@ func readInt(path string) (int, error) {
 	return v, nil
 }
 
+// openControl opens a control file for writing; tests replace it to see
+// what the kernel does when a patch's folder goes away.
+var openControl = func(path string) (io.WriteCloser, error) { return os.OpenFile(path, os.O_WRONLY, 0) }
+
 // write writes a control value to a patch's sysfs file.
 func write(root, name, file, value string) error {
 	path := filepath.Join(root, sysDir, name, file)
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	f, err := openControl(path)
 	if err != nil {
+		if errors.Is(err, syscall.ENODEV) {
+			// kernfs refuses to open a node removed after the lookup.
+			return fmt.Errorf("%s: %w", name, ErrNoPatch)
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			if _, serr := os.Stat(filepath.Join(root, sysDir, name)); serr != nil {
 				return fmt.Errorf("%s: %w", name, ErrNoPatch)
@@ -238,7 +247,7 @@ func write(root, name, file, value string) error {
 		}
 		return err
 	}
-	_, err = f.WriteString(value)
+	_, err = io.WriteString(f, value)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
