@@ -185,7 +185,7 @@ func TestHostIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range f.Hosts {
-		h.Runtime.ApplyDelay = time.Hour // stay "released" so a forged report would show
+		h.Runtime.SetApplyDelay(time.Hour) // stay "released" so a forged report would show
 	}
 	b := e.publish("lp_iso", 1, true, 512)
 	var r api.Rollout

@@ -383,10 +383,10 @@ func TestAgentKilledAfterApply(t *testing.T) {
 	// and the old one could still be running next to it.
 	stopped := make(chan string, n)
 	for _, h := range f.Hosts {
-		h.Runtime.AfterApply = func(ctx context.Context, name string) {
+		h.Runtime.SetAfterApply(func(ctx context.Context, name string) {
 			go func() { f.StopHost(h); stopped <- h.Name }()
 			<-ctx.Done() // the agent is being killed: its report is not sent
-		}
+		})
 	}
 	b := e.publish("lp_kill", 1, true, 1024)
 	var r api.Rollout
@@ -409,7 +409,7 @@ func TestAgentKilledAfterApply(t *testing.T) {
 	}
 	for _, h := range f.Hosts {
 		f.StopHost(h)
-		h.Runtime.AfterApply = nil
+		h.Runtime.SetAfterApply(nil)
 		f.StartHost(context.Background(), h)
 	}
 	r = e.waitState(r.ID, api.RolloutCompleted, 90*time.Second)

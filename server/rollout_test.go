@@ -69,7 +69,7 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	f := e.fleet(20, "stable", nil)
 	for _, h := range f.Hosts[:] {
-		h.Runtime.Fail = func(string) error { return errors.New("simulated transition stall") }
+		h.Runtime.SetFail(func(string) error { return errors.New("simulated transition stall") })
 	}
 	e.waitHosts(20)
 	b := e.publish("lp_bad", 1, true, 1024)
@@ -93,14 +93,14 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 	// the canary wave is done.
 	applying, paused := make(chan string, len(f.Hosts)), make(chan struct{})
 	for _, h := range f.Hosts {
-		h.Runtime.Fail = nil
-		h.Runtime.AfterApply = func(ctx context.Context, name string) {
+		h.Runtime.SetFail(nil)
+		h.Runtime.SetAfterApply(func(ctx context.Context, name string) {
 			applying <- name
 			select {
 			case <-paused:
 			case <-ctx.Done():
 			}
-		}
+		})
 	}
 	good := e.publish("lp_good", 2, true, 1024)
 	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: good.SHA256, Canary: 2, Waves: []int{50, 100}}, &r)
@@ -167,12 +167,12 @@ func TestAgentRuntimeRefusals(t *testing.T) {
 	})
 	busy, bad := f.Hosts[0].Runtime, f.Hosts[1].Runtime
 	busy.SetPatch(api.PatchState{Name: "lp_other", Level: 1, Enabled: true, Transition: true})
-	busy.Fail = func(string) error {
+	busy.SetFail(func(string) error {
 		return fmt.Errorf("%w: live patch lp_other is still in transition", patcher.ErrRefused)
-	}
-	bad.Fail = func(string) error {
+	})
+	bad.SetFail(func(string) error {
 		return fmt.Errorf("%w: bundle signed by an unknown key", patcher.ErrRefused)
-	}
+	})
 	e.waitHosts(2)
 	b := e.publish("lp_wait", 1, false, 1024)
 
@@ -182,7 +182,7 @@ func TestAgentRuntimeRefusals(t *testing.T) {
 	if r = e.rollout(r.ID); r.State != api.RolloutRunning || r.Counts.Failed != 0 {
 		t.Fatalf("rollout while another patch is in transition = %s, counts %+v; want running, nothing failed", r.State, r.Counts)
 	}
-	busy.Fail = nil
+	busy.SetFail(nil)
 	busy.SetPatch(api.PatchState{Name: "lp_other", Level: 1, Enabled: true})
 	r = e.waitState(r.ID, api.RolloutCompleted, 90*time.Second)
 	if n := busy.Applies("lp_wait"); n != 1 {

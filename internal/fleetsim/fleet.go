@@ -77,7 +77,7 @@ func Enroll(ctx context.Context, cfg Config) (*Fleet, error) {
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.N; i++ {
 		h := &Host{Index: i, Name: fmt.Sprintf("sim-%05d", i), Runtime: NewRuntime(cfg.Kernel), State: &agent.MemState{}}
-		h.Runtime.ApplyDelay = cfg.ApplyDelay
+		h.Runtime.SetApplyDelay(cfg.ApplyDelay)
 		hc, err := api.NewHTTPClientFrom(api.TLSOptions{Fingerprint: cfg.Fingerprint}, f.dialer(i))
 		if err != nil {
 			return nil, err

@@ -23,7 +23,9 @@ import (
 )
 
 // Runtime is a simulated live patch runtime: a kernel release and a list of
-// loaded patches, with the delays and failures a test asks for.
+// loaded patches, with the delays and failures a test asks for. Tests change
+// those settings while agents run, so they are set through methods that
+// take the lock.
 type Runtime struct {
 	mu      sync.Mutex
 	kernel  string
@@ -32,13 +34,13 @@ type Runtime struct {
 	patches []api.PatchState
 	applies map[string]int
 	reverts map[string]int
-	// ApplyDelay is how long an apply takes (the transition).
-	ApplyDelay time.Duration
-	// Fail, when set, decides whether an apply of the named patch fails.
-	Fail func(name string) error
-	// AfterApply, when set, runs once a patch is loaded, before Apply
+	// applyDelay is how long an apply takes (the transition).
+	applyDelay time.Duration
+	// fail, when set, decides whether an apply of the named patch fails.
+	fail func(name string) error
+	// afterApply, when set, runs once a patch is loaded, before Apply
 	// returns (tests stop the agent there).
-	AfterApply func(ctx context.Context, name string)
+	afterApply func(ctx context.Context, name string)
 }
 
 // NewRuntime returns a runtime running kernel with no patches.
@@ -48,6 +50,29 @@ func NewRuntime(kernel string) *Runtime {
 
 var _ agent.Runtime = (*Runtime)(nil)
 
+// SetApplyDelay sets how long an apply takes (the transition).
+func (r *Runtime) SetApplyDelay(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applyDelay = d
+}
+
+// SetFail sets what decides whether an apply of the named patch fails, after
+// the apply delay; nil: applies succeed.
+func (r *Runtime) SetFail(fail func(name string) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fail = fail
+}
+
+// SetAfterApply sets a function run once a patch is loaded, before Apply
+// returns, without the runtime's lock held; nil: none.
+func (r *Runtime) SetAfterApply(f func(ctx context.Context, name string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.afterApply = f
+}
+
 func (r *Runtime) Status(ctx context.Context) (*agent.RuntimeStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -55,7 +80,7 @@ func (r *Runtime) Status(ctx context.Context) (*agent.RuntimeStatus, error) {
 }
 
 // Apply loads the bundle at path: parsed for its manifest (the agent
-// verified it already), then "transitioned" for ApplyDelay. A cumulative
+// verified it already), then "transitioned" for the apply delay. A cumulative
 // patch replaces every other one.
 func (r *Runtime) Apply(ctx context.Context, path string) (string, error) {
 	data, err := os.ReadFile(path)
@@ -67,11 +92,14 @@ func (r *Runtime) Apply(ctx context.Context, path string) (string, error) {
 		return "", err
 	}
 	m := b.Manifest()
-	if m.Kernel.Release != r.kernel {
-		return "", fmt.Errorf("bundle %s targets kernel %s but this kernel is %s", m.Name, m.Kernel.Release, r.kernel)
+	r.mu.Lock()
+	kernel, delay := r.kernel, r.applyDelay
+	r.mu.Unlock()
+	if m.Kernel.Release != kernel {
+		return "", fmt.Errorf("bundle %s targets kernel %s but this kernel is %s", m.Name, m.Kernel.Release, kernel)
 	}
-	if r.ApplyDelay > 0 {
-		t := time.NewTimer(r.ApplyDelay)
+	if delay > 0 {
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -79,8 +107,11 @@ func (r *Runtime) Apply(ctx context.Context, path string) (string, error) {
 		case <-t.C:
 		}
 	}
-	if r.Fail != nil {
-		if err := r.Fail(m.Name); err != nil {
+	r.mu.Lock()
+	fail := r.fail // read after the delay: a test may change it meanwhile
+	r.mu.Unlock()
+	if fail != nil {
+		if err := fail(m.Name); err != nil {
 			return "", err
 		}
 	}
@@ -97,7 +128,7 @@ func (r *Runtime) Apply(ctx context.Context, path string) (string, error) {
 	sha := strings.TrimSuffix(filepath.Base(path), ".stb")
 	r.patches = append(kept, api.PatchState{Name: m.Name, Level: m.Level, Bundle: sha, Enabled: true})
 	sort.Slice(r.patches, func(i, j int) bool { return r.patches[i].Name < r.patches[j].Name })
-	after := r.AfterApply
+	after := r.afterApply
 	r.mu.Unlock()
 	if after != nil {
 		after(ctx, m.Name)

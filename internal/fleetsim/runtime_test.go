@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestRuntimeReplaceAndRevert(t *testing.T) {
@@ -46,5 +49,43 @@ func TestRuntimeReplaceAndRevert(t *testing.T) {
 	other := NewRuntime("6.1.0-55-amd64")
 	if _, err := other.Apply(ctx, write("lp_d", 1, true)); err == nil {
 		t.Errorf("applying a bundle for another kernel succeeded")
+	}
+}
+
+// TestRuntimeSettersRace: tests change a runtime's settings while agents
+// apply through it; under -race this fails if a setting is read or written
+// without the runtime's lock.
+func TestRuntimeSettersRace(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	data, err := MakeBundle(key, "lp_race", "6.1.0-56-amd64", 1, true, 128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "lp_race.stb")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rt := NewRuntime("6.1.0-56-amd64")
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 50; j++ {
+				rt.Apply(ctx, p)
+			}
+		}()
+	}
+	for j := 0; j < 50; j++ {
+		rt.SetApplyDelay(time.Duration(j%2) * time.Microsecond)
+		rt.SetFail(func(string) error { return errors.New("simulated failure") })
+		rt.SetAfterApply(func(context.Context, string) {})
+		rt.SetFail(nil)
+		rt.SetAfterApply(nil)
+	}
+	wg.Wait()
+	if rt.Applies("lp_race") == 0 {
+		t.Errorf("no apply succeeded")
 	}
 }
