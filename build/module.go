@@ -147,6 +147,18 @@ func LinkModule(ctx context.Context, dir, headers, cc, name, description string,
 	if len(undefined) > 0 {
 		return nil, nil, fmt.Errorf("the livepatch module would not load: %s", strings.Join(undefined, "; "))
 	}
+	// Without debug information, as distributions ship modules: the
+	// bundle every host downloads is 20-30 times smaller for it (the
+	// kernel never loads those sections). Before the livepatch conversion,
+	// so strip sees an ordinary module.
+	strip := groupCommand(ctx, "strip", "--strip-debug", filepath.Join(dir, name+".ko"))
+	strip.Env = append(os.Environ(), "LC_ALL=C")
+	if out, err := strip.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("strip the debug information from %s.ko: %w\n%s", name, err, bytes.TrimSpace(out))
+	}
 	ko, err := os.ReadFile(filepath.Join(dir, name+".ko"))
 	if err != nil {
 		return nil, nil, err
