@@ -65,6 +65,10 @@ type Error struct {
 	Code  string `json:"code,omitempty"` // machine-readable: "unauthorized", "not_found", ...
 }
 
+// CodeStandby is the Error.Code of the 503 a standby stent-server answers
+// on every API path: another instance is active on the database.
+const CodeStandby = "standby"
+
 // EnrollRequest exchanges an enrollment token for a host credential.
 type EnrollRequest struct {
 	Token     string            `json:"token"`

@@ -17,7 +17,15 @@ import (
 )
 
 func (s *Server) routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+api.PathHealth, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET "+api.PathHealth, func(w http.ResponseWriter, r *http.Request) {
+		if !s.active.Load() {
+			// A load balancer's health check sends agents elsewhere.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "standby\n")
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
 	mux.Handle("GET "+api.PathMetrics, s.metricsHandler())
 
 	s.handle(mux, "POST "+api.PathEnroll, needNone, s.handleEnroll)

@@ -36,7 +36,14 @@ func newMetrics(s *Server) *metrics {
 		dbBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stent_server_db_batch_writes", Help: "Writes per group commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
 	}
-	s.reg.MustRegister(m.apiLatency, m.checkins, m.reports, m.bundleBytes, m.dbCommit, m.dbBatch,
+	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stent_server_active", Help: "1 when this instance serves the API, 0 while it is a standby."},
+		func() float64 {
+			if s.active.Load() {
+				return 1
+			}
+			return 0
+		})
+	s.reg.MustRegister(m.apiLatency, m.checkins, m.reports, m.bundleBytes, m.dbCommit, m.dbBatch, active,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &fleetCollector{s})
 	return m
 }

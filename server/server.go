@@ -47,6 +47,10 @@ type Server struct {
 	fingerprint string
 	kick        chan struct{} // wakes the rollout engine
 	polls       atomic.Int64  // long-polls being held
+	lock        *store.Lock   // PostgreSQL: the database lock; nil on SQLite
+	dirLock     *os.File      // SQLite: flock on the data folder
+	active      atomic.Bool   // serving the API (see ha.go)
+	fatal       chan error    // makes Serve stop: lock lost, take-over failed
 
 	mu          sync.RWMutex // guards everything below
 	hosts       map[string]*host
@@ -74,6 +78,11 @@ type Options struct {
 // New opens the store, loads the fleet into memory and prepares TLS. On a
 // first start it creates an admin token and writes it to
 // <data-dir>/admin.token (mode 0600).
+//
+// On PostgreSQL it first tries the database lock once; when another
+// instance holds it, New returns a standby that loads nothing until Serve
+// gets the lock (see ha.go). On SQLite it takes the data folder, and fails
+// when another server has it.
 func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -102,6 +111,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		inspect:     opt.Inspect,
 		now:         opt.Now,
 		kick:        make(chan struct{}, 1),
+		fatal:       make(chan error, 1),
 		hosts:       map[string]*host{},
 		byToken:     map[string]*host{},
 		rolloutByID: map[string]*rollout{},
@@ -121,21 +131,50 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		return nil, err
 	}
 	s.fingerprint = Fingerprint(s.cert.Certificate[0])
-	if s.st, err = store.Open(ctx, cfg.dbDSN()); err != nil {
+	if cfg.DB == "" {
+		if s.dirLock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	if s.st, err = store.Connect(ctx, cfg.dbDSN()); err != nil {
+		s.close()
 		return nil, err
 	}
 	s.reg = prometheus.NewRegistry()
 	s.met = newMetrics(s)
-	s.w = newWriter(s.st, s.log, s.met)
-	if err := s.load(ctx); err != nil {
-		s.st.Close()
-		return nil, err
+	s.w = newWriter(s.st, s.log, s.met, s.fail)
+	if s.st.Engine() == store.Postgres {
+		if s.lock, err = s.st.NewLock(); err != nil {
+			s.close()
+			return nil, err
+		}
+		ok, err := s.lock.Try(ctx)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		if !ok {
+			return s, nil // a standby; Serve waits for the lock
+		}
 	}
-	if err := s.bootstrapAdmin(ctx); err != nil {
-		s.st.Close()
+	if err := s.activate(ctx); err != nil {
+		s.close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// close releases the store, the lock and the data folder.
+func (s *Server) close() {
+	if s.st != nil {
+		s.st.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close()
+	}
+	if s.dirLock != nil {
+		s.dirLock.Close()
+	}
 }
 
 // Fingerprint returns the pin of the server's TLS certificate.
@@ -161,12 +200,38 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve serves HTTPS on ln until ctx is cancelled, then shuts down: held
 // long-polls end at once, queued writes are committed, the store is closed.
+// A standby serves 503s until it gets the database lock, then takes over.
+// When the active instance loses the lock, Serve stops the API and the
+// rollout engine at once and returns an error wrapping ErrLockLost.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	wctx, stopWriter := context.WithCancel(context.Background())
 	go s.w.run(wctx)
-	ectx, stopEngine := context.WithCancel(ctx)
+	// One goroutine owns the lock: it waits for it (standby), then runs
+	// the rollout engine and checks the lock until ctx ends.
 	engineDone := make(chan struct{})
-	go func() { defer close(engineDone); s.engine(ectx) }()
+	go func() {
+		defer close(engineDone)
+		if !s.active.Load() {
+			if err := s.awaitLock(ctx); err != nil {
+				if ctx.Err() == nil {
+					s.fail(err)
+				}
+				return
+			}
+		}
+		ectx, stopEngine := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.engine(ectx) }()
+		if s.lock != nil {
+			s.watchLock(ctx)
+		} else {
+			<-ctx.Done()
+		}
+		stopEngine()
+		<-done
+	}()
 
 	srv := &http.Server{
 		Handler:           s.Handler(),
@@ -181,8 +246,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.cfg.MetricsListen != "" {
 		mln, err := net.Listen("tcp", s.cfg.MetricsListen)
 		if err != nil {
-			stopEngine()
+			cancel()
+			<-engineDone
 			stopWriter()
+			<-s.w.done
+			s.close()
 			return fmt.Errorf("listen %s: %w", s.cfg.MetricsListen, err)
 		}
 		mux := http.NewServeMux()
@@ -195,26 +263,34 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go msrv.Serve(mln)
 	}
+	role := "standby"
+	if s.active.Load() {
+		role = "active"
+	}
+	s.mu.RLock()
 	s.log.Info("stent-server listening", "addr", ln.Addr().String(), "fingerprint", s.fingerprint,
-		"store", s.st.Engine(), "hosts", len(s.hosts), "rollouts", len(s.rollouts))
+		"store", s.st.Engine(), "role", role, "hosts", len(s.hosts), "rollouts", len(s.rollouts))
+	s.mu.RUnlock()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(tlsLn) }()
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case err = <-s.fatal:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	// Ends held long-polls, the rollout engine and the lock's checks first.
+	cancel()
+	sctx, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelShutdown()
 	srv.Shutdown(sctx)
 	if msrv != nil {
 		msrv.Shutdown(sctx)
 	}
-	stopEngine()
 	<-engineDone
 	stopWriter()
 	<-s.w.done
-	s.st.Close()
+	s.close()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -269,6 +345,11 @@ func (s *Server) handle(mux *http.ServeMux, pattern, need string, h handlerFunc)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		if !s.active.Load() {
+			writeStandby(sw)
+			obs.WithLabelValues(statusClass(sw.status)).Observe(time.Since(start).Seconds())
+			return
+		}
 		http.NewResponseController(w).SetReadDeadline(start.Add(bodyTimeout))
 		r, err := s.authorize(r, need)
 		if err == nil {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -20,6 +21,9 @@ type writer struct {
 	in   chan *writeOp
 	met  *metrics
 	done chan struct{}
+	// fenced is called when a commit fails with store.ErrFenced: another
+	// server has taken over the database.
+	fenced func(error)
 }
 
 type writeOp struct {
@@ -29,8 +33,8 @@ type writeOp struct {
 
 const maxBatch = 2000
 
-func newWriter(st *store.Store, log *slog.Logger, met *metrics) *writer {
-	return &writer{st: st, log: log, met: met, in: make(chan *writeOp, 8192), done: make(chan struct{})}
+func newWriter(st *store.Store, log *slog.Logger, met *metrics, fenced func(error)) *writer {
+	return &writer{st: st, log: log, met: met, fenced: fenced, in: make(chan *writeOp, 8192), done: make(chan struct{})}
 }
 
 // do queues fn and waits until it is committed or failed. A cancelled ctx
@@ -102,6 +106,14 @@ func (w *writer) commit(ctx context.Context, batch []*writeOp) {
 	if err == nil {
 		for _, op := range batch {
 			op.res <- nil
+		}
+		return
+	}
+	if errors.Is(err, store.ErrFenced) {
+		// No write of this server can commit any more: fail them all.
+		w.fenced(fmt.Errorf("%w: %v", ErrLockLost, err))
+		for _, op := range batch {
+			op.res <- err
 		}
 		return
 	}

@@ -124,6 +124,14 @@ var migrations = []string{
 		key TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	);`,
+	// 2: the active server's epoch on PostgreSQL (see Store.Fence); one row.
+	`CREATE TABLE leader (
+		id INTEGER PRIMARY KEY,
+		epoch BIGINT NOT NULL,
+		holder TEXT NOT NULL DEFAULT '',
+		since BIGINT NOT NULL DEFAULT 0
+	);
+	INSERT INTO leader (id, epoch) VALUES (1, 0)`,
 }
 
 func (s *Store) dialect(q string) string {
@@ -134,9 +142,9 @@ func (s *Store) dialect(q string) string {
 	return strings.NewReplacer("{{blob}}", blob, "{{serial}}", serial).Replace(q)
 }
 
-// migrate applies the migrations the database has not seen. On PostgreSQL
+// Migrate applies the migrations the database has not seen. On PostgreSQL
 // an advisory lock keeps two servers starting at once from racing.
-func (s *Store) migrate(ctx context.Context) error {
+func (s *Store) Migrate(ctx context.Context) error {
 	if _, err := s.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

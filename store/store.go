@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
 )
 
@@ -36,20 +38,57 @@ type Store struct {
 	engine string
 	w      *sql.DB // writes; SQLite: a single connection, so one writer
 	r      *sql.DB // reads; SQLite: a pool of read-only connections (WAL)
+	pgcfg  *pgx.ConnConfig
+	epoch  atomic.Int64 // set by Fence; every Update checks it when not 0
 }
 
 // Open opens (creating if needed) the database named by dsn and brings its
 // schema up to date. dsn is a postgres:// or postgresql:// URL for
 // PostgreSQL, or a file path (optionally "sqlite:" prefixed) for SQLite.
 func Open(ctx context.Context, dsn string) (*Store, error) {
+	s, err := Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// pgRuntimeParams are session settings every PostgreSQL connection of the
+// store asks for unless the DSN sets them. The keepalives make PostgreSQL
+// notice within about 15 s that a server machine is gone, which ends its
+// sessions and so releases its lock and its row locks (the kernel's
+// default is two hours); a transaction left open by a stuck client is
+// ended after a minute (the server's write transactions run their
+// statements back to back).
+var pgRuntimeParams = map[string]string{
+	"tcp_keepalives_idle":                 "5",
+	"tcp_keepalives_interval":             "2",
+	"tcp_keepalives_count":                "3",
+	"tcp_user_timeout":                    "15000",
+	"idle_in_transaction_session_timeout": "60000",
+}
+
+// Connect opens the database like Open, without bringing the schema up to
+// date: a standby server must not change the schema under the active one.
+func Connect(ctx context.Context, dsn string) (*Store, error) {
 	s := &Store{}
 	var err error
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		s.engine = Postgres
-		if s.w, err = sql.Open("pgx", dsn); err != nil {
+		if s.pgcfg, err = pgx.ParseConfig(dsn); err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
 		}
+		for k, v := range pgRuntimeParams {
+			if _, ok := s.pgcfg.RuntimeParams[k]; !ok {
+				s.pgcfg.RuntimeParams[k] = v
+			}
+		}
+		s.w = stdlib.OpenDB(*s.pgcfg.Copy())
 		s.w.SetMaxOpenConns(16)
 		s.w.SetMaxIdleConns(16)
 		s.r = s.w
@@ -74,10 +113,6 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err := s.w.PingContext(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("connect %s: %w", s.engine, err)
-	}
-	if err := s.migrate(ctx); err != nil {
-		s.Close()
-		return nil, err
 	}
 	return s, nil
 }
@@ -152,6 +187,11 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) (err error) {
 			tx.Rollback()
 		}
 	}()
+	if e := s.epoch.Load(); e != 0 {
+		if err = t.checkEpoch(ctx, e); err != nil {
+			return err
+		}
+	}
 	if err = fn(t); err != nil {
 		return err
 	}

@@ -45,6 +45,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 self-signed certificate (agents pin its fingerprint) and an admin token in
 <data-dir>/admin.token.
 
+With SQLite one server owns the data folder; a second one on it fails at
+start. With PostgreSQL, run two instances on one database for an
+active/standby pair: the one holding the database's advisory lock is active;
+the other answers 503 "standby" (on /healthz too) and takes over when the
+lock is released. An active instance that loses its lock connection stops
+serving and exits with status 1, so its supervisor starts it as the standby.
+See docs/server.md.
+
 Every flag can also be set in the environment as STENT_SERVER_<FLAG> (dashes
 as underscores) or in the --config file as "flag = value" lines; flags win
 over the environment, which wins over the file.`,
