@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // goTool finds the go command that runs this test.
@@ -69,20 +71,63 @@ func TestToolsForwarding(t *testing.T) {
 	for _, args := range [][]string{
 		{"build", "--help"},
 		{"help", "plan"},
-		{"plan", "--feed", "nonsense"}, // a usage error: exit code and message are the tool's
+		{"help", "fleet", "status"}, // help on a subcommand of a tool command
+		{"__complete", "fleet", ""}, // what completion scripts ask
+		{"__completeNoDesc", "--keys-dir", "/k", "plan", "--fe"},        // flags of a tool command
+		{"plan", "--feed", "nonsense"},                                  // a usage error: exit code and message are the tool's
 		{"--keys-dir", t.TempDir(), "report", "--plan", "/nonexistent"}, // a global flag before the subcommand
 		{"fleet", "status", "--server", "https://127.0.0.1:1", "--token", "x", "--json"},
 	} {
 		wantOut, wantErr, wantCode := run(t, env, tools, args...)
-		if args[0] == "help" {
-			wantOut, wantErr, wantCode = run(t, env, tools, args[1], "--help")
-		}
 		gotOut, gotErr, gotCode := run(t, env, stent, args...)
 		if gotOut != wantOut || gotErr != wantErr || gotCode != wantCode {
 			t.Errorf("stent %v: exit %d\n%s%s\nwant what stent-tools prints: exit %d\n%s%s", args, gotCode, gotOut, gotErr, wantCode, wantOut, wantErr)
 		}
 		if wantOut+wantErr == "" {
 			t.Errorf("stent-tools %v printed nothing: the comparison proves nothing", args)
+		}
+	}
+}
+
+// TestToolsIsStent: a "stent-tools" that is the host binary itself (a
+// symlink to stent, or STENT_TOOLS naming stent) would hand the command
+// over to itself forever; stent says what is wrong instead.
+func TestToolsIsStent(t *testing.T) {
+	dir := buildBoth(t)
+	stent := filepath.Join(dir, "stent")
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		setup func(t *testing.T) string // returns the stent to run
+	}{
+		{"STENT_TOOLS names stent", []string{"STENT_TOOLS=" + stent}, func(*testing.T) string { return stent }},
+		{"stent-tools is a symlink to stent", []string{"STENT_TOOLS="}, func(t *testing.T) string {
+			d := t.TempDir()
+			b, err := os.ReadFile(stent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, "stent"), b, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("stent", filepath.Join(d, "stent-tools")); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(d, "stent")
+		}},
+	} {
+		bin := tc.setup(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		cmd := exec.CommandContext(ctx, bin, "plan", "--help")
+		cmd.Env = append(os.Environ(), tc.env...)
+		out, err := cmd.CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		var ee *exec.ExitError
+		if timedOut {
+			t.Errorf("%s: stent plan --help still running after 20s (running itself in a loop?)", tc.name)
+		} else if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "is not stent-tools") {
+			t.Errorf("%s: stent plan --help = %v\n%s\nwant exit 1 saying it is not stent-tools", tc.name, err, out)
 		}
 	}
 }

@@ -55,7 +55,7 @@ func WithCode(code int, err error) error { return &exitError{code: code, err: er
 
 // newRoot builds the command tree for args: the registered subcommands,
 // and stand-ins for the stent-tools subcommands that are not linked in.
-func newRoot(env *Env, args []string) *cobra.Command {
+func newRoot(env *Env, args []string, forwardedFrom string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "stent",
 		Short: "Live patch Linux kernels: apply, revert, report, build and plan",
@@ -85,7 +85,7 @@ from source fixes and plans a fleet's patching.`,
 	}
 	for _, tc := range ToolCommands {
 		if !have[tc.Name] {
-			cmds = append(cmds, toolsStub(tc, args))
+			cmds = append(cmds, toolsStub(tc, args, forwardedFrom))
 		}
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
@@ -107,7 +107,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Stderr: stderr,
 		Log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	root := newRoot(env, args)
+	forwardedFrom := os.Getenv(forwardedEnv)
+	os.Unsetenv(forwardedEnv)
+	root := newRoot(env, args, forwardedFrom)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -36,18 +37,33 @@ var ToolCommands = []ToolCommand{
 // toolsEnv names the environment variable that overrides where stent-tools is.
 const toolsEnv = "STENT_TOOLS"
 
+// forwardedEnv is set, to the path run, in the environment of the
+// stent-tools that stent replaces itself with. A binary that receives it
+// and would hand the command over again is not stent-tools (STENT_TOOLS or
+// a stent-tools file naming stent itself, say): it says so instead of
+// running itself forever. Run removes it from the environment, so that
+// what stent-tools starts does not inherit it.
+const forwardedEnv = "STENT_TOOLS_FORWARDED"
+
 // toolsStub is the host binary's stand-in for a stent-tools subcommand:
 // it shows in `stent --help` and replaces this process with stent-tools
 // run on the same arguments, so flags, exit codes and signals are the
-// tool's own.
-func toolsStub(tc ToolCommand, args []string) *cobra.Command {
-	run := func() error {
+// tool's own. args are the whole command line (global flags, `help`,
+// cobra's `__complete` included); forwardedFrom is forwardedEnv as this
+// process received it.
+func toolsStub(tc ToolCommand, args []string, forwardedFrom string) *cobra.Command {
+	run := func(args []string) error {
+		if forwardedFrom != "" {
+			return fmt.Errorf("stent %s: %s is not stent-tools: it hands %s over to stent-tools itself; install stent-tools beside stent or in /usr/lib/stent, or set %s to its path",
+				tc.Name, forwardedFrom, tc.Name, toolsEnv)
+		}
 		path, err := findTools()
 		if err != nil {
 			return fmt.Errorf("stent %s: %w", tc.Name, err)
 		}
 		argv := append([]string{"stent"}, args...)
-		if err := syscall.Exec(path, argv, os.Environ()); err != nil {
+		env := append(os.Environ(), forwardedEnv+"="+path)
+		if err := syscall.Exec(path, argv, env); err != nil {
 			return fmt.Errorf("stent %s: run %s: %w", tc.Name, path, err)
 		}
 		return nil // not reached
@@ -56,12 +72,24 @@ func toolsStub(tc ToolCommand, args []string) *cobra.Command {
 		Use:                tc.Name,
 		Short:              tc.Short,
 		DisableFlagParsing: true,
-		RunE:               func(*cobra.Command, []string) error { return run() },
+		RunE:               func(*cobra.Command, []string) error { return run(args) },
+		// `stent completion` scripts ask `stent __complete ARGS...`:
+		// stent-tools knows the subcommands and flags, so it answers.
+		ValidArgsFunction: func(c *cobra.Command, _ []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if err := run(args); err != nil {
+				cobra.CompDebugln(err.Error(), true)
+			}
+			return nil, cobra.ShellCompDirectiveDefault
+		},
 	}
-	// `stent help build` shows the tool's own help.
+	// `stent help build [sub...]` shows the tool's own help: stent-tools
+	// runs the same `help` command line.
 	cmd.SetHelpFunc(func(c *cobra.Command, _ []string) {
-		args = []string{tc.Name, "--help"}
-		if err := run(); err != nil {
+		a := args
+		if !slices.Contains(a, "help") {
+			a = []string{tc.Name, "--help"}
+		}
+		if err := run(a); err != nil {
 			fmt.Fprintf(c.ErrOrStderr(), "stent: %v\n", err)
 		}
 	})
