@@ -190,8 +190,6 @@ func readKeyFile(path string) ([]byte, error) {
 	return data, err
 }
 
-// decodePEM returns the single PEM block in data, which must be of type
-// want, with nothing but white space around it.
 // The DER encodings of ed25519 keys are fixed (RFC 8410): a constant
 // prefix naming the algorithm (OID 1.3.101.112), then the 32 key bytes.
 // They are built and matched here rather than with crypto/x509, which would
@@ -202,8 +200,82 @@ var (
 	spkiPrefix = []byte{0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00}
 	// OneAsymmetricKey v1 { version 0, AlgorithmIdentifier { id-Ed25519 }, OCTET STRING { OCTET STRING (32-byte seed) } }
 	pkcs8Prefix = []byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}
+	// AlgorithmIdentifier { id-Ed25519 }, then the private key's OCTET STRING { OCTET STRING (32 bytes) }
+	pkcs8Middle = []byte{0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}
 )
 
+// pkcs8Seed returns the 32-byte seed of an ed25519 PKCS #8 private key:
+// version 0 (RFC 5208), what openssl genpkey and stent write, or version 1
+// (RFC 5958 OneAsymmetricKey), which adds the public key ([1]) and maybe
+// attributes ([0]) after the private key, as Bouncy Castle writes. A
+// public key there must be the seed's.
+func pkcs8Seed(der []byte) ([]byte, bool) {
+	if seed, ok := bytes.CutPrefix(der, pkcs8Prefix); ok {
+		return seed, len(seed) == ed25519.SeedSize
+	}
+	body, rest, ok := derElement(der, 0x30)
+	if !ok || len(rest) != 0 {
+		return nil, false
+	}
+	body, ok = bytes.CutPrefix(body, []byte{0x02, 0x01, 0x01}) // version 1
+	if !ok {
+		return nil, false
+	}
+	body, ok = bytes.CutPrefix(body, pkcs8Middle)
+	if !ok || len(body) < ed25519.SeedSize {
+		return nil, false
+	}
+	seed, body := body[:ed25519.SeedSize], body[ed25519.SeedSize:]
+	if _, next, ok := derElement(body, 0xa0); ok { // attributes [0], not used
+		body = next
+	}
+	if len(body) == 0 {
+		return seed, true
+	}
+	// publicKey [1] BIT STRING, implicit (RFC 5958) or explicit (Bouncy Castle).
+	pub, next, ok := derElement(body, 0x81)
+	if !ok {
+		var inner []byte
+		if inner, next, ok = derElement(body, 0xa1); ok {
+			var after []byte
+			pub, after, ok = derElement(inner, 0x03)
+			ok = ok && len(after) == 0
+		}
+	}
+	if !ok || len(next) != 0 {
+		return nil, false
+	}
+	want := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	if !bytes.Equal(pub, append([]byte{0}, want...)) {
+		return nil, false
+	}
+	return seed, true
+}
+
+// derElement splits off the DER element of the given tag at the start of
+// b: its contents and what follows it.
+func derElement(b []byte, tag byte) (contents, rest []byte, ok bool) {
+	if len(b) < 2 || b[0] != tag {
+		return nil, nil, false
+	}
+	n, hdr := int(b[1]), 2
+	switch {
+	case n < 0x80:
+	case n == 0x81 && len(b) >= 3 && b[2] >= 0x80:
+		n, hdr = int(b[2]), 3
+	case n == 0x82 && len(b) >= 4 && b[2] != 0:
+		n, hdr = int(b[2])<<8|int(b[3]), 4
+	default:
+		return nil, nil, false
+	}
+	if len(b)-hdr < n {
+		return nil, nil, false
+	}
+	return b[hdr : hdr+n], b[hdr+n:], true
+}
+
+// decodePEM returns the single PEM block in data, which must be of type
+// want, with nothing but white space around it.
 func decodePEM(path string, data []byte, want string) (*pem.Block, error) {
 	block, rest := pem.Decode(data)
 	if block == nil {
@@ -259,9 +331,9 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	seed, ok := bytes.CutPrefix(block.Bytes, pkcs8Prefix)
-	if !ok || len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("%w: %s: not an ed25519 private key (RFC 8410 PKCS #8 v1), want an ed25519 key", ErrBadKeyFile, path)
+	seed, ok := pkcs8Seed(block.Bytes)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: not an ed25519 private key (RFC 8410 PKCS #8), want an ed25519 key", ErrBadKeyFile, path)
 	}
 	return ed25519.NewKeyFromSeed(seed), nil
 }

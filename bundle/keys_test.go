@@ -281,3 +281,89 @@ func TestKeyDERMatchesX509(t *testing.T) {
 		}
 	}
 }
+
+// TestPKCS8Version1: private keys in RFC 5958's version 1, with the public
+// key after the private key (and maybe attributes), as Bouncy Castle and
+// RFC 8410's own example write them, load as crypto/x509 loads them; one
+// whose public key is not the private key's is refused.
+func TestPKCS8Version1(t *testing.T) {
+	// RFC 8410, section 10.3.
+	const rfc = "-----BEGIN PRIVATE KEY-----\n" +
+		"MHICAQEwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n" +
+		"oB8wHQYKKoZIhvcNAQkJFDEPDA1DdXJkbGUgQ2hhaXJzgSEAGb9ECWmEzf6FQbrB\n" +
+		"Z9w7lshQhqowtrbLDFw4rXAxZuE=\n" +
+		"-----END PRIVATE KEY-----\n"
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := func(parts ...[]byte) []byte {
+		body := bytes.Join(parts, nil)
+		return append([]byte{0x30, byte(len(body))}, body...)
+	}
+	head := append([]byte{0x02, 0x01, 0x01}, pkcs8Middle...)
+	head = append(head, priv.Seed()...)
+	implicit := append([]byte{0x81, 0x21, 0x00}, pub...)
+	explicit := append([]byte{0xa1, 0x23, 0x03, 0x21, 0x00}, pub...)
+	attrs := []byte{0xa0, 0x02, 0x05, 0x00}
+	other, _, _ := ed25519.GenerateKey(rand.Reader)
+	wrongPub := append([]byte{0x81, 0x21, 0x00}, other...)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		pem  []byte
+		ok   bool
+	}{
+		{"RFC 8410 example", []byte(rfc), true},
+		{"implicit public key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: seq(head, implicit)}), true},
+		{"explicit public key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: seq(head, explicit)}), true},
+		{"attributes and public key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: seq(head, attrs, implicit)}), true},
+		{"version 1 without public key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: seq(head)}), true},
+		{"another key's public key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: seq(head, wrongPub)}), false},
+		{"trailing garbage", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: seq(head, implicit, []byte{0x05, 0x00})}), false},
+	} {
+		path := filepath.Join(dir, "k.key")
+		if err := os.WriteFile(path, tc.pem, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := LoadPrivateKey(path)
+		if !tc.ok {
+			if !errors.Is(err, ErrBadKeyFile) {
+				t.Errorf("%s: LoadPrivateKey() = %v, want ErrBadKeyFile", tc.name, err)
+			}
+			continue
+		}
+		block, _ := pem.Decode(tc.pem)
+		want, xerr := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if xerr != nil {
+			t.Fatalf("%s: crypto/x509 refuses it too: %v", tc.name, xerr)
+		}
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: LoadPrivateKey() = %x, %v; crypto/x509 reads %x", tc.name, got, err, want)
+		}
+	}
+}
+
+// FuzzPKCS8Seed: what pkcs8Seed accepts, crypto/x509 reads as the same
+// ed25519 key.
+func FuzzPKCS8Seed(f *testing.F) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	v0, _ := x509.MarshalPKCS8PrivateKey(priv)
+	f.Add(v0)
+	v1 := append([]byte{0x02, 0x01, 0x01}, pkcs8Middle...)
+	v1 = append(append(v1, priv.Seed()...), append([]byte{0x81, 0x21, 0x00}, priv.Public().(ed25519.PublicKey)...)...)
+	f.Add(append([]byte{0x30, byte(len(v1))}, v1...))
+	f.Fuzz(func(t *testing.T, der []byte) {
+		seed, ok := pkcs8Seed(der)
+		if !ok {
+			return
+		}
+		k, err := x509.ParsePKCS8PrivateKey(der)
+		if err != nil {
+			t.Fatalf("pkcs8Seed(%x) accepts, crypto/x509 says %v", der, err)
+		}
+		if got := ed25519.NewKeyFromSeed(seed); !reflect.DeepEqual(k, got) {
+			t.Fatalf("pkcs8Seed(%x) = %x, crypto/x509 reads %x", der, got, k)
+		}
+	})
+}
