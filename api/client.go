@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -125,43 +126,113 @@ func IsStatus(err error, status int) bool {
 }
 
 // Client calls a server's JSON API with a bearer token.
+//
+// BaseURL may name several servers, comma-separated: the instances of an
+// active/standby pair. A call goes to the server that answered last; it
+// moves on to the next one when a server cannot be connected to or
+// answers 503 "standby" (CodeStandby). Other errors are returned as they
+// are, since the request may have been processed; the next call then
+// starts with the next server.
 type Client struct {
-	BaseURL string // https://host:port
+	BaseURL string // https://host:port[,https://host2:port]
 	Token   string
 	HTTP    *http.Client
 	Agent   string // User-Agent
+
+	cur atomic.Int32 // index in BaseURL of the server to try first
+}
+
+// SplitServers returns the server URLs of a comma-separated list.
+func SplitServers(list string) []string {
+	var out []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{""}
+	}
+	return out
+}
+
+// send sends a request built by mk for each server in turn, as the Client
+// comment says. A 503 standby answer of the last server is returned as a
+// *StatusError, not as a response.
+func (c *Client) send(ctx context.Context, mk func(base string) (*http.Request, error)) (*http.Response, error) {
+	urls := SplitServers(c.BaseURL)
+	n := len(urls)
+	first := int(c.cur.Load())
+	var lastErr error
+	for i := 0; i < n; i++ {
+		k := (first + i) % n
+		req, err := mk(urls[k])
+		if err != nil {
+			return nil, err
+		}
+		if c.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		}
+		if c.Agent != "" {
+			req.Header.Set("User-Agent", c.Agent)
+		}
+		resp, err := c.HTTP.Do(req)
+		if err != nil {
+			if n == 1 || ctx.Err() != nil {
+				return nil, err
+			}
+			c.cur.Store(int32((k + 1) % n))
+			var oe *net.OpError
+			if errors.As(err, &oe) && oe.Op == "dial" {
+				lastErr = err // not sent: the next server may take it
+				continue
+			}
+			return nil, err
+		}
+		if n > 1 && resp.StatusCode == http.StatusServiceUnavailable {
+			err := readStatusError(resp)
+			resp.Body.Close()
+			var se *StatusError
+			if errors.As(err, &se) && se.Code == CodeStandby {
+				c.cur.Store(int32((k + 1) % n))
+				lastErr = err
+				continue
+			}
+			return nil, err
+		}
+		c.cur.Store(int32(k))
+		return resp, nil
+	}
+	return nil, lastErr
 }
 
 // Do sends in (JSON, or raw bytes when it is a []byte) with method to path
 // and decodes the answer into out when out is not nil.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	ctype := "application/json"
 	switch v := in.(type) {
 	case nil:
 	case []byte:
-		body, ctype = bytes.NewReader(v), "application/octet-stream"
+		body, ctype = v, "application/octet-stream"
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", ctype)
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	if c.Agent != "" {
-		req.Header.Set("User-Agent", c.Agent)
-	}
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
+		var r io.Reader
+		if body != nil {
+			r = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+path, r)
+		if err == nil && body != nil {
+			req.Header.Set("Content-Type", ctype)
+		}
+		return req, err
+	})
 	if err != nil {
 		return err
 	}
@@ -201,17 +272,13 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 // ignoring the range (200 instead of 206) is reported with restart == true
 // and nothing written, so the caller can start over.
 func (c *Client) Download(ctx context.Context, path string, offset int64, w io.Writer) (n int64, restart bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+path, nil)
-	if err != nil {
-		return 0, false, err
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	if offset > 0 {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
-	}
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		if err == nil && offset > 0 {
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+		}
+		return req, err
+	})
 	if err != nil {
 		return 0, false, err
 	}

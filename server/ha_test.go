@@ -106,16 +106,23 @@ func (b *balancer) serve() {
 }
 
 // TestStandbyTakesOver runs two stent-server processes on one PostgreSQL
-// database behind a health-checking balancer: the second is a standby
-// until the first is killed with SIGKILL, then it takes over within
-// seconds, with the hosts and the rollout the first one made, and the
-// rollout completes with no host applying twice.
+// database: the second is a standby until the first is killed with
+// SIGKILL, then it takes over within seconds, with the hosts and the
+// rollout the first one made, and the rollout completes with no host
+// applying twice. Agents and the admin client reach the pair through a
+// health-checking balancer, or by listing both servers' URLs.
 func TestStandbyTakesOver(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills server processes")
 	}
-	dsn := storetest.DSN(t, store.Postgres)
 	bin := buildServer(t)
+	for _, mode := range []string{"balancer", "server list"} {
+		t.Run(mode, func(t *testing.T) { testTakeOver(t, bin, mode == "balancer") })
+	}
+}
+
+func testTakeOver(t *testing.T, bin string, balanced bool) {
+	dsn := storetest.DSN(t, store.Postgres)
 	dir1, dir2 := t.TempDir(), t.TempDir()
 	// The pair shares one certificate, so agents pin one fingerprint.
 	out, err := exec.Command(bin, "fingerprint", "--data-dir", dir1).Output()
@@ -144,8 +151,11 @@ func TestStandbyTakesOver(t *testing.T) {
 	}
 	checkStandby(t, addr2, fp)
 
-	lb := newBalancer(t, addr1, addr2)
-	e := &env{t: t, url: "https://" + lb.addr(), dir: dir1, fp: fp}
+	url := "https://" + addr1 + ",https://" + addr2
+	if balanced {
+		url = "https://" + newBalancer(t, addr1, addr2).addr()
+	}
+	e := &env{t: t, url: url, dir: dir1, fp: fp}
 	tok, err := os.ReadFile(filepath.Join(dir1, "admin.token"))
 	if err != nil {
 		t.Fatal(err)

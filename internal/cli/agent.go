@@ -123,7 +123,7 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&server, "server", "", "server URL to enroll with, https://SERVER:8443")
+	f.StringVar(&server, "server", "", "server URL to enroll with, https://SERVER:8443; for an active/standby pair both URLs, comma-separated (the agent uses whichever is active)")
 	f.StringVar(&token, "enroll", "", "enrollment token (from stent fleet enroll-token)")
 	f.StringVar(&fingerprint, "fingerprint", "", "pin the server certificate, sha256:... (printed by stent-server)")
 	f.StringVar(&caFile, "ca-file", "", "trust the server certificate through this CA file instead")
