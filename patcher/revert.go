@@ -65,7 +65,9 @@ func (rt *Runtime) Revert(ctx context.Context, name string, opts RevertOptions) 
 			msg = "reversing the unfinished transition of " + name
 		}
 		opts.Progress.emit(Event{Step: "reverse", Message: msg})
-		if err := klp.Disable(rt.cfg.Root, name); err != nil {
+		// ErrNoPatch: freed since Get (disabled by someone else); the
+		// wait below sees it gone and the module is still unloaded.
+		if err := klp.Disable(rt.cfg.Root, name); err != nil && !errors.Is(err, klp.ErrNoPatch) {
 			return fmt.Errorf("revert %s: %w", name, err)
 		}
 	}

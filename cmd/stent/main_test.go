@@ -144,6 +144,9 @@ func TestToolsMissing(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "stent-tools") || !strings.Contains(errs, filepath.Dir(alone)) || !strings.Contains(errs, "STENT_TOOLS") {
 		t.Errorf("stent build without stent-tools: exit %d, %q; want exit 1 naming stent-tools, where it looked and STENT_TOOLS", code, errs)
 	}
+	if _, errs, code := run(t, []string{"STENT_TOOLS="}, alone, "help", "plan"); code != 1 || !strings.Contains(errs, "stent-tools") {
+		t.Errorf("stent help plan without stent-tools: exit %d, %q; want exit 1 naming stent-tools", code, errs)
+	}
 	_, errs, code = run(t, []string{"STENT_TOOLS=" + filepath.Join(dir, "nope")}, alone, "plan")
 	if code != 1 || !strings.Contains(errs, "STENT_TOOLS="+filepath.Join(dir, "nope")) {
 		t.Errorf("stent plan with STENT_TOOLS set wrong: exit %d, %q", code, errs)

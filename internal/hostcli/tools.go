@@ -1,9 +1,11 @@
 package hostcli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,7 +54,7 @@ const forwardedEnv = "STENT_TOOLS_FORWARDED"
 // cobra's `__complete` included); forwardedFrom is forwardedEnv as this
 // process received it.
 func toolsStub(tc ToolCommand, args []string, forwardedFrom string) *cobra.Command {
-	run := func(args []string) error {
+	run := func(ctx context.Context, args []string) error {
 		if forwardedFrom != "" {
 			return fmt.Errorf("stent %s: %s is not stent-tools: it hands %s over to stent-tools itself; install stent-tools beside stent or in /usr/lib/stent, or set %s to its path",
 				tc.Name, forwardedFrom, tc.Name, toolsEnv)
@@ -63,6 +65,13 @@ func toolsStub(tc ToolCommand, args []string, forwardedFrom string) *cobra.Comma
 		}
 		argv := append([]string{"stent"}, args...)
 		env := append(os.Environ(), forwardedEnv+"="+path)
+		// From here on a SIGINT or SIGTERM kills this process, as it would
+		// stent-tools, instead of being taken by Main's handler and lost
+		// in the exec; one that came before is honoured.
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		if ctx != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err := syscall.Exec(path, argv, env); err != nil {
 			return fmt.Errorf("stent %s: run %s: %w", tc.Name, path, err)
 		}
@@ -72,11 +81,11 @@ func toolsStub(tc ToolCommand, args []string, forwardedFrom string) *cobra.Comma
 		Use:                tc.Name,
 		Short:              tc.Short,
 		DisableFlagParsing: true,
-		RunE:               func(*cobra.Command, []string) error { return run(args) },
+		RunE:               func(c *cobra.Command, _ []string) error { return run(c.Context(), args) },
 		// `stent completion` scripts ask `stent __complete ARGS...`:
 		// stent-tools knows the subcommands and flags, so it answers.
 		ValidArgsFunction: func(c *cobra.Command, _ []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
-			if err := run(args); err != nil {
+			if err := run(c.Context(), args); err != nil {
 				cobra.CompDebugln(err.Error(), true)
 			}
 			return nil, cobra.ShellCompDirectiveDefault
@@ -89,8 +98,11 @@ func toolsStub(tc ToolCommand, args []string, forwardedFrom string) *cobra.Comma
 		if !slices.Contains(a, "help") {
 			a = []string{tc.Name, "--help"}
 		}
-		if err := run(a); err != nil {
+		if err := run(c.Context(), a); err != nil {
+			// Help functions return nothing: exit here so that a help
+			// that could not be shown is not a success.
 			fmt.Fprintf(c.ErrOrStderr(), "stent: %v\n", err)
+			os.Exit(1)
 		}
 	})
 	return cmd
