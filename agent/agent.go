@@ -44,6 +44,12 @@ type Runtime interface {
 	Revert(ctx context.Context, name string) error
 }
 
+// ErrBusy is wrapped by a Runtime's Apply or Revert error when it did
+// nothing because the host's runtime is busy with something else (another
+// stent operation holds the host's lock): a wait, not a verdict. The agent
+// tries again with its backoff, for at most Config.BusyTimeout.
+var ErrBusy = errors.New("live patch runtime busy")
+
 // RuntimeStatus is the host state an agent reports.
 type RuntimeStatus struct {
 	KernelRelease string
@@ -84,10 +90,20 @@ type Config struct {
 	MaxBackoff time.Duration
 	// Interval is the check-in interval to use until the server names one.
 	Interval time.Duration
+	// BusyTimeout bounds how long the agent waits for a busy runtime
+	// (another stent operation holds the host's lock, or another live patch
+	// is in transition) before it reports the action failed, so that the
+	// rollout's failure threshold decides instead of a wave waiting for
+	// ever. It is measured per desired action, on the monotonic clock, from
+	// the first busy answer; an agent restart starts it again. Default 10m.
+	BusyTimeout time.Duration
 	// HealthCheck, when set, decides the health reported at each check-in
 	// (a site's own probe). The default checks the live patches' states.
 	HealthCheck func(ctx context.Context, rs *RuntimeStatus) (health, detail string)
 }
+
+// DefaultBusyTimeout is Config.BusyTimeout's default.
+const DefaultBusyTimeout = 10 * time.Minute
 
 // Agent is one running agent.
 type Agent struct {
@@ -105,6 +121,9 @@ type Agent struct {
 	// 404 is first taken to mean that state moved on (paused, reverted,
 	// superseded) and is a failure only if a fresh sync still asks for it.
 	missing map[string]bool
+	// busySince holds, per op, when the runtime first answered busy to it
+	// (with the monotonic reading time.Now carries); see Config.BusyTimeout.
+	busySince map[string]time.Time
 }
 
 // New returns an agent for an enrolled host.
@@ -123,6 +142,9 @@ func New(cfg Config, creds *Credentials) (*Agent, error) {
 	}
 	if cfg.HealthDelay == 0 {
 		cfg.HealthDelay = 10 * time.Second
+	}
+	if cfg.BusyTimeout <= 0 {
+		cfg.BusyTimeout = DefaultBusyTimeout
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 60 * time.Second

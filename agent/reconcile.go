@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/stent-dev/stent/api"
@@ -34,6 +35,14 @@ func (n *notOnServer) Error() string { return "bundle " + n.bundle + " is not on
 type failure struct{ msg string }
 
 func (f *failure) Error() string { return f.msg }
+
+// busy is a wait, not a verdict: the runtime did nothing because it is busy
+// with something else (why). Retried for at most Config.BusyTimeout, then
+// reported as failed.
+type busy struct{ action, why string }
+
+func (b *busy) Error() string { return b.action + ": " + b.why + "; waiting for it" }
+func (b *busy) Unwrap() error { return ErrBusy }
 
 // reconcile acts on every entry of d not acted on yet. It returns whether
 // it changed the kernel's patches; an error means a retryable problem
@@ -64,6 +73,28 @@ func (a *Agent) reconcile(ctx context.Context, d api.DesiredState) (changed bool
 		default:
 			err = &failure{fmt.Sprintf("unknown action %q", p.Action)}
 		}
+		if bz := (*busy)(nil); errors.As(err, &bz) {
+			// Wait for the runtime (a person's stent apply, a transition),
+			// but not for ever: a stalled transition nobody resolves would
+			// hold the rollout's wave. Past the bound the failure threshold
+			// decides, and an operator hears why.
+			since, ok := a.busySince[key]
+			if !ok {
+				if a.busySince == nil {
+					a.busySince = map[string]time.Time{}
+				}
+				since = time.Now() // with its monotonic reading: wall clock steps do not count
+				a.busySince[key] = since
+			}
+			waited := time.Since(since)
+			if waited < a.cfg.BusyTimeout {
+				return changed, err
+			}
+			err = &failure{fmt.Sprintf("%s: the live patch runtime has been busy for %s (the agent's busy timeout is %s): %s",
+				bz.action, roundWait(waited), a.cfg.BusyTimeout, bz.why)}
+		}
+		// Any other answer ends the wait: the next busy one starts it again.
+		delete(a.busySince, key)
 		result, msg := api.ResultOK, ""
 		var rf *refusal
 		var fl *failure
@@ -108,6 +139,11 @@ func (a *Agent) reconcile(ctx context.Context, d api.DesiredState) (changed bool
 			delete(a.missing, k)
 		}
 	}
+	for k := range a.busySince {
+		if !want[k] {
+			delete(a.busySince, k)
+		}
+	}
 	for k, op := range a.st.Ops {
 		if !want[k] && op.Done && !pending[op.RequestID] {
 			delete(a.st.Ops, k)
@@ -146,14 +182,14 @@ func (a *Agent) apply(ctx context.Context, p api.DesiredPatch) (bool, error) {
 		return false, &refusal{fmt.Sprintf("bundle %s is signed as %s level %d for %s; the server announced %s level %d for %s",
 			p.Bundle, info.Name, info.Level, info.KernelRelease, p.Name, p.Level, p.KernelRelease)}
 	}
-	if busy := inTransition(rs.Patches, ""); busy != "" {
+	if tr := inTransition(rs.Patches, ""); tr != "" {
 		// The kernel runs one transition at a time and the runtime refuses
 		// while one is under way: wait for it, do not fail the rollout.
-		return false, fmt.Errorf("apply %s: live patch %s is in transition; waiting for it", p.Name, busy)
+		return false, &busy{"apply " + p.Name, transitionBusy(tr)}
 	}
 	name, err := a.cfg.Runtime.Apply(ctx, path)
 	if err != nil {
-		return false, a.runtimeError(ctx, "apply", err)
+		return false, a.runtimeError(ctx, "apply "+p.Name, err)
 	}
 	if name != p.Name {
 		a.log.Warn("runtime loaded a patch under another name", "want", p.Name, "got", name)
@@ -170,11 +206,11 @@ func (a *Agent) revert(ctx context.Context, p api.DesiredPatch) (bool, error) {
 	if findPatch(rs.Patches, p.Name) == nil {
 		return false, nil // not loaded: nothing to do
 	}
-	if busy := inTransition(rs.Patches, p.Name); busy != "" {
-		return false, fmt.Errorf("revert %s: live patch %s is in transition; waiting for it", p.Name, busy)
+	if tr := inTransition(rs.Patches, p.Name); tr != "" {
+		return false, &busy{"revert " + p.Name, transitionBusy(tr)}
 	}
 	if err := a.cfg.Runtime.Revert(ctx, p.Name); err != nil {
-		return false, a.runtimeError(ctx, "revert", err)
+		return false, a.runtimeError(ctx, "revert "+p.Name, err)
 	}
 	return true, nil
 }
@@ -182,9 +218,9 @@ func (a *Agent) revert(ctx context.Context, p api.DesiredPatch) (bool, error) {
 // runtimeError sorts an error from the runtime's Apply or Revert into what
 // the agent does next:
 //   - cancelled: interrupted, not failed; the next start looks again;
-//   - refused (patcher.ErrRefused) while another live patch is in
-//     transition: the runtime's host lock is taken or the kernel is busy,
-//     a wait and not a verdict, so a plain error that is retried;
+//   - busy (ErrBusy: another stent operation holds the host's lock), or
+//     refused (patcher.ErrRefused) while another live patch is in
+//     transition: a wait and not a verdict, retried up to BusyTimeout;
 //   - refused otherwise (wrong kernel, bad signature, a patch of that name
 //     already loaded): a refusal, reported as such;
 //   - anything else, a stalled transition (*patcher.StallError) included:
@@ -193,15 +229,32 @@ func (a *Agent) runtimeError(ctx context.Context, action string, err error) erro
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if errors.Is(err, ErrBusy) {
+		return &busy{action, strings.TrimPrefix(err.Error(), ErrBusy.Error()+": ")}
+	}
 	if errors.Is(err, patcher.ErrRefused) {
 		if rs, serr := a.cfg.Runtime.Status(ctx); serr == nil {
-			if busy := inTransition(rs.Patches, ""); busy != "" {
-				return fmt.Errorf("%s: live patch %s is in transition: %w", action, busy, err)
+			if tr := inTransition(rs.Patches, ""); tr != "" {
+				return &busy{action, transitionBusy(tr)}
 			}
 		}
 		return &refusal{action + ": " + err.Error()}
 	}
 	return &failure{action + ": " + err.Error()}
+}
+
+// roundWait rounds a wait for people: to the second from a minute up.
+func roundWait(d time.Duration) time.Duration {
+	if d >= time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(10 * time.Millisecond)
+}
+
+// transitionBusy says why the runtime is busy while live patch name is in
+// transition, and what a person can do about it.
+func transitionBusy(name string) string {
+	return fmt.Sprintf("live patch %s is in transition (the kernel runs one at a time; stent status on the host shows what blocks it, stent revert %s ends it)", name, name)
 }
 
 // inTransition names a live patch other than except whose transition is

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/stent-dev/stent/api"
@@ -34,6 +35,10 @@ func (v KeyringVerifier) Verify(data []byte) (*api.BundleInfo, error) {
 type PatcherRuntime struct {
 	RT      *patcher.Runtime
 	Timeout time.Duration // transition timeout; 0: the runtime's default
+	// LockWait is how long Apply and Revert wait for the host's lock while
+	// another stent operation holds it before they give up with ErrBusy
+	// (the agent tries again later, up to its BusyTimeout). Default 5s.
+	LockWait time.Duration
 }
 
 func (p PatcherRuntime) Status(ctx context.Context) (*RuntimeStatus, error) {
@@ -59,7 +64,11 @@ func (p PatcherRuntime) Status(ctx context.Context) (*RuntimeStatus, error) {
 }
 
 func (p PatcherRuntime) Apply(ctx context.Context, path string) (string, error) {
-	res, err := p.RT.Apply(ctx, path, patcher.ApplyOptions{Persist: true, Timeout: p.Timeout})
+	var res *patcher.ApplyResult
+	err := p.boundLockWait(ctx, func(ctx context.Context, progress patcher.Progress) (err error) {
+		res, err = p.RT.Apply(ctx, path, patcher.ApplyOptions{Persist: true, Timeout: p.Timeout, Progress: progress})
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
@@ -70,5 +79,63 @@ func (p PatcherRuntime) Apply(ctx context.Context, path string) (string, error) 
 }
 
 func (p PatcherRuntime) Revert(ctx context.Context, name string) error {
-	return p.RT.Revert(ctx, name, patcher.RevertOptions{Timeout: p.Timeout})
+	return p.boundLockWait(ctx, func(ctx context.Context, progress patcher.Progress) error {
+		return p.RT.Revert(ctx, name, patcher.RevertOptions{Timeout: p.Timeout, Progress: progress})
+	})
+}
+
+// boundLockWait runs op, which takes the runtime's lock, waiting for it (the
+// runtime waits for as long as ctx lasts) for at most LockWait. The runtime
+// says "lock" in its progress while it waits and emits its next event only
+// once it holds the lock; the wait is given up, by cancelling op's context,
+// only if that next event has not come. The next event waits for the
+// decision (mu), so a cancel lands before it. Apply checks its context
+// after that event and before it loads anything. Revert does not check it
+// before it disables the patch: a cancel in the microseconds between the
+// lock and Revert's first event leaves what an agent stopped mid-revert
+// leaves (the patch disabled, its module loaded), which the next try
+// finishes.
+func (p PatcherRuntime) boundLockWait(ctx context.Context, op func(context.Context, patcher.Progress) error) error {
+	wait := p.LockWait
+	if wait <= 0 {
+		wait = 5 * time.Second
+	}
+	octx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		timer   *time.Timer
+		waiting bool // the runtime said it waits for the lock and has said nothing since
+		gaveUp  bool
+	)
+	progress := func(e patcher.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if e.Step != "lock" {
+			waiting = false
+			return
+		}
+		if timer == nil {
+			waiting = true
+			timer = time.AfterFunc(wait, func() {
+				mu.Lock()
+				defer mu.Unlock()
+				if waiting {
+					gaveUp = true
+					cancel()
+				}
+			})
+		}
+	}
+	err := op(octx, progress)
+	mu.Lock()
+	if timer != nil {
+		timer.Stop()
+	}
+	gave := gaveUp
+	mu.Unlock()
+	if gave && err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: another stent operation holds this host's live patch lock (waited %s for it; a person running stent apply or revert?)", ErrBusy, wait)
+	}
+	return err
 }

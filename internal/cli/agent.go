@@ -32,7 +32,7 @@ func newAgentCmd(env *Env) *cobra.Command {
 	var server, token, fingerprint, caFile, metricsListen, logLevel, logFormat string
 	var labels []string
 	var enrollOnly bool
-	var healthDelay time.Duration
+	var healthDelay, busyTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the fleet agent: enroll with stent-server, then keep this host's live patches as the server wants",
@@ -55,6 +55,9 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 			log, err := agentLogger(env, logLevel, logFormat)
 			if err != nil {
 				return err
+			}
+			if busyTimeout <= 0 {
+				return fmt.Errorf("--busy-timeout %s: want a positive duration, such as 10m", busyTimeout)
 			}
 			dir := agentDir(env)
 			creds, err := agent.LoadCredentials(dir)
@@ -113,6 +116,7 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 				Log:         log,
 				Metrics:     met,
 				HealthDelay: healthDelay,
+				BusyTimeout: busyTimeout,
 				Inventory:   inventoryFunc(env),
 			}, creds)
 			if err != nil {
@@ -131,6 +135,7 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 	f.BoolVar(&enrollOnly, "enroll-only", false, "enroll and exit")
 	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9465)")
 	f.DurationVar(&healthDelay, "health-delay", 10*time.Second, "wait after an apply before checking health and checking in")
+	f.DurationVar(&busyTimeout, "busy-timeout", agent.DefaultBusyTimeout, "report an apply or revert failed once the live patch runtime has been busy this long (another stent operation holds the lock, another patch is in transition)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	cmd.AddCommand(newAgentStatusCmd(env))

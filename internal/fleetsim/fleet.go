@@ -33,6 +33,7 @@ type Config struct {
 	Spread      time.Duration
 	MaxBackoff  time.Duration
 	ApplyDelay  time.Duration
+	BusyTimeout time.Duration
 	// SpreadSources binds each host's connection to its own 127.x.y.z
 	// source address, so 10,000 hosts do not share one address's ports.
 	SpreadSources bool
@@ -158,6 +159,7 @@ func (f *Fleet) StartHost(ctx context.Context, h *Host) {
 		HealthDelay: f.cfg.HealthDelay,
 		Spread:      f.cfg.Spread,
 		MaxBackoff:  f.cfg.MaxBackoff,
+		BusyTimeout: f.cfg.BusyTimeout,
 	}, h.Creds)
 	if err != nil {
 		panic(err) // only on a programming error: Runtime and Verifier are set

@@ -41,6 +41,10 @@ type Runtime struct {
 	// afterApply, when set, runs once a patch is loaded, before Apply
 	// returns (tests stop the agent there).
 	afterApply func(ctx context.Context, name string)
+	// lockHolder, when set, is the other stent operation that holds the
+	// host's lock: Apply and Revert answer agent.ErrBusy, as
+	// agent.PatcherRuntime does once its LockWait is over.
+	lockHolder string
 }
 
 // NewRuntime returns a runtime running kernel with no patches.
@@ -73,6 +77,24 @@ func (r *Runtime) SetAfterApply(f func(ctx context.Context, name string)) {
 	r.afterApply = f
 }
 
+// SetLockHeld simulates another stent operation (a person running stent
+// apply, say) holding the host's lock for as long as holder is not empty:
+// Apply and Revert return an error wrapping agent.ErrBusy that names it.
+func (r *Runtime) SetLockHeld(holder string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lockHolder = holder
+}
+
+// busy returns the error of a runtime whose lock another operation holds,
+// or nil. Called with r.mu held.
+func (r *Runtime) busy() error {
+	if r.lockHolder == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: another stent operation (%s) holds this host's live patch lock", agent.ErrBusy, r.lockHolder)
+}
+
 func (r *Runtime) Status(ctx context.Context) (*agent.RuntimeStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -93,8 +115,11 @@ func (r *Runtime) Apply(ctx context.Context, path string) (string, error) {
 	}
 	m := b.Manifest()
 	r.mu.Lock()
-	kernel, delay := r.kernel, r.applyDelay
+	kernel, delay, busy := r.kernel, r.applyDelay, r.busy()
 	r.mu.Unlock()
+	if busy != nil {
+		return "", busy
+	}
 	if m.Kernel.Release != kernel {
 		return "", fmt.Errorf("bundle %s targets kernel %s but this kernel is %s", m.Name, m.Kernel.Release, kernel)
 	}
@@ -140,6 +165,9 @@ func (r *Runtime) Apply(ctx context.Context, path string) (string, error) {
 func (r *Runtime) Revert(ctx context.Context, name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.busy(); err != nil {
+		return err
+	}
 	for i, p := range r.patches {
 		if p.Name == name {
 			r.patches = append(r.patches[:i], r.patches[i+1:]...)
