@@ -34,6 +34,9 @@ func (rt *Runtime) Revert(ctx context.Context, name string, opts RevertOptions) 
 		return err
 	}
 	defer unlock()
+	if err := ctx.Err(); err != nil {
+		return err // cancelled while waiting for the lock: nothing done
+	}
 	recs, _ := rt.Records()
 	p, err := klp.Get(rt.cfg.Root, name)
 	switch {
