@@ -7,7 +7,7 @@ CACHE ?= $(CURDIR)/.cache
 export STENT_CACHE := $(CACHE)
 GOTESTFLAGS ?=
 
-.PHONY: all build deps test test-short demo bench clean fmt vet
+.PHONY: all build install deps test test-short demo bench clean fmt vet
 
 all: build
 
@@ -19,6 +19,21 @@ deps:
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 build:
 	$(GO) build -ldflags "-X github.com/stent-dev/stent/internal/version.stamped=$(VERSION)" -o bin/ ./cmd/...
+
+# Install as a distribution package would: stent in /usr/sbin (where the
+# systemd units run it), stent-tools in /usr/lib/stent (where stent finds
+# it), stent-server in /usr/bin, the units and the docs they point to.
+# DESTDIR stages the tree for packaging.
+DESTDIR ?=
+PREFIX ?= /usr
+UNITDIR ?= /lib/systemd/system
+install: build
+	install -D -m 0755 bin/stent $(DESTDIR)$(PREFIX)/sbin/stent
+	install -D -m 0755 bin/stent-tools $(DESTDIR)$(PREFIX)/lib/stent/stent-tools
+	install -D -m 0755 bin/stent-server $(DESTDIR)$(PREFIX)/bin/stent-server
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/doc/stent $(DESTDIR)/etc/stent/keys
+	install -m 0644 deploy/systemd/*.service deploy/systemd/*.timer $(DESTDIR)$(UNITDIR)/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/stent/
 
 # The whole suite, QEMU tests included (they download Debian kernels into
 # $(CACHE) on first use).

@@ -187,3 +187,23 @@ func TestHostBinaryStaysLean(t *testing.T) {
 		t.Fatalf("go list -deps printed %d packages: %q", len(deps), out)
 	}
 }
+
+// TestToolsPackageLayout: installed as `make install` lays them out
+// (/usr/sbin/stent, /usr/lib/stent/stent-tools), stent finds stent-tools.
+func TestToolsPackageLayout(t *testing.T) {
+	dir := buildBoth(t)
+	root := t.TempDir()
+	for from, to := range map[string]string{"stent": "usr/sbin/stent", "stent-tools": "usr/lib/stent/stent-tools"} {
+		dst := filepath.Join(root, to)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, from), dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errs, code := run(t, []string{"STENT_TOOLS="}, filepath.Join(root, "usr/sbin/stent"), "plan", "--help")
+	if code != 0 || !strings.Contains(out, "--inventory") {
+		t.Errorf("installed stent plan --help: exit %d\n%s%s", code, out, errs)
+	}
+}
