@@ -76,6 +76,11 @@ func readStack(path string) []string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
+			if os.Geteuid() == 0 {
+				// Root is refused too when ptrace access is locked down
+				// (kernel.yama.ptrace_scope=3) or by an LSM.
+				return []string{"(kernel stack not readable: refused even to root; kernel.yama.ptrace_scope=3 or a security module?)"}
+			}
 			return []string{"(kernel stack not readable: needs root)"}
 		}
 		return nil
