@@ -207,3 +207,20 @@ func TestToolsPackageLayout(t *testing.T) {
 		t.Errorf("installed stent plan --help: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestToolsVersionMismatch: stent-tools from another build than stent
+// says so (the two are one program, installed together).
+func TestToolsVersionMismatch(t *testing.T) {
+	dir := buildBoth(t)
+	cmd := exec.Command(goTool(t), "build", "-ldflags", "-X github.com/stent-dev/stent/internal/version.stamped=0.0.1-other", "-o", filepath.Join(dir, "stent-tools"), "github.com/stent-dev/stent/cmd/stent-tools")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	_, errs, code := run(t, []string{"STENT_TOOLS="}, filepath.Join(dir, "stent"), "plan", "--help")
+	if code != 0 || !strings.Contains(errs, "warning") || !strings.Contains(errs, "0.0.1-other") {
+		t.Errorf("stent plan --help with a stent-tools of another version: exit %d, stderr %q; want a warning naming both versions", code, errs)
+	}
+	if _, errs, _ := run(t, []string{"STENT_TOOLS="}, filepath.Join(dir, "stent-tools"), "plan", "--help"); strings.Contains(errs, "warning") {
+		t.Errorf("stent-tools run directly warned: %q", errs)
+	}
+}

@@ -109,6 +109,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	forwardedFrom := os.Getenv(forwardedEnv)
 	os.Unsetenv(forwardedEnv)
+	if host := os.Getenv(hostVersionEnv); host != "" {
+		os.Unsetenv(hostVersionEnv)
+		if own := version.String(); host != own {
+			fmt.Fprintf(stderr, "stent: warning: stent is version %s but stent-tools (%s) is version %s: install both from the same build\n", host, forwardedFrom, own)
+		}
+	}
 	root := newRoot(env, args, forwardedFrom)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/stent-dev/stent/internal/version"
 )
 
 // ToolCommand names a subcommand that lives in the stent-tools binary.
@@ -47,6 +49,11 @@ const toolsEnv = "STENT_TOOLS"
 // what stent-tools starts does not inherit it.
 const forwardedEnv = "STENT_TOOLS_FORWARDED"
 
+// hostVersionEnv carries the host binary's version to the stent-tools it
+// runs, which warns when its own differs: the two are one program split in
+// two and are meant to be installed together.
+const hostVersionEnv = "STENT_HOST_VERSION"
+
 // toolsStub is the host binary's stand-in for a stent-tools subcommand:
 // it shows in `stent --help` and replaces this process with stent-tools
 // run on the same arguments, so flags, exit codes and signals are the
@@ -64,7 +71,7 @@ func toolsStub(tc ToolCommand, args []string, forwardedFrom string) *cobra.Comma
 			return fmt.Errorf("stent %s: %w", tc.Name, err)
 		}
 		argv := append([]string{"stent"}, args...)
-		env := append(os.Environ(), forwardedEnv+"="+path)
+		env := append(os.Environ(), forwardedEnv+"="+path, hostVersionEnv+"="+version.String())
 		// From here on a SIGINT or SIGTERM kills this process, as it would
 		// stent-tools, instead of being taken by Main's handler and lost
 		// in the exec; one that came before is honoured.
