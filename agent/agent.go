@@ -47,7 +47,7 @@ type Runtime interface {
 // ErrBusy is wrapped by a Runtime's Apply or Revert error when it did
 // nothing because the host's runtime is busy with something else (another
 // stent operation holds the host's lock): a wait, not a verdict. The agent
-// tries again with its backoff, for at most Config.BusyTimeout.
+// tries again with its backoff (an apply for at most Config.BusyTimeout).
 var ErrBusy = errors.New("live patch runtime busy")
 
 // RuntimeStatus is the host state an agent reports.
@@ -92,10 +92,12 @@ type Config struct {
 	Interval time.Duration
 	// BusyTimeout bounds how long the agent waits for a busy runtime
 	// (another stent operation holds the host's lock, or another live patch
-	// is in transition) before it reports the action failed, so that the
+	// is in transition) before it reports an apply failed, so that the
 	// rollout's failure threshold decides instead of a wave waiting for
-	// ever. It is measured per desired action, on the monotonic clock, from
+	// ever. It is measured per desired apply, on the monotonic clock, from
 	// the first busy answer; an agent restart starts it again. Default 10m.
+	// Reverts wait without a bound: a failed revert is not tried again, so
+	// the patch would stay loaded, and a reverting rollout waits anyway.
 	BusyTimeout time.Duration
 	// HealthCheck, when set, decides the health reported at each check-in
 	// (a site's own probe). The default checks the live patches' states.

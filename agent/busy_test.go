@@ -27,7 +27,9 @@ type busyRuntime struct {
 	mu         sync.Mutex
 	transition string // a live patch in transition
 	lockHolder string // another operation holding the lock
+	loaded     bool   // lp_x is loaded
 	applies    int
+	reverts    int
 }
 
 func (r *busyRuntime) set(transition, lockHolder string) {
@@ -43,6 +45,9 @@ func (r *busyRuntime) Status(context.Context) (*RuntimeStatus, error) {
 	if r.transition != "" {
 		rs.Patches = append(rs.Patches, api.PatchState{Name: r.transition, Enabled: true, Transition: true})
 	}
+	if r.loaded {
+		rs.Patches = append(rs.Patches, api.PatchState{Name: "lp_x", Enabled: true, Level: 1})
+	}
 	return rs, nil
 }
 
@@ -56,7 +61,16 @@ func (r *busyRuntime) Apply(context.Context, string) (string, error) {
 	return "lp_x", nil
 }
 
-func (r *busyRuntime) Revert(context.Context, string) error { return nil }
+func (r *busyRuntime) Revert(context.Context, string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lockHolder != "" {
+		return fmt.Errorf("%w: %s holds this host's live patch lock", ErrBusy, r.lockHolder)
+	}
+	r.loaded = false
+	r.reverts++
+	return nil
+}
 
 // manifestVerifier accepts any bundle as lp_x level 1 for the test kernel.
 type manifestVerifier struct{}
@@ -156,6 +170,43 @@ func TestBusyTimeout(t *testing.T) {
 	}
 	if len(a.busySince) != 0 {
 		t.Errorf("busy clocks left after every action ended: %v", a.busySince)
+	}
+}
+
+// TestBusyRevertWaits: a revert is not bounded by BusyTimeout. Reported
+// failed it would never be tried again (the entry is done while the
+// rollout keeps it), so the patch would stay loaded for good once the
+// runtime is free; it waits instead, and reverts when it can.
+func TestBusyRevertWaits(t *testing.T) {
+	rt := &busyRuntime{loaded: true}
+	const timeout = 50 * time.Millisecond
+	a, err := New(Config{Runtime: rt, Verifier: manifestVerifier{}, Dir: t.TempDir(), State: &MemState{}, BusyTimeout: timeout},
+		&Credentials{Server: "https://127.0.0.1:1", Credential: "sth_x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.st, err = a.cfg.State.Load(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d := api.DesiredState{ETag: "x", Patches: []api.DesiredPatch{{Rollout: "r_1", Action: api.ActionRevert, Name: "lp_x", Level: 1, KernelRelease: "6.1.0-56-amd64"}}}
+	for _, why := range []struct{ transition, lock string }{{"lp_other", ""}, {"", "stent apply (pid 42)"}} {
+		rt.set(why.transition, why.lock)
+		for start := time.Now(); time.Since(start) < 3*timeout; time.Sleep(timeout / 5) {
+			if _, err := a.reconcile(ctx, d); !errors.Is(err, ErrBusy) {
+				t.Fatalf("reconcile(revert) busy (%+v) for %v = %v, want ErrBusy", why, time.Since(start), err)
+			}
+		}
+		if len(a.st.Pending) != 0 {
+			t.Fatalf("busy revert reported: %+v; want it to wait", a.st.Pending)
+		}
+	}
+	rt.set("", "")
+	if _, err := a.reconcile(ctx, d); err != nil {
+		t.Fatalf("reconcile(revert) once free = %v", err)
+	}
+	if len(a.st.Pending) != 1 || a.st.Pending[0].Result != api.ResultOK || rt.reverts != 1 || rt.loaded {
+		t.Errorf("once free: reports %+v, %d reverts, loaded %v; want one ok report, one revert", a.st.Pending, rt.reverts, rt.loaded)
 	}
 }
 

@@ -74,6 +74,14 @@ func (a *Agent) reconcile(ctx context.Context, d api.DesiredState) (changed bool
 			err = &failure{fmt.Sprintf("unknown action %q", p.Action)}
 		}
 		if bz := (*busy)(nil); errors.As(err, &bz) {
+			if p.Action != api.ActionApply {
+				// A revert waits for as long as it takes: reported failed,
+				// it would never be tried again while the rollout reverts
+				// (a failed entry is done), leaving the patch loaded once
+				// the runtime is free, and a reverting rollout has no
+				// failure threshold: it waits for the host either way.
+				return changed, err
+			}
 			// Wait for the runtime (a person's stent apply, a transition),
 			// but not for ever: a stalled transition nobody resolves would
 			// hold the rollout's wave. Past the bound the failure threshold

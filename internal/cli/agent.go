@@ -135,7 +135,7 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 	f.BoolVar(&enrollOnly, "enroll-only", false, "enroll and exit")
 	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9465)")
 	f.DurationVar(&healthDelay, "health-delay", 10*time.Second, "wait after an apply before checking health and checking in")
-	f.DurationVar(&busyTimeout, "busy-timeout", agent.DefaultBusyTimeout, "report an apply or revert failed once the live patch runtime has been busy this long (another stent operation holds the lock, another patch is in transition)")
+	f.DurationVar(&busyTimeout, "busy-timeout", agent.DefaultBusyTimeout, "report an apply failed once the live patch runtime has been busy this long (another stent operation holds the lock, another patch is in transition); reverts wait for it without a bound")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	cmd.AddCommand(newAgentStatusCmd(env))
