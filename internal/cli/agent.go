@@ -185,7 +185,14 @@ func newAgentStatusCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the agent's enrollment and what it has done and still has to report",
-		Args:  cobra.NoArgs,
+		Long: `Show the agent's enrollment (server, host id, channel, labels) from
+<state-dir>/agent/credentials.json, the actions it has taken or is taking,
+and the reports still waiting for the server. It reads the agent's files
+only; it does not ask the server.
+
+Exit codes: 0 shown, 1 error, 2 this host is not enrolled (or its
+credentials file cannot be read).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir := agentDir(env)
 			creds, err := agent.LoadCredentials(dir)
@@ -197,14 +204,14 @@ func newAgentStatusCmd(env *Env) *cobra.Command {
 				return err
 			}
 			out := struct {
-				Server      string            `json:"server"`
-				HostID      string            `json:"host_id"`
-				Channel     string            `json:"channel"`
-				Labels      map[string]string `json:"labels,omitempty"`
-				EnrolledAt  time.Time         `json:"enrolled_at"`
-				Fingerprint string            `json:"fingerprint,omitempty"`
-				Ops         map[string]*agent.Op
-				Pending     []api.Report `json:"pending_reports"`
+				Server      string               `json:"server"`
+				HostID      string               `json:"host_id"`
+				Channel     string               `json:"channel"`
+				Labels      map[string]string    `json:"labels,omitempty"`
+				EnrolledAt  time.Time            `json:"enrolled_at"`
+				Fingerprint string               `json:"fingerprint,omitempty"`
+				Ops         map[string]*agent.Op `json:"ops"`
+				Pending     []api.Report         `json:"pending_reports"`
 			}{creds.Server, creds.HostID, creds.Channel, creds.Labels, creds.EnrolledAt, creds.Fingerprint, st.Ops, st.Pending}
 			if asJSON {
 				return writeJSON(env.Stdout, out)

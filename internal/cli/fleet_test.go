@@ -82,6 +82,17 @@ func TestFleetCommands(t *testing.T) {
 	if st.Channel != "canary" || !strings.HasPrefix(st.HostID, "h_") {
 		t.Errorf("agent status = %+v", st)
 	}
+	// Every key is snake_case, like the rest of the JSON stent prints.
+	var keys map[string]json.RawMessage
+	jsonOut(&keys, "agent", "status", "--json")
+	for k := range keys {
+		if k != strings.ToLower(k) {
+			t.Errorf("agent status --json has key %q, want lower case", k)
+		}
+	}
+	if _, ok := keys["ops"]; !ok {
+		t.Errorf("agent status --json has no \"ops\" key: %v", keys)
+	}
 
 	// Publish: upload only, then with a rollout that (no host runs the
 	// kernel) completes at once.
