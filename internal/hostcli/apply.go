@@ -39,9 +39,13 @@ A cumulative patch (replace) atomically replaces the patches applied before
 it; their modules are unloaded afterwards. Only one stent operation runs at
 a time on a host, and only one live patch transition at a time in a kernel.
 
+Interrupting stent (Ctrl-C, SIGTERM) during the transition reverses it
+the same way before stent exits.
+
 Exit codes: 0 applied (or already applied), 1 error, 2 refused before
 loading, 3 transition stalled and reverted (the kernel is as before),
-4 transition stalled and could not be undone (stent status shows it).`,
+4 transition stalled and could not be undone (stent status shows it),
+130 interrupted (a transition in progress was reversed).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Progress = progressPrinter(env.Stderr, quiet || asJSON)
