@@ -84,6 +84,15 @@ func newFleetCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fleet",
 		Short: "Operate a fleet through stent-server: status, hosts, rollouts, tokens, audit log",
+		Long: `Operate a fleet through stent-server: status, hosts, rollouts, tokens, audit log.
+
+The server and the admin token come from --server and --token (or
+--token-file), or from STENT_SERVER and STENT_TOKEN (or STENT_TOKEN_FILE);
+the server's first admin token is in its <data-dir>/admin.token.
+
+Exit codes: 0 done, 1 error, 4 the token's role does not allow the action
+(viewer reads; operator also rolls out and makes enrollment tokens; admin
+also manages admin tokens, revokes hosts and changes settings).`,
 	}
 	sf.bind(cmd.PersistentFlags())
 	add := func(c *cobra.Command) { cmd.AddCommand(c) }

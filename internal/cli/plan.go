@@ -151,7 +151,12 @@ patch manifests available to apply). A feed that does not parse completely
 fails the whole plan.
 
 The --json output can be saved and rendered later, or on another machine,
-by "stent report --plan FILE", without the feeds.`,
+by "stent report --plan FILE", without the feeds.
+
+Exit codes: 0 planned; 1 an input could not be read or judged (the file and
+field are named); 2 a usage error: no --inventory or --feed, a malformed
+--feed or --now, or no feed that says which kernels fix which CVE
+(debian-changelog, cna or osv).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fp, err := f.plan(cmd.Context(), env)

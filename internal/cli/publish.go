@@ -33,7 +33,8 @@ previous one's hosts reported success and checked in healthy. The rollout
 halts by itself when more than --max-failure-pct of the released hosts fail.
 
 With --wait the command follows the rollout and exits 0 when it completes,
-3 when it halts and 1 on timeout.`,
+3 when it halts and 1 on timeout. It exits 4 when the admin token's role
+may not publish (an operator or admin token is needed), 1 on other errors.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, err := os.ReadFile(args[0])

@@ -35,7 +35,12 @@ an older stent) is refused with its line and column.
 
 --format html writes one self-contained page with a chart of exposure by
 severity over the last --days days; csv writes one row per host and rule, then
-one per rule for the fleet (host "*").`,
+one per rule for the fleet (host "*").
+
+Exit codes: 0 reported; 1 an input could not be read or judged; 2 a usage
+error (as for stent plan, a bad --format or --fail-on, --plan given with a
+plan flag, or a --plan file that is not a plan); 3 --fail-on matched a host
+(the report is written first).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch format {
@@ -93,7 +98,7 @@ one per rule for the fleet (host "*").`,
 	cmd.Flags().StringVar(&format, "format", "json", "json, csv or html")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write the report to this file (default: standard output)")
 	cmd.Flags().IntVar(&days, "days", 90, "days of history in the exposure chart and series")
-	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit with code 3 when a host is breached, or at-risk (or worse)")
+	cmd.Flags().StringVar(&failOn, "fail-on", "", "breached or at-risk: exit with code 3 when a host is that or worse")
 	cmd.Flags().StringVar(&planFile, "plan", "", `render a plan saved with "stent plan --json" ("-": standard input) instead of planning from --inventory, --feed and --policy`)
 	return cmd
 }
