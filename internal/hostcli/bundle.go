@@ -306,8 +306,8 @@ func newBundleVerifyCmd(env *Env) *cobra.Command {
 		Short: "Check a bundle's structure and signature against the trusted keys",
 		Long: `Check a bundle's structure, module digest and signature against the trusted
 keys in --keys-dir. Exit status: 0 verified; 1 refused (malformed, tampered
-with, or signed by a key that is not trusted); 2 not checked (the bundle or
-a trusted key file could not be read).`,
+with, or signed by a key that is not trusted); 2 not checked (the bundle,
+the trusted keys folder or a key file in it could not be read).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
