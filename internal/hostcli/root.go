@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -122,7 +123,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintln(stderr, "stent: interrupted")
+		fmt.Fprintln(stderr, interrupted(err))
 		return 130
 	}
 	fmt.Fprintf(stderr, "stent: %v\n", err)
@@ -131,6 +132,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ee.code
 	}
 	return 1
+}
+
+// interrupted is the message for a command stopped by a signal, keeping
+// what was done about it ("reverted and unloaded", say).
+func interrupted(err error) string {
+	msg := strings.TrimSuffix(err.Error(), ": "+context.Canceled.Error())
+	if msg == context.Canceled.Error() {
+		return "stent: interrupted"
+	}
+	return "stent: interrupted: " + msg
 }
 
 // WriteJSON prints v as indented JSON, the form every --json flag uses.
