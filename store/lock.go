@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -125,9 +126,17 @@ func (s *Store) Fence(ctx context.Context, holder string, now time.Time) (int64,
 	if s.engine != Postgres {
 		return 0, nil
 	}
+	// The row comes with the schema (migration 2). Should it be gone
+	// (deleted by hand, a partial restore), it is made again rather than
+	// leaving every instance unable to start: with the current time in
+	// milliseconds as its epoch, which no holder's counter is near, and
+	// which an old holder never reaches anyway, as it stops at its first
+	// write that finds the row missing (checkEpoch).
 	var epoch int64
 	err := s.Update(ctx, func(t *Tx) error {
-		return t.queryRow(ctx, `UPDATE leader SET epoch = epoch + 1, holder = ?, since = ? WHERE id = 1 RETURNING epoch`, holder, ms(now)).Scan(&epoch)
+		return t.queryRow(ctx, `INSERT INTO leader (id, epoch, holder, since) VALUES (1, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET epoch = leader.epoch + 1, holder = EXCLUDED.holder, since = EXCLUDED.since
+			RETURNING epoch`, max(ms(now), 1), holder, ms(now)).Scan(&epoch)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("fence: %w", err)
@@ -140,7 +149,13 @@ func (s *Store) Fence(ctx context.Context, holder string, now time.Time) (int64,
 // store.
 func (t *Tx) checkEpoch(ctx context.Context, want int64) error {
 	var got int64
-	if err := t.tx.QueryRowContext(ctx, `SELECT epoch FROM leader WHERE id = 1 FOR SHARE`).Scan(&got); err != nil {
+	err := t.tx.QueryRowContext(ctx, `SELECT epoch FROM leader WHERE id = 1 FOR SHARE`).Scan(&got)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Not a transient error to retry: the row this server's claim
+		// rests on is gone, and an instance taking over makes it again.
+		return fmt.Errorf("%w (the leader row is missing; this server's epoch was %d)", ErrFenced, want)
+	}
+	if err != nil {
 		return fmt.Errorf("check leader epoch: %w", err)
 	}
 	if got != want {

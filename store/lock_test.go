@@ -141,3 +141,38 @@ func TestFence(t *testing.T) {
 		t.Errorf("k = %q, want b1", set["k"])
 	}
 }
+
+// TestFenceMissingRow: with the leader row gone (deleted by hand, a partial
+// restore) the holder's writes fail with ErrFenced, so it stops instead of
+// serving on with every write failing, and another store can still fence
+// and write: the row is made again.
+func TestFenceMissingRow(t *testing.T) {
+	ctx := context.Background()
+	a, b, dsn := openPair(t)
+	if _, err := a.Fence(ctx, "a", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM leader`); err != nil {
+		t.Fatal(err)
+	}
+	put := func(s *store.Store, v string) error {
+		return s.Update(ctx, func(tx *store.Tx) error { return tx.PutSetting(ctx, "k", v) })
+	}
+	if err := put(a, "a1"); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("holder's write with the leader row missing = %v, want ErrFenced", err)
+	}
+	if _, err := b.Fence(ctx, "b", time.Now()); err != nil {
+		t.Fatalf("Fence(b) with the leader row missing = %v, want the row made again", err)
+	}
+	if err := put(b, "b1"); err != nil {
+		t.Errorf("new holder's write: %v", err)
+	}
+	if err := put(a, "a2"); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("old holder's write after the new fence = %v, want ErrFenced", err)
+	}
+}
