@@ -327,3 +327,17 @@ func TestVmlinuxTruncatedPayload(t *testing.T) {
 		t.Error("Vmlinux(truncated payload) cached the partial vmlinux")
 	}
 }
+
+func TestIncludersHint(t *testing.T) {
+	tests := []struct{ header, want string }{
+		{"include/linux/fs.h", "'#include <linux/fs.h>'"},
+		{"arch/x86/include/asm/tlb.h", "'#include <asm/tlb.h>'"},
+		{"fs/ext4/ext4.h", `'#include "ext4.h"' fs/ext4/*.c`},
+		{"fs/myinclude/x.h", `'#include "x.h"' fs/myinclude/*.c`},
+	}
+	for _, tt := range tests {
+		if got := includersHint(tt.header); !strings.Contains(got, tt.want) {
+			t.Errorf("includersHint(%q) = %q, want it to contain %q", tt.header, got, tt.want)
+		}
+	}
+}

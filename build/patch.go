@@ -175,7 +175,7 @@ func objectsFor(changes []FileChange, extra []string) (objs []string, warnings [
 			warnings = append(warnings, "ignored documentation change to "+c.Path)
 		case ext == ".h":
 			if len(extra) == 0 {
-				unsupported = append(unsupported, c.Path+" (a header: name the objects that must be rebuilt with --object DIR/FILE.o)")
+				unsupported = append(unsupported, c.Path+" (a header: name the objects that must be rebuilt with --object DIR/FILE.o; "+includersHint(c.Path)+")")
 			}
 		default:
 			unsupported = append(unsupported, c.Path)
@@ -195,6 +195,20 @@ func objectsFor(changes []FileChange, extra []string) (objs []string, warnings [
 	}
 	sort.Strings(objs)
 	return objs, warnings, nil
+}
+
+// includersHint tells how to find the source files that include header
+// directly: the first candidates for --object (files that include it
+// through another header need it too).
+func includersHint(header string) string {
+	dir, base := path.Split(header)
+	if i := strings.LastIndex(header, "include/"); i >= 0 && (i == 0 || header[i-1] == '/') {
+		// include/linux/fs.h, arch/x86/include/asm/tlb.h: #include <linux/fs.h>
+		name := header[i+len("include/"):]
+		return fmt.Sprintf("files that include it directly: grep -rl --include='*.c' '#include <%s>' in the kernel source", name)
+	}
+	// fs/ext4/ext4.h: #include "ext4.h" in its own folder
+	return fmt.Sprintf("files that include it directly: grep -l '#include \"%s\"' %s*.c in the kernel source", base, dir)
 }
 
 // ErrPatchFuzz is wrapped when the fix applies only with fuzz (patch(1)
