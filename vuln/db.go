@@ -65,8 +65,8 @@ type Track struct {
 	// old one), so a later upload of any branch is an upgrade for every
 	// host of the track.
 	linear   bool
-	versions []trackVersion  // known versions, ascending
-	entries  [][]ordRange    // by vuln index
+	versions []trackVersion // known versions, ascending
+	entries  [][]ordRange   // by vuln index
 	ordMu    sync.Mutex
 	ordMemo  map[string]int32
 }
