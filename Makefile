@@ -39,6 +39,7 @@ install: build
 # $(CACHE) on first use).
 test: deps
 	scripts/setup-postgres.sh >/dev/null
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted (make fmt)"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -timeout 40m $(GOTESTFLAGS) ./...
 
