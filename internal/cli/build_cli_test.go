@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stent-dev/stent/internal/hostcli"
 )
 
 // TestBuildBadInput: a command line that cannot work fails with a message
@@ -31,7 +33,7 @@ func TestBuildBadInput(t *testing.T) {
 		{[]string{"build", "--kernel", "6.1.0-56-amd64", "--patch", fix, "--cumulative-with", filepath.Join(dir, "old.bundle"), "--no-replace", "-o", out}, "--no-replace"},
 	} {
 		var stdout, stderr strings.Builder
-		code := Run(t.Context(), tc.args, &stdout, &stderr)
+		code := hostcli.Run(t.Context(), tc.args, &stdout, &stderr)
 		if code != 1 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("stent %v: exit %d, stderr %q; want exit 1 mentioning %q", tc.args, code, stderr.String(), tc.want)
 		}

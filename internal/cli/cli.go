@@ -5,9 +5,6 @@
 package cli
 
 import (
-	"context"
-	"io"
-
 	"github.com/spf13/cobra"
 
 	"github.com/stent-dev/stent/internal/hostcli"
@@ -24,13 +21,10 @@ func addCommand(f func(*Env) *cobra.Command) {
 	hostcli.AddCommand(f)
 }
 
-func writeJSON(w io.Writer, v any) error { return hostcli.WriteJSON(w, v) }
-
-func withCode(code int, err error) error { return hostcli.WithCode(code, err) }
-
-// Run runs the full stent command line with args and returns the exit code.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return hostcli.Run(ctx, args, stdout, stderr)
-}
-
-func defaultSigningDir() (string, error) { return hostcli.DefaultSigningDir() }
+// The host command line's helpers, under the names this package's
+// subcommands use.
+var (
+	writeJSON         = hostcli.WriteJSON
+	withCode          = hostcli.WithCode
+	defaultSigningDir = hostcli.DefaultSigningDir
+)

@@ -21,7 +21,7 @@ func runCLI(t *testing.T, root string, args ...string) (stdout, stderr string, c
 func execStent(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = Run(context.Background(), args, &out, &errb)
+	code = hostcli.Run(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
