@@ -16,13 +16,14 @@ import (
 // Paths of the HTTP API. Agent calls authenticate with a host credential,
 // admin calls with an admin token; both as "Authorization: Bearer <token>".
 const (
-	PathEnroll      = "/v1/enroll"        // POST EnrollRequest -> EnrollResponse (enrollment token in body)
-	PathSync        = "/v1/agent/sync"    // POST Checkin -> SyncResponse; ?wait=30s&etag=X long-polls
-	PathReport      = "/v1/agent/report"  // POST Report -> ReportResponse
-	PathBundles     = "/v1/bundles/"      // GET <sha256>: bundle bytes, HTTP Range supported
-	PathAdmin       = "/v1/admin/"        // prefix of every admin call
-	PathHosts       = "/v1/admin/hosts"   // GET []Host; GET/DELETE /<id>
-	PathAdminBundle = "/v1/admin/bundles" // POST bundle bytes -> BundleInfo; GET []BundleInfo
+	PathEnroll      = "/v1/enroll"            // POST EnrollRequest -> EnrollResponse (enrollment token in body)
+	PathSync        = "/v1/agent/sync"        // POST Checkin -> SyncResponse; ?wait=30s&etag=X long-polls
+	PathReport      = "/v1/agent/report"      // POST Report -> ReportResponse
+	PathBundles     = "/v1/bundles/"          // GET <sha256>: bundle bytes, HTTP Range supported
+	PathAdmin       = "/v1/admin/"            // prefix of every admin call
+	PathHosts       = "/v1/admin/hosts"       // GET []Host; GET/DELETE /<id>
+	PathInventories = "/v1/admin/inventories" // GET: JSON lines, one HostInventory per host and an end line; ?label=k=v selects
+	PathAdminBundle = "/v1/admin/bundles"     // POST bundle bytes -> BundleInfo; GET []BundleInfo
 	PathRollouts    = "/v1/admin/rollouts"
 	PathFleet       = "/v1/admin/fleet"         // GET FleetStatus
 	PathAudit       = "/v1/admin/audit"         // GET []AuditEntry
@@ -193,6 +194,24 @@ type Host struct {
 	Revoked       bool              `json:"revoked,omitempty"`
 	Patches       []PatchState      `json:"patches,omitempty"`
 	Inventory     json.RawMessage   `json:"inventory,omitempty"`
+}
+
+// HostInventory is one line of the PathInventories stream: an enrolled
+// host's latest inventory (the JSON of "stent inventory --json"), absent
+// when the host never sent one. The stream's last line has only End set;
+// a stream without it was cut short.
+type HostInventory struct {
+	HostID    string            `json:"host_id,omitempty"`
+	Hostname  string            `json:"hostname,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	LastSeen  time.Time         `json:"last_seen,omitzero"`
+	Inventory json.RawMessage   `json:"inventory,omitempty"`
+	End       *InventoryEnd     `json:"end,omitempty"`
+}
+
+// InventoryEnd closes a PathInventories stream.
+type InventoryEnd struct {
+	Hosts int `json:"hosts"` // host lines sent before it
 }
 
 // BundleInfo describes a published bundle.

@@ -13,7 +13,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -293,4 +295,53 @@ func (c *Client) Download(ctx context.Context, path string, offset int64, w io.W
 	}
 	n, err = io.Copy(w, resp.Body)
 	return n, false, err
+}
+
+// Inventories reads the PathInventories stream and calls fn with each
+// host's line as it arrives, so a fleet's inventories never sit in memory
+// together; with a selector, only hosts with all its labels come. It
+// returns how many hosts came, and stops at fn's first error. A stream
+// that ends before its end line (the server failed or the connection
+// broke midway) is an error wrapping io.ErrUnexpectedEOF.
+func (c *Client) Inventories(ctx context.Context, selector map[string]string, fn func(*HostInventory) error) (int, error) {
+	path := PathInventories
+	if len(selector) > 0 {
+		kvs := make([]string, 0, len(selector))
+		for k, v := range selector {
+			kvs = append(kvs, k+"="+v)
+		}
+		sort.Strings(kvs)
+		path += "?" + url.Values{"label": kvs}.Encode()
+	}
+	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return 0, readStatusError(resp)
+	}
+	dec := json.NewDecoder(resp.Body)
+	n := 0
+	for {
+		var h HostInventory
+		if err := dec.Decode(&h); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, fmt.Errorf("GET %s: stream cut short after %d hosts: %w", PathInventories, n, err)
+		}
+		if h.End != nil {
+			if h.End.Hosts != n {
+				return n, fmt.Errorf("GET %s: got %d hosts, the server says it sent %d", PathInventories, n, h.End.Hosts)
+			}
+			return n, nil
+		}
+		n++
+		if err := fn(&h); err != nil {
+			return n, err
+		}
+	}
 }

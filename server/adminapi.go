@@ -36,6 +36,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.handle(mux, "GET "+api.PathHosts, api.RoleViewer, s.handleHosts)
 	s.handle(mux, "GET "+api.PathHosts+"/{id}", api.RoleViewer, s.handleHost)
 	s.handle(mux, "DELETE "+api.PathHosts+"/{id}", api.RoleAdmin, s.handleRevokeHost)
+	s.handle(mux, "GET "+api.PathInventories, api.RoleViewer, s.handleInventories)
 	s.handle(mux, "POST "+api.PathAdminBundle, api.RoleOperator, s.handlePublish)
 	s.handle(mux, "GET "+api.PathAdminBundle, api.RoleViewer, s.handleBundles)
 	s.handle(mux, "POST "+api.PathRollouts, api.RoleOperator, s.handleCreateRollout)

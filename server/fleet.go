@@ -149,8 +149,13 @@ func eligible(r *rollout, h *host) bool {
 	if r.buildID != "" && h.BuildID != "" && r.buildID != h.BuildID {
 		return false
 	}
-	for k, v := range r.Selector {
-		if h.Labels[k] != v {
+	return hasLabels(h.Labels, r.Selector)
+}
+
+// hasLabels reports whether labels has every key=value of selector.
+func hasLabels(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
 			return false
 		}
 	}

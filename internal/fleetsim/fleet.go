@@ -2,6 +2,7 @@ package fleetsim
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,6 +29,9 @@ type Config struct {
 	Log         *slog.Logger
 	// Labels returns host i's labels (nil: none).
 	Labels func(i int) map[string]string
+	// Inventory returns host i's inventory, the JSON of "stent inventory
+	// --json", which its agent reports (nil func or value: none).
+	Inventory func(i int) json.RawMessage
 	// Agent settings passed through to agent.Config.
 	HealthDelay time.Duration
 	Spread      time.Duration
@@ -148,6 +152,12 @@ func (f *Fleet) StartHost(ctx context.Context, h *Host) {
 	}
 	actx, cancel := context.WithCancel(ctx)
 	h.cancel, h.done = cancel, make(chan struct{})
+	var inv func(context.Context) (json.RawMessage, error)
+	if f.cfg.Inventory != nil {
+		if v := f.cfg.Inventory(h.Index); len(v) > 0 {
+			inv = func(context.Context) (json.RawMessage, error) { return v, nil }
+		}
+	}
 	a, err := agent.New(agent.Config{
 		Runtime:     h.Runtime,
 		Verifier:    agent.KeyringVerifier{Keys: f.cfg.Keys},
@@ -160,6 +170,7 @@ func (f *Fleet) StartHost(ctx context.Context, h *Host) {
 		Spread:      f.cfg.Spread,
 		MaxBackoff:  f.cfg.MaxBackoff,
 		BusyTimeout: f.cfg.BusyTimeout,
+		Inventory:   inv,
 	}, h.Creds)
 	if err != nil {
 		panic(err) // only on a programming error: Runtime and Verifier are set
