@@ -67,7 +67,11 @@ func adminCall(ctx context.Context, sf *serverFlags, method, path string, in, ou
 	if err != nil {
 		return err
 	}
-	err = c.Do(ctx, method, path, in, out)
+	return adminError(sf, method, path, c.Do(ctx, method, path, in, out))
+}
+
+// adminError names what to do about the usual causes of a failed call.
+func adminError(sf *serverFlags, method, path string, err error) error {
 	switch {
 	case api.IsStatus(err, http.StatusUnauthorized):
 		return fmt.Errorf("%s %s: %w (check --token)", method, path, err)
@@ -84,7 +88,8 @@ func newFleetCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fleet",
 		Short: "Operate a fleet through stent-server: status, hosts, rollouts, tokens, audit log",
-		Long: `Operate a fleet through stent-server: status, hosts, rollouts, tokens, audit log.
+		Long: `Operate a fleet through stent-server: status, hosts, rollouts, tokens, audit log,
+and the hosts' inventories for "stent plan".
 
 The server and the admin token come from --server and --token (or
 --token-file), or from STENT_SERVER and STENT_TOKEN (or STENT_TOKEN_FILE);
@@ -98,6 +103,7 @@ also manages admin tokens, revokes hosts and changes settings).`,
 	add := func(c *cobra.Command) { cmd.AddCommand(c) }
 	add(fleetStatusCmd(env, sf))
 	add(fleetHostsCmd(env, sf))
+	add(fleetInventoriesCmd(env, sf))
 	add(fleetRolloutCmd(env, sf))
 	for _, action := range []string{"pause", "resume", "revert"} {
 		add(fleetActionCmd(env, sf, action))
