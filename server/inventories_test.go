@@ -103,4 +103,3 @@ func TestInventories(t *testing.T) {
 		})
 	}
 }
-

@@ -61,7 +61,12 @@ func TestFleetInventoriesThenPlan(t *testing.T) {
 	fl, err := fleetsim.Enroll(context.Background(), fleetsim.Config{
 		Server: url, Fingerprint: fp, EnrollToken: tok.Secret, N: len(files), Kernel: "6.1.0-54-amd64",
 		Keys: bundle.NewKeyring(pub), Dir: t.TempDir(), MaxBackoff: 500 * time.Millisecond,
-		Labels:    func(i int) map[string]string { return map[string]string{"role": map[bool]string{true: "db"}[files[i] == "db1"]} },
+		Labels: func(i int) map[string]string {
+			if files[i] == "db1" {
+				return map[string]string{"role": "db"}
+			}
+			return map[string]string{"role": "app"}
+		},
 		Inventory: func(i int) json.RawMessage { return invs[i] },
 	})
 	if err != nil {
