@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(
   qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs kmod
   bc bison flex libelf-dev libssl-dev dwarves xz-utils zstd
-  gcc make patch chromium
+  gcc binutils make patch chromium
+  systemd git
 )
 missing=()
 for p in "${pkgs[@]}"; do
