@@ -89,26 +89,14 @@ func (s *Server) handleHost(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleRevokeHost(w http.ResponseWriter, r *http.Request) error {
-	id, p, now := r.PathValue("id"), principalOf(r), s.now().UTC()
-	e := &api.AuditEntry{At: now, Actor: p.actor(), Action: "host.revoke", Target: id}
-	err := s.w.do(r.Context(), func(tx *store.Tx) error {
-		if err := tx.RevokeHost(r.Context(), id, now); err != nil {
-			return err
-		}
-		return tx.InsertAudit(r.Context(), e)
+	return s.revoke(w, r, "host.revoke", "enrolled host", func(tx *store.Tx, id string, at time.Time) error {
+		return tx.RevokeHost(r.Context(), id, at)
+	}, func(id string, at time.Time) {
+		s.mu.Lock()
+		s.revokeHostLocked(id, at)
+		s.mu.Unlock()
+		s.kickEngine()
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return errorf(http.StatusNotFound, "not_found", "no enrolled host %s (or already revoked)", id)
-	}
-	if err != nil {
-		return internal(err)
-	}
-	s.mu.Lock()
-	s.revokeHostLocked(id, now)
-	s.mu.Unlock()
-	s.kickEngine()
-	w.WriteHeader(http.StatusNoContent)
-	return nil
 }
 
 // bundleInspector returns the default Options.Inspect: parse with the
@@ -369,18 +357,23 @@ func (s *Server) handleTokens(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) error {
-	return s.revokeToken(w, r, "token.revoke", func(tx *store.Tx, id string, at time.Time) error {
+	return s.revoke(w, r, "token.revoke", "token", func(tx *store.Tx, id string, at time.Time) error {
 		return tx.RevokeAdminToken(r.Context(), id, at)
-	})
+	}, s.forgetAdmins)
 }
 
 func (s *Server) handleRevokeEnrollToken(w http.ResponseWriter, r *http.Request) error {
-	return s.revokeToken(w, r, "enroll_token.revoke", func(tx *store.Tx, id string, at time.Time) error {
+	return s.revoke(w, r, "enroll_token.revoke", "token", func(tx *store.Tx, id string, at time.Time) error {
 		return tx.RevokeEnrollToken(r.Context(), id, at)
-	})
+	}, s.forgetAdmins)
 }
 
-func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, action string, revoke func(*store.Tx, string, time.Time) error) error {
+func (s *Server) forgetAdmins(string, time.Time) { s.admins.forget() }
+
+// revoke revokes what the path's id names (a host, a token: what) in the
+// store together with its audit entry, then lets after update memory and
+// caches, and answers 204.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request, action, what string, revoke func(*store.Tx, string, time.Time) error, after func(id string, at time.Time)) error {
 	id, p, now := r.PathValue("id"), principalOf(r), s.now().UTC()
 	e := &api.AuditEntry{At: now, Actor: p.actor(), Action: action, Target: id}
 	err := s.w.do(r.Context(), func(tx *store.Tx) error {
@@ -390,12 +383,12 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, action stri
 		return tx.InsertAudit(r.Context(), e)
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(http.StatusNotFound, "not_found", "no token %s (or already revoked)", id)
+		return errorf(http.StatusNotFound, "not_found", "no %s %s (or already revoked)", what, id)
 	}
 	if err != nil {
 		return internal(err)
 	}
-	s.admins.forget()
+	after(id, now)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
