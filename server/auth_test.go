@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -312,9 +311,7 @@ func TestLongPollOutlivesBodyTimeout(t *testing.T) {
 	e.dir = e.o.dataDir
 	e.start("127.0.0.1:0")
 	t.Cleanup(e.stop)
-	tok, _ := os.ReadFile(e.srv.BootstrapTokenFile())
-	hc, _ := api.NewHTTPClient(api.TLSOptions{Fingerprint: e.fp})
-	e.admin = &api.Client{BaseURL: e.url, Token: strings.TrimSpace(string(tok)), HTTP: hc}
+	e.useAdmin(e.srv.BootstrapTokenFile())
 	c, err := e.enroll(e.enrollToken("stable", 0), "lp")
 	if err != nil {
 		t.Fatal(err)

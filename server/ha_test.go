@@ -2,8 +2,6 @@ package server_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
 	"database/sql"
 	"errors"
@@ -20,7 +18,6 @@ import (
 	"time"
 
 	"github.com/stent-dev/stent/api"
-	"github.com/stent-dev/stent/bundle"
 	"github.com/stent-dev/stent/internal/fleetsim"
 	"github.com/stent-dev/stent/server"
 	"github.com/stent-dev/stent/store"
@@ -156,14 +153,7 @@ func testTakeOver(t *testing.T, bin string, balanced bool) {
 		url = "https://" + newBalancer(t, addr1, addr2).addr()
 	}
 	e := &env{t: t, url: url, dir: dir1, fp: fp}
-	tok, err := os.ReadFile(filepath.Join(dir1, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, _ := api.NewHTTPClient(api.TLSOptions{Fingerprint: fp})
-	e.admin = &api.Client{BaseURL: e.url, Token: strings.TrimSpace(string(tok)), HTTP: hc}
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	e.key, e.keys = priv, bundle.NewKeyring(pub)
+	e.useAdmin(filepath.Join(dir1, "admin.token"))
 
 	const n = 30
 	f := e.fleet(n, "stable", func(c *fleetsim.Config) {

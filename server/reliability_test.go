@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/stent-dev/stent/api"
-	"github.com/stent-dev/stent/bundle"
 	"github.com/stent-dev/stent/internal/fleetsim"
 	"github.com/stent-dev/stent/store"
 	"github.com/stent-dev/stent/store/storetest"
@@ -107,14 +106,7 @@ func TestServerKilledMidRollout(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.fp = strings.TrimSpace(string(fpOut))
-			tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			hc, _ := api.NewHTTPClient(api.TLSOptions{Fingerprint: e.fp})
-			e.admin = &api.Client{BaseURL: e.url, Token: strings.TrimSpace(string(tok)), HTTP: hc}
-			pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-			e.key, e.keys = priv, bundle.NewKeyring(pub)
+			e.useAdmin(filepath.Join(dir, "admin.token"))
 
 			const n = 60
 			f := e.fleet(n, "stable", func(c *fleetsim.Config) {

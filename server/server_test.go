@@ -75,18 +75,26 @@ func startEnv(t testing.TB, o envOpt) *env {
 	e := &env{t: t, o: o, dir: o.dataDir}
 	e.start("127.0.0.1:0")
 	t.Cleanup(e.stop)
-	tok, err := os.ReadFile(e.srv.BootstrapTokenFile())
+	e.useAdmin(e.srv.BootstrapTokenFile())
+	return e
+}
+
+// useAdmin makes the env's admin client from the bootstrap admin token in
+// tokenFile (the server at e.url, pinned to e.fp) and a signing key that
+// the simulated hosts trust.
+func (e *env) useAdmin(tokenFile string) {
+	e.t.Helper()
+	tok, err := os.ReadFile(tokenFile)
 	if err != nil {
-		t.Fatalf("bootstrap token: %v", err)
+		e.t.Fatalf("bootstrap token: %v", err)
 	}
 	hc, err := api.NewHTTPClient(api.TLSOptions{Fingerprint: e.fp})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.admin = &api.Client{BaseURL: e.url, Token: strings.TrimSpace(string(tok)), HTTP: hc}
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	e.key, e.keys = priv, bundle.NewKeyring(pub)
-	return e
 }
 
 // start runs a server on the env's data folder, listening on addr.
