@@ -29,16 +29,22 @@ func ModuleSourceDir(name string) (string, error) {
 	return dir, nil
 }
 
+// sharedDir is the folder of testdata/kmod whose files every test module
+// may use: Kbuild files add it to the include path as $(src)/../include.
+const sharedDir = "include"
+
 // BuildModule builds the test module testdata/kmod/<name> against k's
 // headers and returns the path of the .ko file. Builds are cached in
-// $STENT_CACHE/kmod/<abi>/<name>-<hash>, keyed by the sources and the
-// kernel package, and safe to run from parallel test processes.
+// $STENT_CACHE/kmod/<abi>/<name>-<hash>, keyed by the sources (the
+// module's folder and the shared include folder) and the kernel package,
+// and safe to run from parallel test processes.
 func BuildModule(ctx context.Context, k *kpkg.Kernel, name string) (koPath string, err error) {
 	src, err := ModuleSourceDir(name)
 	if err != nil {
 		return "", err
 	}
-	files, sum, err := hashSources(src, k)
+	kmodDir := filepath.Dir(src)
+	files, sum, err := hashSources(kmodDir, []string{name, sharedDir}, k)
 	if err != nil {
 		return "", err
 	}
@@ -68,54 +74,65 @@ func BuildModule(ctx context.Context, k *kpkg.Kernel, name string) (koPath strin
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
+	// The same layout as testdata/kmod, so that $(src)/../include works
+	// here as it does for a build by hand.
 	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(src, f))
+		b, err := os.ReadFile(filepath.Join(kmodDir, f))
 		if err != nil {
+			return "", err
+		}
+		if err := os.MkdirAll(filepath.Join(tmp, filepath.Dir(f)), 0o755); err != nil {
 			return "", err
 		}
 		if err := os.WriteFile(filepath.Join(tmp, f), b, 0o644); err != nil {
 			return "", err
 		}
 	}
-	cmd := exec.CommandContext(ctx, "make", "-C", k.HeadersDir, "M="+tmp, "modules")
+	build := filepath.Join(tmp, name)
+	if err := os.MkdirAll(build, 0o755); err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "make", "-C", k.HeadersDir, "M="+build, "modules")
 	cmd.Env = makeEnv()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build module %s for %s: %w\n%s", name, k.ABI, err, bytes.TrimSpace(out))
 	}
-	if _, err := os.Stat(filepath.Join(tmp, name+".ko")); err != nil {
+	if _, err := os.Stat(filepath.Join(build, name+".ko")); err != nil {
 		return "", fmt.Errorf("build module %s for %s: no %s.ko came out\n%s", name, k.ABI, name, out)
 	}
 	// Without debug information, as distributions ship modules (Debian's
 	// are 20-30 times smaller for it): what hosts load is what tests load.
-	cmd = exec.CommandContext(ctx, "strip", "--strip-debug", filepath.Join(tmp, name+".ko"))
+	cmd = exec.CommandContext(ctx, "strip", "--strip-debug", filepath.Join(build, name+".ko"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("strip module %s: %w\n%s", name, err, bytes.TrimSpace(out))
 	}
-	if err := os.Rename(tmp, outDir); err != nil {
+	if err := os.Rename(build, outDir); err != nil {
 		return "", fmt.Errorf("build module %s: %w", name, err)
 	}
 	return ko, nil
 }
 
-// hashSources lists the regular files of src (no subfolders) and hashes
-// them together with the kernel's identity.
-func hashSources(src string, k *kpkg.Kernel) (files []string, sum string, err error) {
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		return nil, "", err
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "abi=%s\nversion=%s\nkbuild=%s\nstrip=debug\n", k.ABI, k.PackageVersion, k.KbuildVersion)
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
+// hashSources lists the regular files of the folders dirs of root (no
+// subfolders; a missing folder has none), as paths relative to root, and
+// hashes them together with the kernel's identity.
+func hashSources(root string, dirs []string, k *kpkg.Kernel) (files []string, sum string, err error) {
+	for _, d := range dirs {
+		ents, err := os.ReadDir(filepath.Join(root, d))
+		if err != nil && !os.IsNotExist(err) {
+			return nil, "", err
 		}
-		files = append(files, e.Name())
+		for _, e := range ents {
+			if e.Type().IsRegular() {
+				files = append(files, filepath.Join(d, e.Name()))
+			}
+		}
 	}
 	sort.Strings(files)
+	h := sha256.New()
+	fmt.Fprintf(h, "abi=%s\nversion=%s\nkbuild=%s\nstrip=debug\n", k.ABI, k.PackageVersion, k.KbuildVersion)
 	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(src, f))
+		b, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
 			return nil, "", err
 		}
