@@ -14,9 +14,11 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"os"
+
+	"github.com/stent-dev/stent/internal/fsutil"
 )
 
 // Layout of a bundle (all integers big-endian):
@@ -330,26 +332,12 @@ func encodeManifest(m *Manifest) ([]byte, error) {
 // ReadFile reads and parses the bundle file at path, refusing files over
 // MaxSize before reading them. It does not verify the signature; Open does.
 func ReadFile(path string) (*Bundle, error) {
-	f, err := os.Open(path)
+	data, err := fsutil.ReadFileMax(path, MaxSize)
+	if errors.Is(err, fsutil.ErrTooLarge) {
+		return nil, fmt.Errorf("read bundle: %w: %v", ErrTooLarge, err)
+	}
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read bundle %s: not a regular file", path)
-	}
-	if fi.Size() > MaxSize {
-		return nil, fmt.Errorf("read bundle %s: %w: file is %d bytes, over the limit of %d", path, ErrTooLarge, fi.Size(), MaxSize)
-	}
-	// The size is known and bounded: read it in one exact allocation. A file
-	// that shrinks meanwhile fails ReadFull; Parse checks what was read.
-	data := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, fmt.Errorf("read bundle %s: %w", path, err)
+		return nil, fmt.Errorf("read bundle: %w", err)
 	}
 	b, err := Parse(data)
 	if err != nil {
