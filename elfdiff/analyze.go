@@ -1,7 +1,6 @@
 package elfdiff
 
 import (
-	"bytes"
 	"debug/dwarf"
 	"debug/elf"
 	"regexp"
@@ -225,12 +224,8 @@ func declLines(raw []byte) (m map[string]int64) {
 			m = map[string]int64{}
 		}
 	}()
-	ef, err := elf.NewFile(bytes.NewReader(raw))
-	if err != nil {
-		return m
-	}
-	dw, err := ef.DWARF()
-	if err != nil {
+	dw := objectDWARF(raw)
+	if dw == nil {
 		return m
 	}
 	r := dw.Reader()

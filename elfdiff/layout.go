@@ -9,6 +9,21 @@ import (
 	"strings"
 )
 
+// objectDWARF returns the DWARF of the relocatable object raw, or nil when
+// it has none or it cannot be read. debug/elf and debug/dwarf may panic on
+// malformed input: callers recover.
+func objectDWARF(raw []byte) *dwarf.Data {
+	ef, err := elf.NewFile(bytes.NewReader(raw))
+	if err != nil {
+		return nil
+	}
+	dw, err := ef.DWARF()
+	if err != nil {
+		return nil
+	}
+	return dw
+}
+
 // structLayouts reads the named struct and union types of an object's DWARF
 // and describes each one's layout: size, and every member's name, offset,
 // bit position and size. A name defined more than once (in different
@@ -21,12 +36,8 @@ func structLayouts(raw []byte) (m map[string]string) {
 			m = map[string]string{}
 		}
 	}()
-	ef, err := elf.NewFile(bytes.NewReader(raw))
-	if err != nil {
-		return m
-	}
-	dw, err := ef.DWARF()
-	if err != nil {
+	dw := objectDWARF(raw)
+	if dw == nil {
 		return m
 	}
 	all := map[string]map[string]bool{}
