@@ -111,20 +111,8 @@ func (t *Tx) RevokeHost(ctx context.Context, id string, at time.Time) error {
 
 // ListHosts returns every host, revoked ones included.
 func (s *Store) ListHosts(ctx context.Context) ([]*Host, error) {
-	rows, err := s.query(ctx, `SELECT `+hostCols+` FROM hosts ORDER BY enrolled_at, id`)
-	if err != nil {
-		return nil, fmt.Errorf("list hosts: %w", err)
-	}
-	defer rows.Close()
-	var hs []*Host
-	for rows.Next() {
-		h, err := scanHost(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list hosts: %w", err)
-		}
-		hs = append(hs, h)
-	}
-	return hs, rows.Err()
+	return queryAll(ctx, s, "list hosts", `SELECT `+hostCols+` FROM hosts ORDER BY enrolled_at, id`, nil,
+		func(rows *sql.Rows) (*Host, error) { return scanHost(rows) })
 }
 
 // GetHost returns one host.

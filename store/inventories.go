@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -50,31 +51,22 @@ func (s *Store) EachInventory(ctx context.Context, fn func(*HostInventory) error
 }
 
 func (s *Store) inventoryPage(ctx context.Context, after string) ([]*HostInventory, error) {
-	rows, err := s.query(ctx, `SELECT id, hostname, labels, last_seen, inventory FROM hosts
-		WHERE revoked_at = 0 AND id > ? ORDER BY id LIMIT ?`, after, inventoryPage)
-	if err != nil {
-		return nil, fmt.Errorf("list inventories: %w", err)
-	}
-	defer rows.Close()
-	out := make([]*HostInventory, 0, inventoryPage)
-	for rows.Next() {
-		var h HostInventory
-		var labels, inv string
-		var seen int64
-		if err := rows.Scan(&h.ID, &h.Hostname, &labels, &seen, &inv); err != nil {
-			return nil, fmt.Errorf("list inventories: %w", err)
-		}
-		if err := json.Unmarshal([]byte(labels), &h.Labels); err != nil {
-			return nil, fmt.Errorf("host %s labels: %w", h.ID, err)
-		}
-		h.LastSeen = fromMS(seen)
-		if inv != "" {
-			h.Inventory = json.RawMessage(inv)
-		}
-		out = append(out, &h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list inventories: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s, "list inventories", `SELECT id, hostname, labels, last_seen, inventory FROM hosts
+		WHERE revoked_at = 0 AND id > ? ORDER BY id LIMIT ?`, []any{after, inventoryPage},
+		func(rows *sql.Rows) (*HostInventory, error) {
+			var h HostInventory
+			var labels, inv string
+			var seen int64
+			if err := rows.Scan(&h.ID, &h.Hostname, &labels, &seen, &inv); err != nil {
+				return nil, err
+			}
+			if err := json.Unmarshal([]byte(labels), &h.Labels); err != nil {
+				return nil, fmt.Errorf("host %s labels: %w", h.ID, err)
+			}
+			h.LastSeen = fromMS(seen)
+			if inv != "" {
+				h.Inventory = json.RawMessage(inv)
+			}
+			return &h, nil
+		})
 }

@@ -27,27 +27,21 @@ func (t *Tx) InsertBundle(ctx context.Context, b *api.BundleInfo, data []byte) (
 
 // ListBundles returns every published bundle's description.
 func (s *Store) ListBundles(ctx context.Context) ([]*api.BundleInfo, error) {
-	rows, err := s.query(ctx, `SELECT sha256, name, kernel_release, build_id, level, replace_all, cves, size, published_at, published_by FROM bundles ORDER BY published_at, sha256`)
-	if err != nil {
-		return nil, fmt.Errorf("list bundles: %w", err)
-	}
-	defer rows.Close()
-	var out []*api.BundleInfo
-	for rows.Next() {
-		var b api.BundleInfo
-		var repl int
-		var cves string
-		var pub int64
-		if err := rows.Scan(&b.SHA256, &b.Name, &b.KernelRelease, &b.BuildID, &b.Level, &repl, &cves, &b.Size, &pub, &b.PublishedBy); err != nil {
-			return nil, fmt.Errorf("list bundles: %w", err)
-		}
-		b.Replace, b.Published = repl != 0, fromMS(pub)
-		if err := json.Unmarshal([]byte(cves), &b.CVEs); err != nil {
-			return nil, fmt.Errorf("bundle %s cves: %w", b.SHA256, err)
-		}
-		out = append(out, &b)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, "list bundles", `SELECT sha256, name, kernel_release, build_id, level, replace_all, cves, size, published_at, published_by FROM bundles ORDER BY published_at, sha256`, nil,
+		func(rows *sql.Rows) (*api.BundleInfo, error) {
+			var b api.BundleInfo
+			var repl int
+			var cves string
+			var pub int64
+			if err := rows.Scan(&b.SHA256, &b.Name, &b.KernelRelease, &b.BuildID, &b.Level, &repl, &cves, &b.Size, &pub, &b.PublishedBy); err != nil {
+				return nil, err
+			}
+			b.Replace, b.Published = repl != 0, fromMS(pub)
+			if err := json.Unmarshal([]byte(cves), &b.CVEs); err != nil {
+				return nil, fmt.Errorf("bundle %s cves: %w", b.SHA256, err)
+			}
+			return &b, nil
+		})
 }
 
 // BundleData returns a bundle's bytes.
@@ -123,32 +117,26 @@ func (t *Tx) UpdateRollout(ctx context.Context, r *Rollout) error {
 
 // ListRollouts returns every rollout in creation order.
 func (s *Store) ListRollouts(ctx context.Context) ([]*Rollout, error) {
-	rows, err := s.query(ctx, `SELECT id, seq, bundle_sha256, name, kernel_release, level, channel, selector, canary, waves,
-		max_failure_pct, offline_after_ms, state, wave, reason, created_at, updated_at, created_by FROM rollouts ORDER BY seq`)
-	if err != nil {
-		return nil, fmt.Errorf("list rollouts: %w", err)
-	}
-	defer rows.Close()
-	var out []*Rollout
-	for rows.Next() {
-		var r Rollout
-		var sel, waves string
-		var off, created, updated int64
-		if err := rows.Scan(&r.ID, &r.Seq, &r.Bundle, &r.Name, &r.KernelRelease, &r.Level, &r.Channel, &sel, &r.Canary, &waves,
-			&r.MaxFailurePct, &off, &r.State, &r.Wave, &r.Reason, &created, &updated, &r.CreatedBy); err != nil {
-			return nil, fmt.Errorf("list rollouts: %w", err)
-		}
-		r.OfflineAfter = time.Duration(off) * time.Millisecond
-		r.CreatedAt, r.UpdatedAt = fromMS(created), fromMS(updated)
-		if err := json.Unmarshal([]byte(sel), &r.Selector); err != nil {
-			return nil, fmt.Errorf("rollout %s selector: %w", r.ID, err)
-		}
-		if err := json.Unmarshal([]byte(waves), &r.Waves); err != nil {
-			return nil, fmt.Errorf("rollout %s waves: %w", r.ID, err)
-		}
-		out = append(out, &r)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, "list rollouts", `SELECT id, seq, bundle_sha256, name, kernel_release, level, channel, selector, canary, waves,
+		max_failure_pct, offline_after_ms, state, wave, reason, created_at, updated_at, created_by FROM rollouts ORDER BY seq`, nil,
+		func(rows *sql.Rows) (*Rollout, error) {
+			var r Rollout
+			var sel, waves string
+			var off, created, updated int64
+			if err := rows.Scan(&r.ID, &r.Seq, &r.Bundle, &r.Name, &r.KernelRelease, &r.Level, &r.Channel, &sel, &r.Canary, &waves,
+				&r.MaxFailurePct, &off, &r.State, &r.Wave, &r.Reason, &created, &updated, &r.CreatedBy); err != nil {
+				return nil, err
+			}
+			r.OfflineAfter = time.Duration(off) * time.Millisecond
+			r.CreatedAt, r.UpdatedAt = fromMS(created), fromMS(updated)
+			if err := json.Unmarshal([]byte(sel), &r.Selector); err != nil {
+				return nil, fmt.Errorf("rollout %s selector: %w", r.ID, err)
+			}
+			if err := json.Unmarshal([]byte(waves), &r.Waves); err != nil {
+				return nil, fmt.Errorf("rollout %s waves: %w", r.ID, err)
+			}
+			return &r, nil
+		})
 }
 
 // PutRolloutHost inserts or replaces one host's row in a rollout.
@@ -172,22 +160,16 @@ func (s *Store) ListRolloutHosts(ctx context.Context, rolloutID string) ([]*Roll
 		q += ` WHERE rollout_id = ?`
 		args = append(args, rolloutID)
 	}
-	rows, err := s.query(ctx, q+` ORDER BY rollout_id, wave, host_id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list rollout hosts: %w", err)
-	}
-	defer rows.Close()
-	var out []*RolloutHost
-	for rows.Next() {
-		var h RolloutHost
-		var applied, updated int64
-		if err := rows.Scan(&h.RolloutID, &h.HostID, &h.Wave, &h.State, &h.Error, &applied, &updated); err != nil {
-			return nil, fmt.Errorf("list rollout hosts: %w", err)
-		}
-		h.AppliedAt, h.UpdatedAt = fromMS(applied), fromMS(updated)
-		out = append(out, &h)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, "list rollout hosts", q+` ORDER BY rollout_id, wave, host_id`, args,
+		func(rows *sql.Rows) (*RolloutHost, error) {
+			var h RolloutHost
+			var applied, updated int64
+			if err := rows.Scan(&h.RolloutID, &h.HostID, &h.Wave, &h.State, &h.Error, &applied, &updated); err != nil {
+				return nil, err
+			}
+			h.AppliedAt, h.UpdatedAt = fromMS(applied), fromMS(updated)
+			return &h, nil
+		})
 }
 
 // InsertReport records an agent's report once: a report whose request id the
@@ -247,26 +229,20 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]*api.AuditEntry
 	}
 	q += ` ORDER BY id LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := s.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list audit: %w", err)
-	}
-	defer rows.Close()
-	var out []*api.AuditEntry
-	for rows.Next() {
-		var e api.AuditEntry
-		var at int64
-		var detail string
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Target, &detail); err != nil {
-			return nil, fmt.Errorf("list audit: %w", err)
-		}
-		e.At = fromMS(at)
-		if detail != "" {
-			e.Detail = json.RawMessage(detail)
-		}
-		out = append(out, &e)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, "list audit", q, args,
+		func(rows *sql.Rows) (*api.AuditEntry, error) {
+			var e api.AuditEntry
+			var at int64
+			var detail string
+			if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Target, &detail); err != nil {
+				return nil, err
+			}
+			e.At = fromMS(at)
+			if detail != "" {
+				e.Detail = json.RawMessage(detail)
+			}
+			return &e, nil
+		})
 }
 
 func boolInt(b bool) int {

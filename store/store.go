@@ -160,6 +160,28 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 	return s.r.QueryContext(ctx, s.rebind(q), args...)
 }
 
+// queryAll runs q and returns every row as scan makes it; what names the
+// listing in errors.
+func queryAll[T any](ctx context.Context, s *Store, what, q string, args []any, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
+
 func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return s.r.QueryRowContext(ctx, s.rebind(q), args...)
 }

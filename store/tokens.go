@@ -110,20 +110,8 @@ func scanEnrollToken(sc interface{ Scan(...any) error }) (*EnrollToken, error) {
 
 // ListEnrollTokens returns every enrollment token.
 func (s *Store) ListEnrollTokens(ctx context.Context) ([]*EnrollToken, error) {
-	rows, err := s.query(ctx, `SELECT `+enrollCols+` FROM enroll_tokens ORDER BY created_at, id`)
-	if err != nil {
-		return nil, fmt.Errorf("list enrollment tokens: %w", err)
-	}
-	defer rows.Close()
-	var out []*EnrollToken
-	for rows.Next() {
-		e, err := scanEnrollToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list enrollment tokens: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, "list enrollment tokens", `SELECT `+enrollCols+` FROM enroll_tokens ORDER BY created_at, id`, nil,
+		func(rows *sql.Rows) (*EnrollToken, error) { return scanEnrollToken(rows) })
 }
 
 // InsertAdminToken stores a new admin token.
@@ -155,22 +143,16 @@ func (s *Store) AdminTokenByHash(ctx context.Context, hash string) (*AdminToken,
 
 // ListAdminTokens returns every admin token.
 func (s *Store) ListAdminTokens(ctx context.Context) ([]*AdminToken, error) {
-	rows, err := s.query(ctx, `SELECT id, name, role, token_hash, created_at, created_by, expires_at, revoked_at FROM admin_tokens ORDER BY created_at, id`)
-	if err != nil {
-		return nil, fmt.Errorf("list admin tokens: %w", err)
-	}
-	defer rows.Close()
-	var out []*AdminToken
-	for rows.Next() {
-		var a AdminToken
-		var created, expires, revoked int64
-		if err := rows.Scan(&a.ID, &a.Name, &a.Role, &a.Hash, &created, &a.CreatedBy, &expires, &revoked); err != nil {
-			return nil, fmt.Errorf("list admin tokens: %w", err)
-		}
-		a.CreatedAt, a.ExpiresAt, a.RevokedAt = fromMS(created), fromMS(expires), fromMS(revoked)
-		out = append(out, &a)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, "list admin tokens", `SELECT id, name, role, token_hash, created_at, created_by, expires_at, revoked_at FROM admin_tokens ORDER BY created_at, id`, nil,
+		func(rows *sql.Rows) (*AdminToken, error) {
+			var a AdminToken
+			var created, expires, revoked int64
+			if err := rows.Scan(&a.ID, &a.Name, &a.Role, &a.Hash, &created, &a.CreatedBy, &expires, &revoked); err != nil {
+				return nil, err
+			}
+			a.CreatedAt, a.ExpiresAt, a.RevokedAt = fromMS(created), fromMS(expires), fromMS(revoked)
+			return &a, nil
+		})
 }
 
 // PutSetting stores a server setting.
