@@ -157,8 +157,16 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
 		if r := s.rolloutByID[rep.Rollout]; r != nil {
 			rh = r.hosts[h.ID]
 		}
+		if rh == nil {
+			s.mu.RUnlock()
+			// Only the host's own rollouts: a report about any other is
+			// not stored (it would be one more row a host could add).
+			return errorf(http.StatusNotFound, "not_found", "report: rollout %s: this host is not part of it", rep.Rollout)
+		}
 	}
-	if rh != nil {
+	// A host not released yet was never told to act: its report is
+	// recorded and changes nothing (docs/server.md).
+	if rh != nil && (rh.Wave <= rh.r.Wave || rh.State != api.HostPending) {
 		nr := rh.RolloutHost
 		switch {
 		case rep.Action == api.ActionApply && rep.Result == api.ResultOK:

@@ -193,8 +193,8 @@ func TestHostIsolation(t *testing.T) {
 	var resp api.ReportResponse
 	err = outsider.Do(ctx, http.MethodPost, api.PathReport, api.Report{RequestID: "forged", Action: api.ActionApply, Rollout: r.ID,
 		Name: "lp_iso", Result: api.ResultFailed, Error: "forged", At: time.Now()}, &resp)
-	if err != nil {
-		t.Fatal(err)
+	if got := status(err); got != http.StatusNotFound {
+		t.Fatalf("report about a rollout the host is not in: status %d (%v), want 404", got, err)
 	}
 	r = e.rollout(r.ID)
 	if r.Counts.Failed != 0 || r.State != api.RolloutRunning {
