@@ -117,6 +117,9 @@ type Checkin struct {
 	AppliedETag string `json:"applied_etag,omitempty"`
 	// Inventory is sent when it changed since the last accepted check-in.
 	Inventory json.RawMessage `json:"inventory,omitempty"`
+	// Kernel is the host's kernel situation, from agents that manage
+	// kernel updates and reboots.
+	Kernel *KernelCheckin `json:"kernel,omitempty"`
 }
 
 // Actions in a desired state and in reports.
@@ -142,6 +145,8 @@ type DesiredPatch struct {
 type DesiredState struct {
 	ETag    string         `json:"etag"`
 	Patches []DesiredPatch `json:"patches"`
+	// Kernel is the kernel the host should install and boot, if any.
+	Kernel *DesiredKernel `json:"kernel,omitempty"`
 }
 
 // SyncResponse answers a sync: the host's desired state and when to check
