@@ -71,7 +71,7 @@ type KernelCheckin struct {
 	Running        string            `json:"running"`                   // release
 	RunningVersion string            `json:"running_version,omitempty"` // package version
 	Installed      []InstalledKernel `json:"installed,omitempty"`
-	Default        string            `json:"default,omitempty"`   // release the boot loader boots by default
+	Default        string            `json:"default,omitempty"`    // release the boot loader boots by default
 	KnownGood      string            `json:"known_good,omitempty"` // the last release that booted healthy
 	RebootReasons  []string          `json:"reboot_reasons,omitempty"`
 	// Blockers are what stops this host from rebooting now on its own side:
