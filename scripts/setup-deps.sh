@@ -7,6 +7,7 @@ pkgs=(
   bc bison flex libelf-dev libssl-dev dwarves xz-utils zstd
   gcc binutils make patch chromium
   systemd git
+  mmdebstrap fdisk dpkg-dev apt-utils grub-pc-bin grub2-common e2fsprogs util-linux
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -63,10 +63,11 @@ func run(args []string, stderr io.Writer) error {
 			return fmt.Errorf("raw mode on %s: %w", *dev, err)
 		}
 	}
-	s := &server{w: port}
+	bootID, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	s := &server{w: port, bootID: strings.TrimSpace(string(bootID))}
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
-	s.send(wire.Response{Ready: true, Uname: unix.ByteSliceToString(uts.Release[:])})
+	s.send(wire.Response{Ready: true, Uname: unix.ByteSliceToString(uts.Release[:]), BootID: s.bootID})
 
 	r := bufio.NewReaderSize(port, 1<<20)
 	for {
@@ -127,8 +128,9 @@ func makeRaw(fd int) error {
 }
 
 type server struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu     sync.Mutex
+	w      io.Writer
+	bootID string
 }
 
 func (s *server) send(resp wire.Response) {
@@ -143,6 +145,12 @@ func (s *server) send(resp wire.Response) {
 
 func (s *server) handle(req wire.Request) {
 	var resp wire.Response
+	if req.BootID != "" && req.BootID != s.bootID {
+		resp.ID = req.ID
+		resp.Error = fmt.Sprintf("request for boot %s refused: the guest rebooted (now boot %s)", req.BootID, s.bootID)
+		s.send(resp)
+		return
+	}
 	switch req.Op {
 	case wire.OpRun:
 		resp = runCommand(req)

@@ -28,16 +28,22 @@ type Request struct {
 	Path      string   `json:"path,omitempty"`
 	Data      []byte   `json:"data,omitempty"`
 	Mode      uint32   `json:"mode,omitempty"` // permission bits for OpWrite; 0 means 0644
+	// BootID, when set, must equal the guest's
+	// /proc/sys/kernel/random/boot_id: a request queued before a guest
+	// reboot (a guest that reboots under one QEMU, as debvm's do) is
+	// refused instead of run in the next boot.
+	BootID string `json:"boot_id,omitempty"`
 }
 
 // Response answers the Request with the same ID.
 type Response struct {
 	ID       uint64 `json:"id"`
-	Ready    bool   `json:"ready,omitempty"`  // the runner's greeting (ID 0)
-	Uname    string `json:"uname,omitempty"`  // with Ready: the guest's uname -r
-	Stdout   []byte `json:"stdout,omitempty"` // OpRun
-	Stderr   []byte `json:"stderr,omitempty"` // OpRun
-	Exit     int    `json:"exit"`             // OpRun: exit status, 128+n when killed by signal n
+	Ready    bool   `json:"ready,omitempty"`   // the runner's greeting (ID 0)
+	Uname    string `json:"uname,omitempty"`   // with Ready: the guest's uname -r
+	BootID   string `json:"boot_id,omitempty"` // with Ready: the guest's boot_id
+	Stdout   []byte `json:"stdout,omitempty"`  // OpRun
+	Stderr   []byte `json:"stderr,omitempty"`  // OpRun
+	Exit     int    `json:"exit"`              // OpRun: exit status, 128+n when killed by signal n
 	TimedOut bool   `json:"timed_out,omitempty"`
 	// OpRun: wall time from start to exit, measured in the guest, and the
 	// peak resident set size of the command and its reaped descendants.

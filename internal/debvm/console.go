@@ -1,0 +1,185 @@
+package debvm
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Line is one line of a host's serial console.
+type Line struct {
+	Index int       // position in the console, from 0
+	Time  time.Time // host wall clock when the line's first byte arrived from QEMU
+	Text  string    // without the newline, carriage returns and terminal escapes
+}
+
+// BootInfo is one boot of a host seen on its console: the kernel's
+// "Linux version ..." line.
+type BootInfo struct {
+	Kernel string // uname -r of the kernel that started
+	Time   time.Time
+	Line   int // Index of the "Linux version" line
+}
+
+// timeFormat prefixes every line of console.log.
+const timeFormat = "2006-01-02T15:04:05.000000Z07:00"
+
+// console reads QEMU's serial port and keeps its lines, timestamped.
+type console struct {
+	mu      sync.Mutex
+	lines   []Line
+	boots   []BootInfo
+	changed chan struct{} // closed and replaced when a line arrives
+	closed  bool
+	log     io.Writer // console.log
+	onBoot  func(BootInfo)
+}
+
+func newConsole(log io.Writer, onBoot func(BootInfo)) *console {
+	return &console{changed: make(chan struct{}), log: log, onBoot: onBoot}
+}
+
+var (
+	ansiRE         = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[@-Z\\-_])`)
+	linuxVersionRE = regexp.MustCompile(`Linux version (\S+) \(`)
+)
+
+// cleanLine removes terminal escapes (GRUB draws its menu with them) and
+// other control bytes.
+func cleanLine(s string) string {
+	s = ansiRE.ReplaceAllString(s, "")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// read consumes r (the serial chardev) until it ends.
+func (c *console) read(r io.Reader) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var cur []byte
+	var start time.Time
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			if len(cur) > 0 {
+				c.add(start, string(cur))
+			}
+			c.mu.Lock()
+			c.closed = true
+			close(c.changed)
+			c.changed = make(chan struct{})
+			c.mu.Unlock()
+			return
+		}
+		if len(cur) == 0 && b != '\n' {
+			start = time.Now()
+		}
+		if b == '\n' {
+			if start.IsZero() {
+				start = time.Now()
+			}
+			c.add(start, string(cur))
+			cur, start = cur[:0], time.Time{}
+			continue
+		}
+		cur = append(cur, b)
+	}
+}
+
+func (c *console) add(t time.Time, raw string) {
+	text := cleanLine(raw)
+	c.mu.Lock()
+	l := Line{Index: len(c.lines), Time: t, Text: text}
+	c.lines = append(c.lines, l)
+	var boot *BootInfo
+	if m := linuxVersionRE.FindStringSubmatch(text); m != nil {
+		c.boots = append(c.boots, BootInfo{Kernel: m[1], Time: t, Line: l.Index})
+		boot = &c.boots[len(c.boots)-1]
+	}
+	fmt.Fprintf(c.log, "%s %s\n", t.Format(timeFormat), text)
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+	if boot != nil && c.onBoot != nil {
+		c.onBoot(*boot)
+	}
+}
+
+// wait returns the first line at or after index since that matches re.
+func (c *console) wait(ctx context.Context, since int, re *regexp.Regexp) (Line, error) {
+	for {
+		c.mu.Lock()
+		for i := max(since, 0); i < len(c.lines); i++ {
+			if re.MatchString(c.lines[i].Text) {
+				l := c.lines[i]
+				c.mu.Unlock()
+				return l, nil
+			}
+		}
+		since = len(c.lines)
+		ch, closed := c.changed, c.closed
+		c.mu.Unlock()
+		if closed {
+			return Line{}, fmt.Errorf("console: no line matching %q: QEMU has exited", re)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Line{}, fmt.Errorf("console: no line matching %q: %w", re, ctx.Err())
+		}
+	}
+}
+
+func (c *console) snapshot() ([]Line, []BootInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Line(nil), c.lines...), append([]BootInfo(nil), c.boots...)
+}
+
+func (c *console) tail(n int) string {
+	lines, _ := c.snapshot()
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		fmt.Fprintf(&b, "%s %s\n", l.Time.Format("15:04:05.000"), l.Text)
+	}
+	return b.String()
+}
+
+// ParseConsoleLog reads a console.log written by a Host back into lines and
+// boots, e.g. to compare the reboot times of several hosts after a test.
+func ParseConsoleLog(path string) ([]Line, []BootInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	var lines []Line
+	var boots []BootInfo
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		ts, text, _ := strings.Cut(sc.Text(), " ")
+		t, err := time.Parse(timeFormat, ts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s line %d: bad timestamp %q", path, len(lines)+1, ts)
+		}
+		l := Line{Index: len(lines), Time: t, Text: text}
+		lines = append(lines, l)
+		if m := linuxVersionRE.FindStringSubmatch(text); m != nil {
+			boots = append(boots, BootInfo{Kernel: m[1], Time: t, Line: l.Index})
+		}
+	}
+	return lines, boots, sc.Err()
+}
