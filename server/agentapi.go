@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/inventory"
 	"github.com/stent-dev/stent/store"
 )
 
@@ -24,6 +25,13 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(c.Patches) > 1000 || len(c.Hostname) > 255 || len(c.KernelRelease) > 64 {
 		return errorf(http.StatusBadRequest, "bad_request", "check-in: too many patches or fields too long")
+	}
+	// The planner reads stored inventories with the same decoder: one it
+	// cannot read must not get in (it would fail "stent plan" for the fleet).
+	if len(c.Inventory) > 0 {
+		if _, err := inventory.Decode("in the check-in", bytes.NewReader(c.Inventory)); err != nil {
+			return errorf(http.StatusBadRequest, "bad_request", "check-in: %v", err)
+		}
 	}
 	// The body is in: no read deadline while the long-poll is held.
 	http.NewResponseController(w).SetReadDeadline(time.Time{})

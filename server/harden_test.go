@@ -2,8 +2,11 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +84,37 @@ func TestReportsFromUnreleasedHosts(t *testing.T) {
 				t.Errorf("report about a rollout the host is not in: status %d (%v), want 404", got, err)
 			}
 		})
+	}
+}
+
+// TestCheckinInventoryValidated: an inventory the planner cannot read is
+// refused at check-in with a 400 naming the field, and not stored; one it
+// can read is stored (issue 12, part 2).
+func TestCheckinInventoryValidated(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	ctx := context.Background()
+	_, cls := e.manualHosts("inv", 1)
+	good, err := os.ReadFile("../policy/testdata/fleet/web1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{`123`, `{"schema_version":1,"hostname":"x"}`, `"text"`, `{"schema_version":1,"os":{"id":7}}`} {
+		err := cls[0].Do(ctx, http.MethodPost, api.PathSync, api.Checkin{KernelRelease: kernel, Inventory: json.RawMessage(bad)}, &api.SyncResponse{})
+		if got := status(err); got != http.StatusBadRequest || !strings.Contains(err.Error(), "inventory") {
+			t.Errorf("check-in with inventory %s: status %d (%v), want 400 naming the inventory", bad, got, err)
+		}
+	}
+	var n int
+	_, err = e.admin.Inventories(ctx, nil, func(h *api.HostInventory) error {
+		if len(h.Inventory) > 0 {
+			n++
+		}
+		return nil
+	})
+	if err != nil || n != 0 {
+		t.Errorf("inventories after refused check-ins: %d stored (%v), want 0", n, err)
+	}
+	if err := cls[0].Do(ctx, http.MethodPost, api.PathSync, api.Checkin{KernelRelease: kernel, Inventory: good}, &api.SyncResponse{}); err != nil {
+		t.Errorf("check-in with a good inventory: %v", err)
 	}
 }

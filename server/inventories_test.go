@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,11 +25,16 @@ func TestInventories(t *testing.T) {
 		t.Run(eng, func(t *testing.T) {
 			t.Parallel()
 			e := startEnv(t, envOpt{engine: eng, interval: time.Second})
+			web1, err := os.ReadFile("../policy/testdata/fleet/web1.json")
+			if err != nil {
+				t.Fatal(err)
+			}
 			inv := func(i int) json.RawMessage {
 				if i == 0 {
 					return nil // never sends one
 				}
-				return json.RawMessage(fmt.Sprintf(`{"schema_version": 1, "hostname": "inv-%d"}`, i))
+				// A whole inventory: the server refuses one the planner cannot read.
+				return json.RawMessage(strings.Replace(string(web1), `"hostname": "web1"`, fmt.Sprintf(`"hostname": "inv-%d"`, i), 1))
 			}
 			f := e.fleet(4, "stable", func(c *fleetsim.Config) {
 				c.Inventory = inv

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stent-dev/stent/api"
 	"github.com/stent-dev/stent/internal/atomicfile"
+	"github.com/stent-dev/stent/inventory"
 )
 
 // inventoriesSummary is what "stent fleet inventories" did.
@@ -27,6 +28,9 @@ type inventoriesSummary struct {
 	Written int           `json:"written"` // inventory files written
 	Bytes   int64         `json:"bytes"`   // their total size
 	Missing []missingHost `json:"missing"` // hosts that never sent an inventory
+	// Unreadable are hosts whose stored inventory the planner cannot read
+	// (stored before the server checked them): not written, not planned.
+	Unreadable []unreadableHost `json:"unreadable"`
 	// Others are *.json files in Out this run did not write (a host since
 	// revoked, an earlier export): "stent plan --inventory Out" reads them too.
 	Others []string `json:"others"`
@@ -36,6 +40,12 @@ type missingHost struct {
 	HostID   string    `json:"host_id"`
 	Hostname string    `json:"hostname"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
+}
+
+type unreadableHost struct {
+	HostID   string `json:"host_id"`
+	Hostname string `json:"hostname"`
+	Error    string `json:"error"`
 }
 
 func fleetInventoriesCmd(env *Env, sf *serverFlags) *cobra.Command {
@@ -48,7 +58,9 @@ func fleetInventoriesCmd(env *Env, sf *serverFlags) *cobra.Command {
 		Long: `Write every enrolled host's latest inventory (what its agent sent, the
 JSON of "stent inventory --json") into DIR, one HOSTNAME_HOSTID.json file per
 host, written atomically; DIR is created if missing. Hosts that never sent an
-inventory are listed, not written. Then plan the fleet:
+inventory are listed, not written; so are hosts whose stored inventory
+"stent plan" cannot read (with the reason), so that one such host does not
+fail the plan of the whole fleet. Then plan the fleet:
 
   stent fleet inventories --out inv/ && stent plan --inventory inv/ --feed ...
 
@@ -71,11 +83,17 @@ server failed midway, a file could not be written).`,
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return fmt.Errorf("inventory folder: %w", err)
 			}
-			sum := &inventoriesSummary{Out: out, Missing: []missingHost{}, Others: []string{}}
+			sum := &inventoriesSummary{Out: out, Missing: []missingHost{}, Unreadable: []unreadableHost{}, Others: []string{}}
 			written := map[string]bool{}
 			n, err := c.Inventories(cmd.Context(), sel, func(h *api.HostInventory) error {
 				if len(h.Inventory) == 0 {
 					sum.Missing = append(sum.Missing, missingHost{HostID: h.HostID, Hostname: h.Hostname, LastSeen: h.LastSeen})
+					return nil
+				}
+				// The planner's own decoder: what it cannot read is named here
+				// and left out, instead of failing "stent plan" for everybody.
+				if _, err := inventory.Decode(h.HostID, bytes.NewReader(h.Inventory)); err != nil {
+					sum.Unreadable = append(sum.Unreadable, unreadableHost{HostID: h.HostID, Hostname: h.Hostname, Error: err.Error()})
 					return nil
 				}
 				name := inventoryFileName(h.Hostname, h.HostID)
@@ -130,6 +148,16 @@ func printInventoriesSummary(w io.Writer, sum *inventoriesSummary) error {
 				seen = "last seen " + m.LastSeen.Format(time.RFC3339)
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\n", m.HostID, m.Hostname, seen)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(sum.Unreadable) > 0 {
+		fmt.Fprintf(w, "Unreadable inventory from %d hosts (not written, not planned):\n", len(sum.Unreadable))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, u := range sum.Unreadable {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", u.HostID, u.Hostname, u.Error)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,10 +16,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/stent-dev/stent/agent"
 	"github.com/stent-dev/stent/api"
 	"github.com/stent-dev/stent/bundle"
 	"github.com/stent-dev/stent/internal/fleetsim"
 	"github.com/stent-dev/stent/policy"
+	"github.com/stent-dev/stent/store"
 )
 
 // TestFleetInventoriesThenPlan: simulated agents report the inventories of
@@ -169,5 +173,70 @@ func TestInventoryFileName(t *testing.T) {
 		if got := inventoryFileName(tt.hostname, tt.id); got != tt.want {
 			t.Errorf("inventoryFileName(%q, %q) = %q, want %q", tt.hostname, tt.id, got, tt.want)
 		}
+	}
+}
+
+// TestFleetInventoriesSkipsUnreadable: an inventory stored before the
+// server checked them ({"inventory":123}) is named in the summary and left
+// out; the other hosts are written and planned (issue 12, part 2).
+func TestFleetInventoriesSkipsUnreadable(t *testing.T) {
+	srv := startTestServerSrv(t)
+	url, fp := os.Getenv("STENT_SERVER"), srv.Fingerprint()
+	root := t.TempDir()
+	ctx := context.Background()
+	out, errs, code := runCLI(t, root, "fleet", "enroll-token", "--json")
+	if code != 0 {
+		t.Fatalf("enroll-token: %s", errs)
+	}
+	var tok api.Token
+	if err := json.Unmarshal([]byte(out), &tok); err != nil {
+		t.Fatal(err)
+	}
+	hc, err := api.NewHTTPClient(api.TLSOptions{Fingerprint: fp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(filepath.Join(policyData, "fleet", "web2.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i, inv := range []json.RawMessage{good, nil} {
+		c, err := agent.Enroll(ctx, hc, url, api.TLSOptions{Fingerprint: fp}, tok.Secret, fmt.Sprintf("inv-%d", i), "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := &api.Client{BaseURL: url, Token: c.Credential, HTTP: hc}
+		if err := cl.Do(ctx, http.MethodPost, api.PathSync, api.Checkin{KernelRelease: "6.1.0-54-amd64", Inventory: inv}, &api.SyncResponse{}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.HostID)
+	}
+	// What an older server let in.
+	err = srv.Store().Update(ctx, func(tx *store.Tx) error {
+		return tx.SaveCheckin(ctx, &store.Checkin{HostID: ids[1], At: time.Now(), Checkin: api.Checkin{Hostname: "inv-1", Inventory: json.RawMessage(`123`)}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "inv")
+	out, errs, code = runCLI(t, root, "fleet", "inventories", "--out", dir, "--json")
+	if code != 0 {
+		t.Fatalf("fleet inventories: exit %d: %s", code, errs)
+	}
+	var sum inventoriesSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Written != 1 || len(sum.Unreadable) != 1 || sum.Unreadable[0].HostID != ids[1] || !strings.Contains(sum.Unreadable[0].Error, "cannot unmarshal number") {
+		t.Errorf("fleet inventories = %+v, want 1 written and %s unreadable", sum, ids[1])
+	}
+	text, _, _ := runCLI(t, root, "fleet", "inventories", "--out", dir)
+	if !strings.Contains(text, "Unreadable inventory from 1 hosts") || !strings.Contains(text, ids[1]) {
+		t.Errorf("fleet inventories output does not name the unreadable host:\n%s", text)
+	}
+	code, _, stderr := execStent(t, append([]string{"plan", "--inventory", dir, "--json"}, feedArgs()...)...)
+	if code != 0 {
+		t.Errorf("plan --inventory %s: exit %d: %s", dir, code, stderr)
 	}
 }

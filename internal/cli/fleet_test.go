@@ -21,6 +21,14 @@ import (
 // commands at it through the environment.
 func startTestServer(t *testing.T) (url, fingerprint string) {
 	t.Helper()
+	srv := startTestServerSrv(t)
+	return os.Getenv("STENT_SERVER"), srv.Fingerprint()
+}
+
+// startTestServerSrv is startTestServer returning the server, for tests
+// that reach into its store.
+func startTestServerSrv(t *testing.T) *server.Server {
+	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -35,12 +43,12 @@ func startTestServer(t *testing.T) (url, fingerprint string) {
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx, ln); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	url = "https://" + ln.Addr().String()
+	url := "https://" + ln.Addr().String()
 	t.Setenv("STENT_SERVER", url)
 	t.Setenv("STENT_TOKEN_FILE", srv.BootstrapTokenFile())
 	t.Setenv("STENT_SERVER_FINGERPRINT", srv.Fingerprint())
 	t.Setenv("STENT_TOKEN", "")
-	return url, srv.Fingerprint()
+	return srv
 }
 
 func TestFleetCommands(t *testing.T) {
