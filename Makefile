@@ -7,7 +7,7 @@ CACHE ?= $(CURDIR)/.cache
 export STENT_CACHE := $(CACHE)
 GOTESTFLAGS ?=
 
-.PHONY: all build install deps test test-short demo bench clean fmt vet
+.PHONY: all build install package deps test test-short demo bench clean fmt vet
 
 all: build
 
@@ -35,6 +35,13 @@ install: build
 	install -m 0644 deploy/systemd/*.service deploy/systemd/*.timer $(DESTDIR)$(UNITDIR)/
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/stent/
 
+# dist/: the stent (hosts) and stent-server packages as .deb and .rpm, with
+# the binaries of bin/ in make install's layout, the units and maintainer
+# scripts that enable them (built with nfpm by internal/pkgbuild; see
+# docs/packaging.md). The version is $(VERSION) made valid for dpkg and rpm.
+package: build
+	$(GO) run ./internal/pkgbuild/mkpkg --bin bin --out dist --version "$(VERSION)"
+
 # The whole suite, QEMU tests included (they download Debian kernels into
 # $(CACHE) on first use).
 test: deps
@@ -60,7 +67,7 @@ vet:
 	$(GO) vet ./...
 
 clean:
-	rm -rf $(CACHE) bin
+	rm -rf $(CACHE) bin dist
 
 # Exposure plus plan for 100,000 synthetic hosts over 5,000 CVEs (figures in
 # docs/benchmarks.md, section "Planner").

@@ -8,6 +8,7 @@ pkgs=(
   gcc binutils make patch chromium
   systemd git
   mmdebstrap fdisk dpkg-dev apt-utils grub-pc-bin grub2-common e2fsprogs util-linux
+  rpm
 )
 missing=()
 for p in "${pkgs[@]}"; do
