@@ -102,6 +102,12 @@ type Config struct {
 	// HealthCheck, when set, decides the health reported at each check-in
 	// (a site's own probe). The default checks the live patches' states.
 	HealthCheck func(ctx context.Context, rs *RuntimeStatus) (health, detail string)
+	// Kernel, when set, lets the server update the host's kernel and reboot
+	// it (see kernel.go); nil: the agent manages live patches only.
+	Kernel KernelManager
+	// Hooks are the operator's pre- and post-reboot hooks and reboot
+	// blockers.
+	Hooks Hooks
 }
 
 // DefaultBusyTimeout is Config.BusyTimeout's default.
@@ -126,6 +132,11 @@ type Agent struct {
 	// busySince holds, per op, when the runtime first answered busy to it
 	// (with the monotonic reading time.Now carries); see Config.BusyTimeout.
 	busySince map[string]time.Time
+
+	bootID         string    // the running boot's id
+	kernelNext     time.Time // when kernelStep wants to run again
+	leaseWait      string    // why the server did not grant a reboot lease
+	kernelBlockers []string  // what stops a reboot on this host's side
 }
 
 // New returns an agent for an enrolled host.
@@ -180,6 +191,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.st = st
 	if rs, err := a.cfg.Runtime.Status(ctx); err == nil && rs.BootID != "" {
+		a.bootID = rs.BootID
 		if st.BootID != "" && st.BootID != rs.BootID {
 			a.queueReport(api.Report{RequestID: newRequestID(), Action: api.ActionReboot, Result: api.ResultOK, At: time.Now().UTC(), BootID: rs.BootID})
 		}
@@ -193,6 +205,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		a.flushReports(ctx)
 		wait := a.interval
+		if !a.kernelNext.IsZero() {
+			wait = max(min(wait, time.Until(a.kernelNext)), time.Second)
+		}
 		if etag == "" {
 			wait = 0
 		}
@@ -215,6 +230,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.interval = d
 		}
 		if resp.Desired.ETag == etag {
+			a.kernelNext = a.kernelStep(ctx, resp.Desired.Kernel)
 			continue
 		}
 		if a.cfg.Spread > 0 && etag != "" {
@@ -233,6 +249,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		etag = resp.Desired.ETag
+		a.flushReports(ctx)
+		a.kernelNext = a.kernelStep(ctx, resp.Desired.Kernel)
 		a.flushReports(ctx)
 		if changed {
 			// Let the patch settle, then check in: the rollout waits for
@@ -289,6 +307,7 @@ func (a *Agent) checkin(ctx context.Context) (*api.Checkin, error) {
 		c.Health, c.HealthDetail = a.health(ctx, rs)
 	}
 	a.met.patches(c.Patches)
+	c.Kernel = a.kernelCheckin(ctx)
 	if a.cfg.Inventory != nil {
 		if inv, err := a.cfg.Inventory(ctx); err == nil && len(inv) > 0 && hashBytes(inv) != a.invHash {
 			c.Inventory = inv

@@ -85,6 +85,7 @@ type State struct {
 	BootID  string         `json:"boot_id,omitempty"`
 	Ops     map[string]*Op `json:"ops"`
 	Pending []api.Report   `json:"pending"` // reports the server has not acknowledged
+	Kernel  KernelState    `json:"kernel,omitzero"`
 }
 
 // StateStore keeps State. The daemon uses a file; the fleet simulator keeps
