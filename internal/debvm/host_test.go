@@ -8,10 +8,13 @@ import (
 	"time"
 )
 
-// TestInstallKernel boots a host from the image, checks it runs the older
-// kernel pinned in GRUB, and installs the newer kernel from the local apt
-// repository with the image's fast settings.
-func TestInstallKernel(t *testing.T) {
+// TestKernelUpdate boots a host from the image, checks it runs the older
+// kernel pinned in GRUB, installs the newer kernel from the local apt
+// repository with the image's fast settings, boots it once with
+// grub-reboot and returns to the pinned kernel at the next reboot; then
+// breaks the newer kernel's initramfs (it panics) and shows the host comes
+// back on the older kernel by itself. Every boot is read from the console.
+func TestKernelUpdate(t *testing.T) {
 	img, info, ks := TestImage(t)
 	repo := TestRepo(t, ks.NewDebs())
 	ctx := context.Background()
@@ -50,4 +53,66 @@ func TestInstallKernel(t *testing.T) {
 		t.Fatalf("after the install: %s\nwant initrd.img-%s and the default still pinned to %s", res.Stdout, ks.New.ABI, ks.Old.ABI)
 	}
 	t.Logf("boot to the runner %v, apt-get install of %s %v", bootTime.Round(time.Second), ks.New.Package, install.Round(time.Second))
+
+	// GRUB's one-shot boot: grub-reboot boots the new kernel once, the
+	// next reboot returns to the pinned default. Checked on the console.
+	oneShot := func() {
+		t.Helper()
+		if res, err := h.Run(ctx, "grub-reboot '"+DefaultEntry(info.RootUUID, ks.New.ABI)+"' && grub-editenv list"); err != nil || !strings.Contains(res.Stdout, "next_entry=") {
+			t.Fatalf("grub-reboot: %q, %v", res.Stdout, err)
+		}
+	}
+	oneShot()
+	start = time.Now()
+	b, err := h.Reboot(ctx, 8*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Kernel != ks.New.ABI {
+		t.Fatalf("boot after grub-reboot: kernel %s, want %s", b.Kernel, ks.New.ABI)
+	}
+	if res, err := h.Run(ctx, "uname -r"); err != nil || strings.TrimSpace(res.Stdout) != ks.New.ABI {
+		t.Fatalf("uname -r after grub-reboot = %q, %v; want %s", res.Stdout, err, ks.New.ABI)
+	}
+	t.Logf("reboot into %s: %v", b.Kernel, time.Since(start).Round(time.Second))
+	start = time.Now()
+	if b, err = h.Reboot(ctx, 8*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if b.Kernel != ks.Old.ABI {
+		t.Fatalf("second reboot: kernel %s, want the pinned %s", b.Kernel, ks.Old.ABI)
+	}
+	t.Logf("reboot back into %s: %v", b.Kernel, time.Since(start).Round(time.Second))
+
+	// A new kernel that does not boot: its initramfs panics (panic=10
+	// reboots), and GRUB, its one-shot spent, boots the pinned kernel.
+	panicScript := "#!/bin/sh\n[ \"$1\" = prereqs ] && exit 0\n[ \"$(uname -r)\" = " + ks.New.ABI + " ] || exit 0\necho 'debvm: this initramfs panics on purpose'\necho c > /proc/sysrq-trigger\n"
+	if err := h.WriteFile(ctx, "/etc/initramfs-tools/scripts/init-top/debvm-panic", []byte(panicScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := h.Run(ctx, "update-initramfs -u -k "+ks.New.ABI+" 2>&1"); err != nil {
+		t.Fatalf("update-initramfs: %v\n%s", err, res.Stdout)
+	}
+	oneShot()
+	n := len(h.Boots())
+	since := len(h.Console())
+	start = time.Now()
+	if _, err := h.Run(ctx, "systemctl reboot --no-block"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WaitConsoleSince(ctx, since, regexp.MustCompile(`Kernel panic - not syncing`), 8*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = h.WaitBoot(ctx, n+2, 8*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	boots := h.Boots()
+	if boots[n].Kernel != ks.New.ABI || b.Kernel != ks.Old.ABI {
+		t.Fatalf("boots after the broken kernel's one-shot: %+v, want %s (panics) then %s", boots[n:], ks.New.ABI, ks.Old.ABI)
+	}
+	if res, err := h.Run(ctx, "uname -r"); err != nil || strings.TrimSpace(res.Stdout) != ks.Old.ABI {
+		t.Fatalf("uname -r after the fallback = %q, %v; want %s", res.Stdout, err, ks.Old.ABI)
+	}
+	t.Logf("broken %s panicked at %s, host back on %s at %s by itself (%v after the reboot)", ks.New.ABI,
+		boots[n].Time.Format(time.TimeOnly), b.Kernel, b.Time.Format(time.TimeOnly), time.Since(start).Round(time.Second))
 }

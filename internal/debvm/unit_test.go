@@ -1,0 +1,69 @@
+package debvm
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseCandidate(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"linux-image-6.1.0-57-amd64:\n  Installed: (none)\n  Candidate: 6.1.192-3\n  Version table:\n", "6.1.192-3"},
+		{"linux-image-6.1.0-40-amd64:\n  Installed: (none)\n  Candidate: (none)\n", ""},
+		{"", ""},
+	} {
+		if got := parseCandidate(tc.in); got != tc.want {
+			t.Errorf("parseCandidate(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestSortABIs(t *testing.T) {
+	in := []string{"linux-image-6.1.0-57-amd64", "linux-image-6.1.0-9-amd64", "linux-image-6.1.0-56-amd64", "linux-image-6.10.0-1-amd64"}
+	sortABIs(in)
+	want := "linux-image-6.1.0-9-amd64 linux-image-6.1.0-56-amd64 linux-image-6.1.0-57-amd64 linux-image-6.10.0-1-amd64"
+	if got := strings.Join(in, " "); got != want {
+		t.Errorf("sortABIs = %s, want %s", got, want)
+	}
+}
+
+func TestCleanLine(t *testing.T) {
+	in := "\x1b[H\x1b[J\x1b[1;1H  Booting `Debian GNU/Linux, with Linux 6.1.0-56-amd64'\r"
+	if got, want := cleanLine(in), "  Booting `Debian GNU/Linux, with Linux 6.1.0-56-amd64'"; got != want {
+		t.Errorf("cleanLine(%q) = %q, want %q", in, got, want)
+	}
+}
+
+// TestConsole feeds a console two boots and reads them back, live and
+// from the log file.
+func TestConsole(t *testing.T) {
+	var log bytes.Buffer
+	var seen []BootInfo
+	c := newConsole(&log, func(b BootInfo) { seen = append(seen, b) })
+	before := time.Now()
+	c.read(strings.NewReader("GRUB\r\n[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) (gcc-12)\nhello\n[    0.000000] Linux version 6.1.0-57-amd64 (x) y\npartial"))
+	lines, boots := c.snapshot()
+	if len(lines) != 5 || lines[4].Text != "partial" || lines[0].Text != "GRUB" {
+		t.Fatalf("lines = %+v", lines)
+	}
+	if len(boots) != 2 || boots[0].Kernel != "6.1.0-56-amd64" || boots[1].Kernel != "6.1.0-57-amd64" || boots[1].Line != 3 || len(seen) != 2 {
+		t.Fatalf("boots = %+v, seen %+v", boots, seen)
+	}
+	if boots[0].Time.Before(before) {
+		t.Errorf("boot time %v before the read began (%v)", boots[0].Time, before)
+	}
+	path := filepath.Join(t.TempDir(), "console.log")
+	if err := os.WriteFile(path, log.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pl, pb, err := ParseConsoleLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl) != 5 || len(pb) != 2 || !pb[1].Time.Equal(boots[1].Time.Truncate(time.Microsecond)) || pb[1].Kernel != boots[1].Kernel {
+		t.Fatalf("ParseConsoleLog = %+v, %+v; want the live boots %+v", pl, pb, boots)
+	}
+}
