@@ -207,6 +207,10 @@ func (m *Manager) root() string {
 	return m.Root
 }
 
+// RunningRelease returns the running kernel's release: Running, else
+// Root/proc/sys/kernel/osrelease; empty when neither says.
+func (m *Manager) RunningRelease() string { return m.running() }
+
 // running returns the running kernel's release.
 func (m *Manager) running() string {
 	if m.Running != "" {

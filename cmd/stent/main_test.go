@@ -59,7 +59,7 @@ func TestToolsForwarding(t *testing.T) {
 	env := []string{"STENT_TOOLS="}
 
 	out, _, code := run(t, env, stent, "--help")
-	for _, name := range []string{"apply", "agent", "build", "plan", "report", "publish", "fleet", "inventory"} {
+	for _, name := range []string{"apply", "agent", "build", "plan", "report", "publish", "fleet", "inventory", "kernel"} {
 		if !strings.Contains(out, "\n  "+name+" ") {
 			t.Errorf("stent --help does not list %s:\n%s", name, out)
 		}

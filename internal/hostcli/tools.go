@@ -33,6 +33,7 @@ var ToolCommands = []ToolCommand{
 	{"build", "Build a signed live patch bundle from a source fix"},
 	{"fleet", "Operate a fleet through stent-server: status, hosts, rollouts, tokens, audit log"},
 	{"inventory", "Describe this host for patch planning"},
+	{"kernel", "Install, list and clean up this host's kernel packages through its package manager"},
 	{"plan", "Decide per host and per CVE: live patch now, emergency reboot, or reboot in the window"},
 	{"publish", "Publish a signed bundle to stent-server and roll it out in waves"},
 	{"report", "Compliance report per host and fleet-wide: compliant, at risk, breached, excepted"},
