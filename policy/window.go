@@ -237,3 +237,31 @@ func (w *Window) appliesTo(host string) bool {
 	}
 	return false
 }
+
+// Contains reports whether the window is open at t.
+func (w *Window) Contains(t time.Time) bool {
+	s, ok := w.Next(t)
+	return ok && !t.Before(s.Start)
+}
+
+// NextOpening returns when the window opens next after t (t itself when
+// it opens exactly then); false when it never does within the next 400
+// days.
+func (w *Window) NextOpening(t time.Time) (time.Time, bool) {
+	s, ok := w.Next(t)
+	for ok && s.Start.Before(t) {
+		s, ok = w.Next(s.End)
+	}
+	if !ok {
+		return time.Time{}, false
+	}
+	return s.Start, true
+}
+
+// Location is the window's time zone.
+func (w *Window) Location() *time.Location {
+	if w.loc == nil {
+		return time.UTC
+	}
+	return w.loc
+}

@@ -54,6 +54,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.handle(mux, "DELETE "+api.PathEnrollToken+"/{id}", api.RoleOperator, s.handleRevokeEnrollToken)
 	s.handle(mux, "GET "+api.PathSettings, api.RoleViewer, s.handleSettings)
 	s.handle(mux, "PUT "+api.PathSettings, api.RoleAdmin, s.handlePutSettings)
+	s.rebootRoutes(mux)
 }
 
 func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) error {

@@ -74,6 +74,9 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
 		return internal(err)
 	}
 	s.met.checkins.Inc()
+	if err := s.syncKernel(r.Context(), h, &c); err != nil {
+		return internal(err)
+	}
 	if len(changedRows) > 0 {
 		s.kickEngine()
 	}
@@ -147,6 +150,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch rep.Action {
 	case api.ActionApply, api.ActionRevert, api.ActionReboot:
+	case api.ActionKernelInstall, api.ActionKernelBoot:
+		return s.handleKernelReport(w, r, h, &rep)
 	default:
 		return errorf(http.StatusBadRequest, "bad_request", "report: action %q: want apply, revert or reboot", rep.Action)
 	}

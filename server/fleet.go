@@ -91,6 +91,9 @@ func (s *Server) load(ctx context.Context) error {
 		}
 		s.attach(r, h, srh)
 	}
+	if err := s.loadReboots(ctx); err != nil {
+		return err
+	}
 	for _, h := range s.hosts {
 		s.recompute(h)
 	}
@@ -253,11 +256,12 @@ func (s *Server) recompute(h *host) bool {
 		}
 		return a.Name < b.Name
 	})
-	etag := etagOf(patches)
+	kernel := s.desiredKernel(h)
+	etag := withKernel(etagOf(patches), kernel)
 	if etag == h.desired.ETag {
 		return false
 	}
-	h.desired = api.DesiredState{ETag: etag, Patches: patches}
+	h.desired = api.DesiredState{ETag: etag, Patches: patches, Kernel: kernel}
 	close(h.wake)
 	h.wake = make(chan struct{})
 	return true

@@ -45,6 +45,7 @@ func newMetrics(s *Server) *metrics {
 		})
 	s.reg.MustRegister(m.apiLatency, m.checkins, m.reports, m.bundleBytes, m.dbCommit, m.dbBatch, active,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &fleetCollector{s})
+	registerRebootMetrics(s)
 	return m
 }
 

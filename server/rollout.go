@@ -173,6 +173,9 @@ func (s *Server) engine(ctx context.Context) {
 				s.log.Warn("rollout step failed", "rollout", r.ID, "err", err)
 			}
 		}
+		if err := s.stepKernel(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("kernel rollout step failed", "err", err)
+		}
 		// Coalesce the flood of kicks during a big wave into a step every
 		// few milliseconds.
 		select {

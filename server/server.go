@@ -63,6 +63,7 @@ type Server struct {
 	lastSeq     int64
 
 	admins adminCache
+	rb     rebootState // kernel rollouts, windows, leases (reboot.go)
 }
 
 // Options are the parts of a Server tests replace.

@@ -49,6 +49,7 @@ type envOpt struct {
 	dsn         string
 	throttle    int // bytes per second the server sends on each connection; 0: no limit
 	bodyTimeout time.Duration
+	now         func() time.Time // the server's clock; nil: time.Now
 }
 
 func testLog(t testing.TB) *slog.Logger {
@@ -105,7 +106,7 @@ func (e *env) start(addr string) {
 	cfg.EngineTick = 100 * time.Millisecond
 	cfg.BodyTimeout = e.o.bodyTimeout
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: testLog(e.t)})
+	srv, err := server.New(ctx, cfg, server.Options{Log: testLog(e.t), Now: e.o.now})
 	if err != nil {
 		cancel()
 		e.t.Fatalf("server.New: %v", err)

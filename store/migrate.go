@@ -132,6 +132,46 @@ var migrations = []string{
 		since BIGINT NOT NULL DEFAULT 0
 	);
 	INSERT INTO leader (id, epoch) VALUES (1, 0)`,
+	// 3: kernel updates and reboots (see reboots.go): maintenance windows,
+	// kernel rollouts and their hosts, reboot leases, approvals, and each
+	// host's last kernel check-in.
+	`CREATE TABLE windows (
+		name TEXT PRIMARY KEY,
+		spec TEXT NOT NULL
+	);
+	CREATE TABLE kernel_rollouts (
+		id TEXT PRIMARY KEY,
+		seq BIGINT NOT NULL,
+		spec TEXT NOT NULL,
+		state TEXT NOT NULL,
+		halt TEXT NOT NULL DEFAULT '',
+		updated_at BIGINT NOT NULL
+	);
+	CREATE TABLE kernel_hosts (
+		rollout_id TEXT NOT NULL REFERENCES kernel_rollouts(id),
+		host_id TEXT NOT NULL REFERENCES hosts(id),
+		state TEXT NOT NULL,
+		detail TEXT NOT NULL DEFAULT '',
+		updated_at BIGINT NOT NULL,
+		PRIMARY KEY (rollout_id, host_id)
+	);
+	CREATE TABLE reboot_leases (
+		id TEXT PRIMARY KEY,
+		host_id TEXT NOT NULL UNIQUE REFERENCES hosts(id),
+		grp TEXT NOT NULL,
+		rollout_id TEXT NOT NULL DEFAULT '',
+		boot_id TEXT NOT NULL DEFAULT '',
+		granted_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL
+	);
+	CREATE INDEX reboot_leases_grp ON reboot_leases (grp, expires_at);
+	CREATE TABLE reboot_approvals (
+		host_id TEXT PRIMARY KEY REFERENCES hosts(id),
+		approved_by TEXT NOT NULL,
+		reason TEXT NOT NULL DEFAULT '',
+		at BIGINT NOT NULL
+	);
+	ALTER TABLE hosts ADD COLUMN kernel TEXT NOT NULL DEFAULT ''`,
 }
 
 func (s *Store) dialect(q string) string {
