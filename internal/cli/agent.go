@@ -31,8 +31,11 @@ func agentDir(e *Env) string { return filepath.Join(e.StateDir, "agent") }
 func newAgentCmd(env *Env) *cobra.Command {
 	var server, token, fingerprint, caFile, metricsListen, logLevel, logFormat string
 	var labels []string
-	var enrollOnly bool
-	var healthDelay, busyTimeout time.Duration
+	var enrollOnly, kernelUpdates bool
+	var healthDelay, busyTimeout, hookTimeout time.Duration
+	var hooksDir, promURL, promQuery string
+	var noRebootFiles []string
+	var keepKernels int
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the fleet agent: enroll with stent-server, then keep this host's live patches as the server wants",
@@ -48,7 +51,20 @@ downloads bundles (resuming broken downloads), checks their hash and verifies
 their signature against the keys in --keys-dir before anything is loaded,
 applies and reverts through the runtime (persisted, so patches come back at
 boot without the server), and reports each result exactly once. When the
-server is unreachable it keeps the host as it is and retries with backoff.`,
+server is unreachable it keeps the host as it is and retries with backoff.
+
+With --kernel-updates the server may also install a new kernel on this host
+(through apt or dnf) and reboot it into that kernel in the host's maintenance
+window, under a lease that keeps the group's reboot budget. The first boot
+into a new kernel is a one-shot boot: a kernel that panics (panic= is set on
+the kernel command line), hangs or comes up without a healthy agent leaves the
+old kernel the default, the host comes back on it by itself, and the agent
+reports the fallback. Before a reboot the agent runs the executables in
+<hooks-dir>/pre-reboot.d (in name order; a non-zero exit postpones the reboot)
+and waits while a --no-reboot-file exists or the --prometheus-query returns
+any series; after the boot, <hooks-dir>/post-reboot.d and the health check
+decide whether the new kernel is kept (made the default, old kernels cleaned
+up down to --keep-kernels).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -58,6 +74,12 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 			}
 			if busyTimeout <= 0 {
 				return fmt.Errorf("--busy-timeout %s: want a positive duration, such as 10m", busyTimeout)
+			}
+			if keepKernels < 2 {
+				return fmt.Errorf("--keep-kernels %d: keep at least 2 (the running kernel and a fallback)", keepKernels)
+			}
+			if (promURL == "") != (promQuery == "") {
+				return errors.New("--prometheus-url and --prometheus-query go together")
 			}
 			dir := agentDir(env)
 			creds, err := agent.LoadCredentials(dir)
@@ -108,6 +130,19 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 				go msrv.Serve(ln)
 				defer msrv.Close()
 			}
+			var km agent.KernelManager
+			if kernelUpdates {
+				hk, err := agent.NewHostKernels(env.Root)
+				if err != nil {
+					return fmt.Errorf("--kernel-updates: %w", err)
+				}
+				if agent.UnderSystemd() {
+					hk.Pkg.Runner = agent.SystemdRunner{}
+					hk.Boot.Runner = agent.SystemdRunner{}
+				}
+				hk.Keep = keepKernels
+				km = hk
+			}
 			rt := env.Runtime()
 			a, err := agent.New(agent.Config{
 				Runtime:     agent.PatcherRuntime{RT: rt},
@@ -118,6 +153,15 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 				HealthDelay: healthDelay,
 				BusyTimeout: busyTimeout,
 				Inventory:   inventoryFunc(env),
+				Kernel:      km,
+				Hooks: agent.Hooks{
+					PreReboot:       filepath.Join(hooksDir, "pre-reboot.d"),
+					PostReboot:      filepath.Join(hooksDir, "post-reboot.d"),
+					Timeout:         hookTimeout,
+					BlockFiles:      noRebootFiles,
+					PrometheusURL:   promURL,
+					PrometheusQuery: promQuery,
+				},
 			}, creds)
 			if err != nil {
 				return err
@@ -136,6 +180,13 @@ server is unreachable it keeps the host as it is and retries with backoff.`,
 	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9465)")
 	f.DurationVar(&healthDelay, "health-delay", 10*time.Second, "wait after an apply before checking health and checking in")
 	f.DurationVar(&busyTimeout, "busy-timeout", agent.DefaultBusyTimeout, "report an apply failed once the live patch runtime has been busy this long (another stent operation holds the lock, another patch is in transition); reverts wait for it without a bound")
+	f.BoolVar(&kernelUpdates, "kernel-updates", false, "let the server install new kernels on this host and reboot it into them (in its maintenance window, under a reboot lease)")
+	f.StringVar(&hooksDir, "hooks-dir", "/etc/stent", "folder of pre-reboot.d/ and post-reboot.d/ hooks")
+	f.DurationVar(&hookTimeout, "hook-timeout", agent.DefaultHookTimeout, "kill a reboot hook that runs longer than this (a pre-reboot hook killed postpones the reboot)")
+	f.StringArrayVar(&noRebootFiles, "no-reboot-file", []string{"/etc/stent/no-reboot", "/run/stent/no-reboot"}, "no reboot while this file exists (repeatable)")
+	f.StringVar(&promURL, "prometheus-url", "", "Prometheus to ask before a reboot, e.g. http://prometheus:9090")
+	f.StringVar(&promQuery, "prometheus-query", "", "no reboot while this query returns any series, e.g. ALERTS{alertstate=\"firing\",severity=\"critical\"}; an unreachable Prometheus blocks too")
+	f.IntVar(&keepKernels, "keep-kernels", 3, "kernels kept by the cleanup after a healthy boot into a new one (the running and known-good ones always stay)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	cmd.AddCommand(newAgentStatusCmd(env))
@@ -212,7 +263,8 @@ credentials file cannot be read).`,
 				Fingerprint string               `json:"fingerprint,omitempty"`
 				Ops         map[string]*agent.Op `json:"ops"`
 				Pending     []api.Report         `json:"pending_reports"`
-			}{creds.Server, creds.HostID, creds.Channel, creds.Labels, creds.EnrolledAt, creds.Fingerprint, st.Ops, st.Pending}
+				Kernel      agent.KernelState    `json:"kernel"`
+			}{creds.Server, creds.HostID, creds.Channel, creds.Labels, creds.EnrolledAt, creds.Fingerprint, st.Ops, st.Pending, st.Kernel}
 			if asJSON {
 				return writeJSON(env.Stdout, out)
 			}
@@ -226,6 +278,16 @@ credentials file cannot be read).`,
 					}
 				}
 				fmt.Fprintf(env.Stdout, "  %s %s (rollout %s): %s\n", op.Action, op.Name, op.Rollout, state)
+			}
+			if p := st.Kernel.Boot; p != nil {
+				fmt.Fprintf(env.Stdout, "Rebooting from %s into %s (since %s, lease %s)\n", p.From, p.To, p.Started.Format(time.RFC3339), p.Lease)
+			}
+			if b := st.Kernel.LastBoot; b != nil {
+				fmt.Fprintf(env.Stdout, "Last kernel boot: %s -> %s: %s", b.From, b.To, b.Result)
+				if b.Reason != "" {
+					fmt.Fprintf(env.Stdout, " (%s)", b.Reason)
+				}
+				fmt.Fprintf(env.Stdout, " at %s\n", b.At.Format(time.RFC3339))
 			}
 			fmt.Fprintf(env.Stdout, "Reports waiting for the server: %d\n", len(st.Pending))
 			return nil
