@@ -137,6 +137,7 @@ type Agent struct {
 	kernelNext     time.Time // when kernelStep wants to run again
 	leaseWait      string    // why the server did not grant a reboot lease
 	kernelBlockers []string  // what stops a reboot on this host's side
+	knownGoodTried bool      // the running kernel was offered as known-good
 }
 
 // New returns an agent for an enrolled host.

@@ -92,6 +92,18 @@ func (a *Agent) kernelStep(ctx context.Context, dk *api.DesiredKernel) time.Time
 		a.log.Warn("kernel status", "err", err)
 		return time.Time{}
 	}
+	if ks.KnownGood == "" && !a.knownGoodTried {
+		// A host new to Stent: the kernel it runs, healthy, is the one to
+		// fall back to and to keep.
+		a.knownGoodTried = true
+		if rs, err := a.cfg.Runtime.Status(ctx); err == nil {
+			if h, _ := a.health(ctx, rs); h == api.HealthOK {
+				if err := a.cfg.Kernel.Confirm(ctx, ks.Running); err != nil {
+					a.log.Warn("record the running kernel as known-good", "kernel", ks.Running, "err", err)
+				}
+			}
+		}
+	}
 	if dk == nil || dk.Release == "" || ks.Running == dk.Release {
 		a.leaseWait = ""
 		return time.Time{}

@@ -25,6 +25,7 @@ type fakeKernels struct {
 	installed  []string
 	def        string
 	once       string
+	knownGood  string
 	installErr error
 	calls      []string
 }
@@ -34,7 +35,7 @@ func (f *fakeKernels) call(s string) { f.calls = append(f.calls, s) }
 func (f *fakeKernels) Status(context.Context) (*api.KernelCheckin, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ks := &api.KernelCheckin{Running: f.running, Default: f.def}
+	ks := &api.KernelCheckin{Running: f.running, Default: f.def, KnownGood: f.knownGood}
 	for _, r := range f.installed {
 		ks.Installed = append(ks.Installed, api.InstalledKernel{Release: r, Package: "linux-image-" + r})
 	}
@@ -67,7 +68,7 @@ func (f *fakeKernels) Confirm(_ context.Context, r string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("confirm " + r)
-	f.def = r
+	f.def, f.knownGood = r, r
 	return nil
 }
 
@@ -233,7 +234,9 @@ func TestKernelUpdate(t *testing.T) {
 
 	e.srv.grant = true
 	e.a.kernelStep(ctx, desired57)
-	if want := []string{"install 6.1.0-57-amd64", "boot-once 6.1.0-57-amd64", "reboot"}; !slices.Equal(e.k.calls, want) {
+	// A host new to Stent first records its healthy running kernel as the
+	// known-good one.
+	if want := []string{"confirm 6.1.0-56-amd64", "install 6.1.0-57-amd64", "boot-once 6.1.0-57-amd64", "reboot"}; !slices.Equal(e.k.calls, want) {
 		t.Fatalf("calls = %v, want %v", e.k.calls, want)
 	}
 	if _, err := os.Stat(marker); err != nil {
@@ -369,7 +372,7 @@ func TestKernelInstallFails(t *testing.T) {
 	if rep.Action != api.ActionKernelInstall || rep.Result != api.ResultFailed || !strings.Contains(rep.Error, "Could not connect") {
 		t.Errorf("report = %+v, want kernel-install failed with apt's message", rep)
 	}
-	if got := strings.Join(e.k.calls, ","); got != "install 6.1.0-57-amd64" {
+	if got := strings.Join(e.k.calls, ","); got != "confirm 6.1.0-56-amd64,install 6.1.0-57-amd64" {
 		t.Errorf("calls = %s, want one install and nothing else", got)
 	}
 }
