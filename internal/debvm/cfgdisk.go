@@ -166,6 +166,20 @@ fi
 	if cfg.BootScript != "" {
 		b.WriteString("/bin/sh \"$cfg/boot.sh\" > /var/log/debvm-boot.log 2>&1 || echo \"debvm: boot script failed ($?)\" > /dev/console\n")
 	}
+	// A runtime unit whose stop marks the start of a shutdown on the console.
+	b.WriteString(`mkdir -p /run/systemd/system
+cat > /run/systemd/system/debvm-down.service <<'UNIT'
+[Unit]
+Description=debvm: mark the start of a shutdown on the console
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+ExecStop=/bin/sh -c 'echo "debvm: $(hostname) going down" > /dev/console'
+UNIT
+systemctl daemon-reload
+systemctl start --no-block debvm-down.service
+`)
 	b.WriteString("echo \"debvm: $(hostname) up on $(uname -r)\" > /dev/console\n")
 	return b.String()
 }

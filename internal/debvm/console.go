@@ -22,9 +22,42 @@ type Line struct {
 // BootInfo is one boot of a host seen on its console: the kernel's
 // "Linux version ..." line.
 type BootInfo struct {
-	Kernel string // uname -r of the kernel that started
-	Time   time.Time
-	Line   int // Index of the "Linux version" line
+	Kernel string    // uname -r of the kernel that started
+	Time   time.Time // when its "Linux version" line arrived
+	Line   int       // Index of the "Linux version" line
+	// Down is when the previous boot began to go away: its "debvm: <name>
+	// going down" line (printed as systemd starts stopping services), else
+	// a "Kernel panic" or "reboot:" line; zero for the first boot. Up is
+	// when this boot printed "debvm: <name> up on <release>" (after
+	// network-online, the first-boot packages and the boot script); zero
+	// until then. [Down, Up] is the host's outage around a reboot.
+	Down, Up time.Time
+}
+
+var (
+	downRE = regexp.MustCompile(`^debvm: \S+ going down|Kernel panic - not syncing|^\[[ 0-9.]+\] reboot: `)
+	upRE   = regexp.MustCompile(`^debvm: \S+ up on `)
+)
+
+// bootTracker turns console lines into boots.
+type bootTracker struct {
+	boots []BootInfo
+	down  time.Time
+}
+
+// track notes l and returns the new boot it starts, if any.
+func (b *bootTracker) track(l Line) *BootInfo {
+	if m := linuxVersionRE.FindStringSubmatch(l.Text); m != nil {
+		b.boots = append(b.boots, BootInfo{Kernel: m[1], Time: l.Time, Line: l.Index, Down: b.down})
+		b.down = time.Time{}
+		return &b.boots[len(b.boots)-1]
+	}
+	if n := len(b.boots); n > 0 && b.boots[n-1].Up.IsZero() && upRE.MatchString(l.Text) {
+		b.boots[n-1].Up = l.Time
+	} else if n > 0 && b.down.IsZero() && downRE.MatchString(l.Text) {
+		b.down = l.Time
+	}
+	return nil
 }
 
 // timeFormat prefixes every line of console.log.
@@ -34,7 +67,7 @@ const timeFormat = "2006-01-02T15:04:05.000000Z07:00"
 type console struct {
 	mu      sync.Mutex
 	lines   []Line
-	boots   []BootInfo
+	boots   bootTracker
 	changed chan struct{} // closed and replaced when a line arrives
 	closed  bool
 	log     io.Writer // console.log
@@ -101,16 +134,15 @@ func (c *console) add(t time.Time, raw string) {
 	l := Line{Index: len(c.lines), Time: t, Text: text}
 	c.lines = append(c.lines, l)
 	var boot *BootInfo
-	if m := linuxVersionRE.FindStringSubmatch(text); m != nil {
-		c.boots = append(c.boots, BootInfo{Kernel: m[1], Time: t, Line: l.Index})
-		boot = &c.boots[len(c.boots)-1]
+	if b := c.boots.track(l); b != nil {
+		boot = b
 	}
 	fmt.Fprintf(c.log, "%s %s\n", t.Format(timeFormat), text)
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.mu.Unlock()
 	if boot != nil && c.onBoot != nil {
-		c.onBoot(*boot)
+		c.onBoot(BootInfo{Kernel: boot.Kernel, Time: boot.Time, Line: boot.Line})
 	}
 }
 
@@ -142,7 +174,7 @@ func (c *console) wait(ctx context.Context, since int, re *regexp.Regexp) (Line,
 func (c *console) snapshot() ([]Line, []BootInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]Line(nil), c.lines...), append([]BootInfo(nil), c.boots...)
+	return append([]Line(nil), c.lines...), append([]BootInfo(nil), c.boots.boots...)
 }
 
 func (c *console) tail(n int) string {
@@ -166,7 +198,7 @@ func ParseConsoleLog(path string) ([]Line, []BootInfo, error) {
 	}
 	defer f.Close()
 	var lines []Line
-	var boots []BootInfo
+	var boots bootTracker
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -177,9 +209,7 @@ func ParseConsoleLog(path string) ([]Line, []BootInfo, error) {
 		}
 		l := Line{Index: len(lines), Time: t, Text: text}
 		lines = append(lines, l)
-		if m := linuxVersionRE.FindStringSubmatch(text); m != nil {
-			boots = append(boots, BootInfo{Kernel: m[1], Time: t, Line: l.Index})
-		}
+		boots.track(l)
 	}
-	return lines, boots, sc.Err()
+	return lines, boots.boots, sc.Err()
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stent-dev/stent/internal/atomicfile"
 	"github.com/stent-dev/stent/internal/kpkg"
 )
 
@@ -158,7 +159,7 @@ func Image(ctx context.Context, cacheDir string, opts ImageOptions) (string, Ima
 	}
 	info.Default = DefaultEntry(info.RootUUID, opts.Kernel.ABI)
 	b, _ := json.MarshalIndent(info, "", "  ")
-	if err := writeFileAtomic(infoPath, append(b, '\n')); err != nil {
+	if err := atomicfile.Write(infoPath, append(b, '\n'), 0o644); err != nil {
 		return "", ImageInfo{}, err
 	}
 	return out, info, nil

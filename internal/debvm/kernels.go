@@ -3,7 +3,6 @@ package debvm
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stent-dev/stent/internal/atomicfile"
 	"github.com/stent-dev/stent/internal/kpkg"
 )
 
@@ -70,7 +70,7 @@ func FetchKernels(ctx context.Context, cacheDir string) (Kernels, error) {
 		return Kernels{}, fmt.Errorf("%w (the metapackage must be at the newer kernel's version %s)", err, k.New.Version)
 	}
 	b, _ := json.MarshalIndent(k, "", "  ")
-	if err := writeFileAtomic(state, append(b, '\n')); err != nil {
+	if err := atomicfile.Write(state, append(b, '\n'), 0o644); err != nil {
 		return Kernels{}, err
 	}
 	return k, nil
@@ -188,30 +188,4 @@ func exists(path string) bool {
 	}
 	_, err := os.Stat(path)
 	return err == nil
-}
-
-// writeFileAtomic writes data to path through a temporary file and rename.
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return errors.Join(fmt.Errorf("write %s", path), err)
-	}
-	return nil
 }

@@ -44,12 +44,15 @@ func TestConsole(t *testing.T) {
 	var seen []BootInfo
 	c := newConsole(&log, func(b BootInfo) { seen = append(seen, b) })
 	before := time.Now()
-	c.read(strings.NewReader("GRUB\r\n[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) (gcc-12)\nhello\n[    0.000000] Linux version 6.1.0-57-amd64 (x) y\npartial"))
+	c.read(strings.NewReader("GRUB\r\n[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) (gcc-12)\ndebvm: h1 up on 6.1.0-56-amd64\ndebvm: h1 going down\n[    0.000000] Linux version 6.1.0-57-amd64 (x) y\npartial"))
 	lines, boots := c.snapshot()
-	if len(lines) != 5 || lines[4].Text != "partial" || lines[0].Text != "GRUB" {
+	if len(lines) != 6 || lines[5].Text != "partial" || lines[0].Text != "GRUB" {
 		t.Fatalf("lines = %+v", lines)
 	}
-	if len(boots) != 2 || boots[0].Kernel != "6.1.0-56-amd64" || boots[1].Kernel != "6.1.0-57-amd64" || boots[1].Line != 3 || len(seen) != 2 {
+	if len(boots) != 2 || boots[0].Kernel != "6.1.0-56-amd64" || boots[1].Kernel != "6.1.0-57-amd64" || boots[1].Line != 4 || len(seen) != 2 {
+		t.Fatalf("boots = %+v, seen %+v", boots, seen)
+	}
+	if !boots[0].Down.IsZero() || !boots[0].Up.Equal(lines[2].Time) || !boots[1].Down.Equal(lines[3].Time) || !boots[1].Up.IsZero() {
 		t.Fatalf("boots = %+v, seen %+v", boots, seen)
 	}
 	if boots[0].Time.Before(before) {
@@ -63,7 +66,7 @@ func TestConsole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pl) != 5 || len(pb) != 2 || !pb[1].Time.Equal(boots[1].Time.Truncate(time.Microsecond)) || pb[1].Kernel != boots[1].Kernel {
+	if len(pl) != 6 || len(pb) != 2 || !pb[1].Down.Equal(boots[1].Down.Truncate(time.Microsecond)) || !pb[1].Time.Equal(boots[1].Time.Truncate(time.Microsecond)) || pb[1].Kernel != boots[1].Kernel {
 		t.Fatalf("ParseConsoleLog = %+v, %+v; want the live boots %+v", pl, pb, boots)
 	}
 }
