@@ -191,7 +191,10 @@ func (m *Manager) aptResolve(ctx context.Context, t Target, es []dpkgEntry) (rel
 func (m *Manager) aptUpgrade(ctx context.Context, t Target) (*Result, error) {
 	if m.Update && !t.DryRun {
 		m.progress("running apt-get update")
-		if _, err := m.run(ctx, aptEnv, "apt-get", "-q", "-o", "DPkg::Lock::Timeout="+strconv.Itoa(int(m.lockSeconds())), "update"); err != nil {
+		// --error-on=any: apt-get update exits 0 when a repository
+		// cannot be reached (it only warns); a kernel resolved from stale
+		// lists is not what the plan asked for.
+		if _, err := m.run(ctx, aptEnv, "apt-get", "-q", "--error-on=any", "-o", "DPkg::Lock::Timeout="+strconv.Itoa(int(m.lockSeconds())), "update"); err != nil {
 			return nil, fmt.Errorf("upgrade kernel: %w", err)
 		}
 	}

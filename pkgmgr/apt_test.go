@@ -36,7 +36,7 @@ func beforeInstall(t *testing.T) string {
 // linux-image-amd64 and check holds.
 func resolveCalls(t *testing.T, holds string) []call {
 	return []call{
-		{cmd: "apt-get -q -o DPkg::Lock::Timeout=300 update"},
+		{cmd: "apt-get -q --error-on=any -o DPkg::Lock::Timeout=300 update"},
 		{cmd: dpkgQueryCmd, stdout: beforeInstall(t)},
 		{cmd: "apt-cache policy linux-image-amd64", stdout: testdata(t, "apt-cache-policy-meta.txt")},
 		{cmd: "apt-cache show linux-image-amd64=6.1.192-3", stdout: testdata(t, "apt-cache-show-meta.txt")},

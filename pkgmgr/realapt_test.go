@@ -156,6 +156,13 @@ func TestRealApt(t *testing.T) {
 	m := &Manager{Family: Apt, Runner: rootRunner{root, ExecRunner{Timeout: 2 * time.Minute}}, Root: root, Update: true,
 		LockTimeout: 10 * time.Second, Running: "6.1.0-56-amd64", Progress: &progress}
 
+	// A repository that cannot be reached: apt-get update's own message.
+	must(t, os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte("deb [trusted=yes] http://127.0.0.1:9/ ./\n"), 0o644))
+	if _, err := m.Upgrade(ctx, Target{}); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "Could not connect to 127.0.0.1:9") {
+		t.Fatalf("Upgrade with an unreachable repository = %v, want ErrUnreachable with apt's message", err)
+	}
+	must(t, os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte("deb [trusted=yes] file:"+repo+" ./\n"), 0o644))
+
 	// The older kernel with its metapackage.
 	res, err := m.Upgrade(ctx, Target{Version: "6.1.192-2", Meta: true})
 	if err != nil {
