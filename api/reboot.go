@@ -53,7 +53,10 @@ type DesiredKernel struct {
 	Rollout string `json:"rollout"`
 	// Release is the kernel release the packages install ("6.1.0-57-amd64").
 	Release string `json:"release"`
-	// Version is the package version to install ("6.1.192-3").
+	// Version is the package version to install ("6.1.192-3"); empty when
+	// the kernel is installed already (a plan's reboot into a newer
+	// installed kernel): install Packages as the repository has them, a
+	// no-op where they are installed.
 	Version string `json:"version"`
 	// Packages are the package names to install at Version (the versioned
 	// image package and, where the host uses it, the metapackage).

@@ -90,3 +90,33 @@ func FuzzParseWindow(f *testing.F) {
 		}
 	})
 }
+
+func TestWindowContainsAndNextOpening(t *testing.T) {
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	tests := []struct {
+		when     string
+		at       time.Time
+		inside   bool
+		nextOpen time.Time
+	}{
+		{"Tue 03:00-05:00 Europe/Berlin", time.Date(2026, 12, 1, 4, 0, 0, 0, berlin), true, time.Date(2026, 12, 8, 3, 0, 0, 0, berlin)},
+		{"Tue 03:00-05:00 Europe/Berlin", time.Date(2026, 12, 1, 3, 0, 0, 0, berlin), true, time.Date(2026, 12, 1, 3, 0, 0, 0, berlin)},
+		{"Tue 03:00-05:00 Europe/Berlin", time.Date(2026, 12, 1, 5, 0, 0, 0, berlin), false, time.Date(2026, 12, 8, 3, 0, 0, 0, berlin)},
+		{"Tue 03:00-05:00 Europe/Berlin", time.Date(2026, 11, 30, 23, 0, 0, 0, berlin), false, time.Date(2026, 12, 1, 3, 0, 0, 0, berlin)},
+		// Across midnight: Monday 23:30 is inside "Mon 22:00-02:00", and so is Tuesday 01:00.
+		{"Mon 22:00-02:00 UTC", time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC), true, time.Date(2026, 12, 7, 22, 0, 0, 0, time.UTC)},
+		{"second Sunday of the month 02:00-06:00 UTC", time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), false, time.Date(2026, 12, 13, 2, 0, 0, 0, time.UTC)},
+	}
+	for _, tt := range tests {
+		w, err := ParseWindow(tt.when)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := w.Contains(tt.at); got != tt.inside {
+			t.Errorf("%q.Contains(%v) = %v, want %v", tt.when, tt.at, got, tt.inside)
+		}
+		if got, ok := w.NextOpening(tt.at); !ok || !got.Equal(tt.nextOpen) {
+			t.Errorf("%q.NextOpening(%v) = %v, %v; want %v", tt.when, tt.at, got, ok, tt.nextOpen)
+		}
+	}
+}

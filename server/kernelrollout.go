@@ -99,8 +99,8 @@ func (s *Server) createKernelRollout(ctx context.Context, p *principal, req api.
 	switch {
 	case !kernelRelease.MatchString(req.Release):
 		return nil, bad("release %q: want a kernel release such as 6.1.0-57-amd64", req.Release)
-	case !packageVersion.MatchString(req.Version):
-		return nil, bad("version %q: want a package version such as 6.1.192-3", req.Version)
+	case req.Version != "" && !packageVersion.MatchString(req.Version):
+		return nil, bad("version %q: want a package version such as 6.1.192-3 (or none: the kernel is installed already)", req.Version)
 	case len(req.Reason) > 4096:
 		return nil, bad("reason: at most 4096 characters")
 	case len(req.Hosts) > 100000:

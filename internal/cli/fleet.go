@@ -87,7 +87,7 @@ func newFleetCmd(env *Env) *cobra.Command {
 	sf := &serverFlags{}
 	cmd := &cobra.Command{
 		Use:   "fleet",
-		Short: "Operate a fleet through stent-server: status, hosts, rollouts, tokens, audit log",
+		Short: "Operate a fleet through stent-server: status, hosts, rollouts, kernels and reboots, tokens, audit log",
 		Long: `Operate a fleet through stent-server: status, hosts, rollouts, tokens, audit log,
 and the hosts' inventories for "stent plan".
 
@@ -113,6 +113,9 @@ also manages admin tokens, revokes hosts and changes settings).`,
 	add(fleetAuditCmd(env, sf))
 	add(fleetRevokeHostCmd(env, sf))
 	add(fleetSettingsCmd(env, sf))
+	add(fleetWindowsCmd(env, sf))
+	add(fleetRebootsCmd(env, sf))
+	add(fleetKernelsCmd(env, sf))
 	return cmd
 }
 
