@@ -343,4 +343,32 @@ func TestRebootWindowOpens(t *testing.T) {
 	}
 	raw, _ := json.Marshal(st)
 	t.Logf("reboot status before the window: %s", raw)
+
+	// Metrics: hosts by reboot state, and the duration of a reboot the
+	// host reports with its next check-in.
+	c := api.Checkin{Hostname: "wo-3", KernelRelease: newKernel, BootID: "boot-2", Health: api.HealthOK, Kernel: &api.KernelCheckin{Running: newKernel,
+		LastBoot: &api.BootOutcome{From: kernel, To: newKernel, Booted: newKernel, Result: api.ResultOK, At: clock.Now(), Duration: api.Duration(95 * time.Second)}}}
+	for range 2 { // the same outcome twice counts once
+		if err := hs[3].cl.Do(context.Background(), http.MethodPost, api.PathSync, c, &api.SyncResponse{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mfs, err := e.srv.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "stent_server_reboot_hosts":
+				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			case "stent_server_reboot_duration_seconds":
+				got["duration_count"], got["duration_sum"] = float64(m.GetHistogram().GetSampleCount()), m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	if got["rebooting"] != 2 || got["waiting"] != 1 || got["duration_count"] != 1 || got["duration_sum"] != 95 {
+		t.Errorf("reboot metrics = %v, want 2 rebooting, 1 waiting, one reboot of 95s", got)
+	}
 }
