@@ -383,6 +383,12 @@ func hashBytes(b []byte) string {
 
 // Enroll exchanges an enrollment token for the host's credentials.
 func Enroll(ctx context.Context, hc *http.Client, server string, tlsOpt api.TLSOptions, token, hostname, machineID string, labels map[string]string) (*Credentials, error) {
+	return EnrollWith(ctx, hc, server, tlsOpt, api.EnrollRequest{Token: token, Hostname: hostname, MachineID: machineID, Labels: labels})
+}
+
+// EnrollWith is Enroll with the whole request, such as the credential of
+// the host it replaces (api.EnrollRequest.Replaces).
+func EnrollWith(ctx context.Context, hc *http.Client, server string, tlsOpt api.TLSOptions, req api.EnrollRequest) (*Credentials, error) {
 	if hc == nil {
 		var err error
 		if hc, err = api.NewHTTPClient(tlsOpt); err != nil {
@@ -391,8 +397,8 @@ func Enroll(ctx context.Context, hc *http.Client, server string, tlsOpt api.TLSO
 	}
 	c := &api.Client{BaseURL: server, HTTP: hc, Agent: "stent-agent/" + Version}
 	var resp api.EnrollResponse
-	err := c.Do(ctx, http.MethodPost, api.PathEnroll, api.EnrollRequest{Token: token, Hostname: hostname, MachineID: machineID, Labels: labels}, &resp)
-	if api.IsStatus(err, http.StatusUnauthorized) {
+	err := c.Do(ctx, http.MethodPost, api.PathEnroll, req, &resp)
+	if api.IsStatus(err, http.StatusUnauthorized) && req.Replaces == "" {
 		return nil, fmt.Errorf("enroll with %s: the enrollment token is unknown, expired, revoked or used up; ask for a new one", server)
 	}
 	if err != nil {

@@ -70,7 +70,7 @@ func TestAgentInGuest(t *testing.T) {
 	data := makeBundle(t, priv, k.Release, ko)
 
 	var et api.Token
-	if err := admin.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "e2e"}, &et); err != nil {
+	if err := admin.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "e2e", Labels: map[string]string{"e2e": "yes"}}, &et); err != nil {
 		t.Fatal(err)
 	}
 	disk := t.TempDir() + "/state.img"

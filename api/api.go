@@ -72,10 +72,17 @@ const CodeStandby = "standby"
 
 // EnrollRequest exchanges an enrollment token for a host credential.
 type EnrollRequest struct {
-	Token     string            `json:"token"`
-	Hostname  string            `json:"hostname"`
-	MachineID string            `json:"machine_id,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"` // merged over the token's labels
+	Token     string `json:"token"`
+	Hostname  string `json:"hostname"`
+	MachineID string `json:"machine_id,omitempty"`
+	// Labels must be the enrollment token's (a host cannot choose its
+	// own); an agent sends the ones it was started with to check that.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Replaces is the credential of the host this enrollment replaces
+	// (the same machine enrolling again). Without it, enrolling with the
+	// machine ID or hostname of an enrolled host is refused (409) until an
+	// operator revokes that host.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // EnrollResponse carries the host's credential. The server keeps only its

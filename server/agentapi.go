@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -23,8 +24,8 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, 1<<20, &c); err != nil {
 		return err
 	}
-	if len(c.Patches) > 1000 || len(c.Hostname) > 255 || len(c.KernelRelease) > 64 {
-		return errorf(http.StatusBadRequest, "bad_request", "check-in: too many patches or fields too long")
+	if err := checkCheckin(&c); err != nil {
+		return errorf(http.StatusBadRequest, "bad_request", "check-in: %v", err)
 	}
 	// The planner reads stored inventories with the same decoder: one it
 	// cannot read must not get in (it would fail "stent plan" for the fleet).
@@ -42,8 +43,18 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
 	s.mu.Lock()
 	interval := time.Duration(s.settings.CheckinInterval)
 	kernelChanged := h.KernelRelease != c.KernelRelease || h.BuildID != c.BuildID
-	if c.Hostname != "" {
-		h.Hostname = c.Hostname
+	if c.Hostname != "" && c.Hostname != h.Hostname {
+		// A host cannot take another enrolled host's name: it keeps its own.
+		if o := s.hostnamed(c.Hostname, h); o != nil {
+			s.log.Warn("host renamed itself to another host's name; keeping its name", "host", h.ID, "hostname", h.Hostname,
+				"wanted", c.Hostname, "taken_by", o.ID)
+			c.Hostname = h.Hostname
+		} else {
+			h.Hostname = c.Hostname
+		}
+	}
+	if c.Hostname == "" {
+		c.Hostname = h.Hostname
 	}
 	h.LastSeen, h.KernelRelease, h.BuildID, h.BootID = now, c.KernelRelease, c.BuildID, c.BootID
 	h.AgentVersion, h.Health, h.HealthDetail, h.Patches = c.AgentVersion, c.Health, c.HealthDetail, c.Patches
@@ -145,8 +156,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, 64<<10, &rep); err != nil {
 		return err
 	}
-	if rep.RequestID == "" || len(rep.RequestID) > 128 || len(rep.Error) > 8192 {
-		return errorf(http.StatusBadRequest, "bad_request", "report: request_id must be 1 to 128 characters, error at most 8 KiB")
+	if err := checkReport(&rep); err != nil {
+		return errorf(http.StatusBadRequest, "bad_request", "report: %v", err)
 	}
 	switch rep.Action {
 	case api.ActionApply, api.ActionRevert, api.ActionReboot:
@@ -299,4 +310,78 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(b)
 	w.n += int64(n)
 	return n, err
+}
+
+// hostnamed returns the enrolled (not revoked) host other than self named
+// name, or nil. Callers hold s.mu.
+func (s *Server) hostnamed(name string, self *host) *host {
+	for _, o := range s.hosts {
+		if o != self && o.RevokedAt.IsZero() && o.Hostname == name {
+			return o
+		}
+	}
+	return nil
+}
+
+// checkCheckin holds every field a host sends on a check-in to what it can
+// legitimately be (the inventory is checked by its decoder).
+func checkCheckin(c *api.Checkin) error {
+	if c.Hostname != "" {
+		if err := api.CheckHostname(c.Hostname); err != nil {
+			return err
+		}
+	}
+	if err := api.CheckHealth(c.Health); err != nil {
+		return err
+	}
+	if len(c.HealthDetail) > api.MaxHealthDetail {
+		return fmt.Errorf("health_detail: %d bytes, at most %d", len(c.HealthDetail), api.MaxHealthDetail)
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{
+		{"kernel_release", c.KernelRelease, api.MaxRelease}, {"build_id", c.BuildID, api.MaxBuildID}, {"boot_id", c.BootID, api.MaxBootID},
+		{"agent_version", c.AgentVersion, api.MaxAgentVersion}, {"applied_etag", c.AppliedETag, 64},
+	} {
+		if err := api.CheckToken(f.name, f.v, f.max, true); err != nil {
+			return err
+		}
+	}
+	if len(c.Patches) > api.MaxPatches {
+		return fmt.Errorf("patches: %d, at most %d", len(c.Patches), api.MaxPatches)
+	}
+	for i, p := range c.Patches {
+		if err := api.CheckPatchName(p.Name); err != nil {
+			return fmt.Errorf("patches[%d]: %w", i, err)
+		}
+		if err := api.CheckToken(fmt.Sprintf("patches[%d].bundle", i), p.Bundle, api.MaxSHA256, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkReport holds every field of a report to what it can legitimately be.
+func checkReport(rep *api.Report) error {
+	if err := api.CheckToken("request_id", rep.RequestID, api.MaxRequestID, false); err != nil {
+		return err
+	}
+	if rep.Name != "" {
+		if err := api.CheckPatchName(rep.Name); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"rollout", rep.Rollout, api.MaxRolloutID}, {"bundle", rep.Bundle, api.MaxSHA256}, {"boot_id", rep.BootID, api.MaxBootID}} {
+		if err := api.CheckToken(f.name, f.v, f.max, true); err != nil {
+			return err
+		}
+	}
+	if len(rep.Error) > api.MaxReportError {
+		return fmt.Errorf("error: %d bytes, at most %d", len(rep.Error), api.MaxReportError)
+	}
+	return nil
 }

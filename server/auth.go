@@ -243,65 +243,98 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 	if !strings.HasPrefix(req.Token, prefixEnroll) {
 		return errUnauthorized
 	}
-	if req.Hostname == "" || len(req.Hostname) > 255 || len(req.MachineID) > 255 {
-		return errorf(http.StatusBadRequest, "bad_request", "hostname: want 1 to 255 characters")
+	if err := api.CheckHostname(req.Hostname); err != nil {
+		return errorf(http.StatusBadRequest, "bad_request", "enroll: %v", err)
+	}
+	if err := api.CheckMachineID(req.MachineID); err != nil {
+		return errorf(http.StatusBadRequest, "bad_request", "enroll: %v", err)
 	}
 	for k, v := range req.Labels {
 		if !api.ValidLabel(k, v) {
 			return errorf(http.StatusBadRequest, "bad_request", "label %s=%s: want letters, digits and ._-/", k, v)
 		}
 	}
-	now := s.now().UTC()
-	secret := newSecret(prefixHost)
-	h := &store.Host{ID: newID("h_"), Hostname: req.Hostname, MachineID: req.MachineID, TokenHash: hashToken(secret), EnrolledAt: now}
-	var replaced []string
-	err := s.w.do(r.Context(), func(tx *store.Tx) error {
-		replaced = replaced[:0]
-		et, err := tx.UseEnrollToken(r.Context(), hashToken(req.Token), now)
-		if err != nil {
-			return err
-		}
-		h.Channel, h.EnrolledBy = et.Channel, et.ID
-		// The host may add labels; the token's, which the operator set,
-		// win: a host does not get to move itself into another group.
-		h.Labels = map[string]string{}
-		for k, v := range req.Labels {
-			h.Labels[k] = v
-		}
-		for k, v := range et.Labels {
-			h.Labels[k] = v
-		}
-		if err := tx.InsertHost(r.Context(), h); err != nil {
-			return err
-		}
-		// A machine that enrolls again replaces its old identity, but only
-		// through the enrollment token that enrolled it: /etc/machine-id is
-		// world-readable, so a holder of some other token must not be able
-		// to revoke hosts by claiming their machine ID. (Enrolled through
-		// another token, the machine gets a second host record; the old one
-		// goes offline and the operator revokes it.)
-		if req.MachineID != "" {
-			s.mu.RLock()
-			for _, o := range s.hosts {
-				if o.MachineID == req.MachineID && o.RevokedAt.IsZero() && o.EnrolledBy == et.ID {
-					replaced = append(replaced, o.ID)
-				}
-			}
-			s.mu.RUnlock()
-			for _, id := range replaced {
-				if err := tx.RevokeHost(r.Context(), id, now); err != nil && !errors.Is(err, store.ErrNotFound) {
-					return err
-				}
-			}
-		}
-		detail, _ := json.Marshal(map[string]any{"hostname": h.Hostname, "channel": h.Channel, "labels": h.Labels, "enroll_token": et.ID, "replaces": replaced})
-		return tx.InsertAudit(r.Context(), &api.AuditEntry{At: now, Actor: "enroll_token:" + et.ID, Action: "host.enroll", Target: h.ID, Detail: detail})
-	})
+	if len(req.Replaces) > 128 {
+		return errorf(http.StatusBadRequest, "bad_request", "replaces: want the old host credential (sth_...)")
+	}
+	// Checked before queueing: a bogus token costs one read, not a write
+	// in someone else's batch.
+	et, err := s.st.EnrollTokenByHash(r.Context(), hashToken(req.Token))
 	if errors.Is(err, store.ErrNotFound) {
 		return errUnauthorized
 	}
 	if err != nil {
-		return internal(err)
+		return storeError(err)
+	}
+	now := s.now().UTC()
+	if !et.Usable(now) {
+		return errUnauthorized
+	}
+	// Labels are the token's, which the operator set: a host does not get
+	// to move itself into another group, wave or selector. It may repeat
+	// them (an agent started with --label checks it got the right token).
+	for k, v := range req.Labels {
+		if et.Labels[k] != v {
+			return errorf(http.StatusBadRequest, "bad_request", "label %s=%s: labels come from the enrollment token, which does not set it; ask the operator for a token with this label", k, v)
+		}
+	}
+	// Replacing an enrolled host needs its credential: machine IDs and
+	// hostnames are no secret, and anyone holding the same (multi-use)
+	// token could otherwise revoke a host and take its name. Without it,
+	// an operator revokes the old host first (stent fleet revoke-host).
+	var old *host
+	s.mu.RLock()
+	if req.Replaces != "" {
+		old = s.byToken[hashToken(req.Replaces)]
+		if old == nil {
+			s.mu.RUnlock()
+			return errorf(http.StatusUnauthorized, "unauthorized", "replaces: the old host credential is unknown or revoked")
+		}
+	}
+	for _, o := range s.hosts {
+		if o == old || !o.RevokedAt.IsZero() {
+			continue
+		}
+		if req.MachineID != "" && o.MachineID == req.MachineID {
+			s.mu.RUnlock()
+			return errorf(http.StatusConflict, "conflict", "machine_id: host %s (%s) is enrolled with this machine ID; enroll with its credential (stent agent --replace) or have an operator revoke %s first", o.ID, api.Escape(o.Hostname), o.ID)
+		}
+		if o.Hostname == req.Hostname {
+			s.mu.RUnlock()
+			return errorf(http.StatusConflict, "conflict", "hostname %s: taken by host %s; enroll with its credential (stent agent --replace) or have an operator revoke %s first", api.Escape(req.Hostname), o.ID, o.ID)
+		}
+	}
+	s.mu.RUnlock()
+	secret := newSecret(prefixHost)
+	h := &store.Host{ID: newID("h_"), Hostname: req.Hostname, MachineID: req.MachineID, TokenHash: hashToken(secret), EnrolledAt: now,
+		Channel: et.Channel, EnrolledBy: et.ID, Labels: map[string]string{}}
+	for k, v := range et.Labels {
+		h.Labels[k] = v
+	}
+	var replaced []string
+	if old != nil {
+		replaced = []string{old.ID}
+	}
+	detail, _ := json.Marshal(map[string]any{"hostname": h.Hostname, "channel": h.Channel, "labels": h.Labels, "enroll_token": et.ID, "replaces": replaced})
+	err = s.w.do(r.Context(), func(tx *store.Tx) error {
+		if _, err := tx.UseEnrollToken(r.Context(), et.Hash, now); err != nil {
+			return err
+		}
+		if err := tx.InsertHost(r.Context(), h); err != nil {
+			return err
+		}
+		for _, id := range replaced {
+			if err := tx.RevokeHost(r.Context(), id, now); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		return tx.InsertAudit(r.Context(), &api.AuditEntry{At: now, Actor: "enroll_token:" + et.ID, Action: "host.enroll", Target: h.ID, Detail: detail})
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return errUnauthorized // used up or revoked meanwhile
+	}
+	if err != nil {
+		return storeError(err)
 	}
 	s.mu.Lock()
 	s.addHost(h)
@@ -309,7 +342,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 		s.revokeHostLocked(id, now)
 	}
 	s.mu.Unlock()
-	s.log.Info("host enrolled", "host", h.ID, "hostname", h.Hostname, "channel", h.Channel)
+	s.log.Info("host enrolled", "host", h.ID, "hostname", h.Hostname, "channel", h.Channel, "replaces", replaced)
 	return writeJSON(w, http.StatusCreated, api.EnrollResponse{HostID: h.ID, Credential: secret, Channel: h.Channel, Labels: h.Labels})
 }
 

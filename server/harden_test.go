@@ -118,3 +118,128 @@ func TestCheckinInventoryValidated(t *testing.T) {
 		t.Errorf("check-in with a good inventory: %v", err)
 	}
 }
+
+func (e *env) enrollReq(req api.EnrollRequest) (*agent.Credentials, error) {
+	return agent.EnrollWith(context.Background(), e.admin.HTTP, e.url, api.TLSOptions{Fingerprint: e.fp}, req)
+}
+
+func (e *env) sync(cred string, c api.Checkin) error {
+	return e.client(cred).Do(context.Background(), http.MethodPost, api.PathSync, c, &api.SyncResponse{})
+}
+
+func (e *env) host(id string) api.Host {
+	e.t.Helper()
+	var h api.Host
+	e.do(http.MethodGet, api.PathHosts+"/"+id, nil, &h)
+	return h
+}
+
+// TestEnrollLabelsFromToken: a host gets the enrollment token's labels
+// only; a label the token does not set is refused (issue 12, part 6).
+func TestEnrollLabelsFromToken(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	var tok api.Token
+	e.do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "fra", Channel: "stable", Labels: map[string]string{"dc": "fra"}}, &tok)
+	for _, labels := range []map[string]string{{"canary": "true"}, {"dc": "ams"}, {"dc": "fra", "role": "db"}} {
+		c, err := e.enrollReq(api.EnrollRequest{Token: tok.Secret, Hostname: "lab-x", Labels: labels})
+		if got := status(err); got != http.StatusBadRequest {
+			t.Errorf("enroll with labels %v through a token with dc=fra: status %d (%v, %+v), want 400", labels, got, err, c)
+		}
+	}
+	for i, labels := range []map[string]string{nil, {"dc": "fra"}} {
+		c, err := e.enrollReq(api.EnrollRequest{Token: tok.Secret, Hostname: fmt.Sprintf("lab-%d", i), Labels: labels})
+		if err != nil {
+			t.Fatalf("enroll with labels %v: %v", labels, err)
+		}
+		if got := e.host(c.HostID).Labels; len(got) != 1 || got["dc"] != "fra" || len(c.Labels) != 1 {
+			t.Errorf("host enrolled with labels %v has labels %v (told %v), want dc=fra only", labels, got, c.Labels)
+		}
+	}
+}
+
+// TestEnrollReplaceNeedsCredential: through one shared token, enrolling
+// with another host's machine ID or hostname is refused and leaves that
+// host alone; with the old credential it replaces the host; after an
+// operator revokes the host, the machine enrolls again (issue 12, part 3).
+func TestEnrollReplaceNeedsCredential(t *testing.T) {
+	for _, eng := range storetest.Engines {
+		t.Run(eng, func(t *testing.T) {
+			e := startEnv(t, envOpt{engine: eng})
+			shared := e.enrollToken("stable", 0)
+			victim, err := e.enrollReq(api.EnrollRequest{Token: shared, Hostname: "web-1", MachineID: "0123456789abcdef0123456789abcdef"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, req := range []api.EnrollRequest{
+				{Token: shared, Hostname: "intruder", MachineID: "0123456789abcdef0123456789abcdef"},
+				{Token: shared, Hostname: "web-1", MachineID: "ffff"},
+				{Token: shared, Hostname: "web-1"},
+			} {
+				if _, err := e.enrollReq(req); status(err) != http.StatusConflict {
+					t.Errorf("enroll %s/%s over host web-1: %v, want 409", req.Hostname, req.MachineID, err)
+				}
+			}
+			if err := e.sync(victim.Credential, api.Checkin{KernelRelease: kernel}); err != nil {
+				t.Errorf("host after enrollments claiming its machine ID and name: %v, want it still enrolled", err)
+			}
+			if _, err := e.enrollReq(api.EnrollRequest{Token: shared, Hostname: "web-1", Replaces: "sth_made_up"}); status(err) != http.StatusUnauthorized {
+				t.Errorf("enroll replacing with a made-up credential: %v, want 401", err)
+			}
+			// The machine itself, with its credential.
+			again, err := e.enrollReq(api.EnrollRequest{Token: shared, Hostname: "web-1", MachineID: "0123456789abcdef0123456789abcdef", Replaces: victim.Credential})
+			if err != nil {
+				t.Fatalf("enroll again with the old credential: %v", err)
+			}
+			if err := e.sync(victim.Credential, api.Checkin{KernelRelease: kernel}); status(err) != http.StatusUnauthorized {
+				t.Errorf("old credential after its replacement: %v, want 401", err)
+			}
+			if h := e.host(again.HostID); h.Hostname != "web-1" || h.Revoked {
+				t.Errorf("replacement host = %+v, want web-1 enrolled", h)
+			}
+			// An operator's approval: revoke, then the machine enrolls.
+			e.do(http.MethodDelete, api.PathHosts+"/"+again.HostID, nil, nil)
+			if _, err := e.enrollReq(api.EnrollRequest{Token: shared, Hostname: "web-1", MachineID: "0123456789abcdef0123456789abcdef"}); err != nil {
+				t.Errorf("enroll after the operator revoked the old host: %v", err)
+			}
+		})
+	}
+}
+
+// TestHostTextChecked: hostnames, health and patch names with terminal
+// escapes or bidi overrides are refused, and a host cannot rename itself to
+// another host's name (issue 12, part 5).
+func TestHostTextChecked(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	tok := e.enrollToken("stable", 0)
+	for _, name := range []string{"\x1b[2J\x1b[31mweb", "web\u202e1", "a b", "", strings.Repeat("a", 300)} {
+		if _, err := e.enrollReq(api.EnrollRequest{Token: tok, Hostname: name}); status(err) != http.StatusBadRequest {
+			t.Errorf("enroll as %q: %v, want 400", name, err)
+		}
+	}
+	creds, _ := e.manualHosts("txt", 2)
+	for i, c := range []api.Checkin{
+		{Hostname: "txt\x1b]0;owned\x07"},
+		{Health: "ok\x1b[1A"},
+		{Health: "fine"},
+		{Patches: []api.PatchState{{Name: "lp\u202efix", Enabled: true}}},
+		{Patches: []api.PatchState{{Name: "lp_ok", Bundle: "\x1b[31m"}}},
+		{KernelRelease: "6.1\n0"},
+		{HealthDetail: strings.Repeat("x", 100000)},
+	} {
+		if err := e.sync(creds[0].Credential, c); status(err) != http.StatusBadRequest {
+			t.Errorf("check-in #%d (%.80q...): %v, want 400", i, fmt.Sprintf("%+v", c), err)
+		}
+	}
+	if err := e.sync(creds[0].Credential, api.Checkin{Hostname: "txt-1", KernelRelease: kernel}); err != nil {
+		t.Fatal(err)
+	}
+	if h := e.host(creds[0].HostID); h.Hostname != "txt-0" {
+		t.Errorf("host renamed itself to another host's name: hostname now %q, want txt-0 kept", h.Hostname)
+	}
+	if err := e.sync(creds[0].Credential, api.Checkin{Hostname: "txt-new", KernelRelease: kernel}); err != nil {
+		t.Fatal(err)
+	}
+	if h := e.host(creds[0].HostID); h.Hostname != "txt-new" {
+		t.Errorf("host renamed itself to a free name: hostname %q, want txt-new", h.Hostname)
+	}
+}

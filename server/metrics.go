@@ -93,7 +93,7 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 		if hv == "" {
 			hv = "unknown"
 		}
-		health[hv]++
+		health[api.Escape(hv)]++
 		for _, p := range h.Patches {
 			st := "disabled"
 			if p.Transition {
@@ -101,7 +101,7 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 			} else if p.Enabled {
 				st = "enabled"
 			}
-			patches[pk{p.Name, st}]++
+			patches[pk{api.Escape(p.Name), st}]++
 		}
 	}
 	for k, v := range states {

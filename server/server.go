@@ -423,3 +423,17 @@ func readJSON(r *http.Request, limit int64, v any) error {
 	}
 	return nil
 }
+
+// storeError is the answer to a failed store write or read: 507 when the
+// disk is full, 503 when the store cannot be written otherwise (read-only
+// file system, database down), so that clients and balancers can tell it
+// from a bug; other errors are 500.
+func storeError(err error) *httpError {
+	switch store.Classify(err) {
+	case store.ErrFull:
+		return &httpError{status: http.StatusInsufficientStorage, code: "storage_full", msg: "the server's store is full; an operator must free space", err: err}
+	case store.ErrUnavailable:
+		return &httpError{status: http.StatusServiceUnavailable, code: "store_unavailable", msg: "the server's store cannot be written now; try again later", err: err}
+	}
+	return internal(err)
+}

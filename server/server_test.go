@@ -222,6 +222,7 @@ func (e *env) fleet(n int, channel string, mod func(*fleetsim.Config)) *fleetsim
 		Server: e.url, Fingerprint: e.fp, EnrollToken: e.enrollToken(channel, 0), N: n, Kernel: kernel, Keys: e.keys,
 		Dir: e.t.TempDir(), HealthDelay: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Log: testLog(e.t),
 	}
+	cfg.TokenFor = fleetsim.TokenMaker(context.Background(), e.admin, channel)
 	if mod != nil {
 		mod(&cfg)
 	}

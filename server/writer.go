@@ -27,7 +27,7 @@ type writer struct {
 }
 
 type writeOp struct {
-	fn  func(*store.Tx) error // must be safe to run again (a failed batch is retried op by op)
+	fn  func(*store.Tx) error // must be safe to run again (a batch whose commit fails is retried op by op)
 	res chan error
 }
 
@@ -93,10 +93,18 @@ func (w *writer) run(ctx context.Context) {
 
 func (w *writer) commit(ctx context.Context, batch []*writeOp) {
 	start := time.Now()
+	// Each write in its own savepoint: one that fails is undone alone and
+	// its caller told, and the others commit together.
+	errs := make([]error, len(batch))
 	err := w.st.Update(ctx, func(tx *store.Tx) error {
-		for _, op := range batch {
-			if err := op.fn(tx); err != nil {
-				return err
+		for i, op := range batch {
+			if len(batch) == 1 {
+				errs[i] = op.fn(tx)
+				return errs[i]
+			}
+			errs[i] = tx.Savepoint(ctx, op.fn)
+			if store.Broken(errs[i]) {
+				return errs[i]
 			}
 		}
 		return nil
@@ -104,8 +112,11 @@ func (w *writer) commit(ctx context.Context, batch []*writeOp) {
 	w.met.dbCommit.Observe(time.Since(start).Seconds())
 	w.met.dbBatch.Observe(float64(len(batch)))
 	if err == nil {
-		for _, op := range batch {
-			op.res <- nil
+		for i, op := range batch {
+			if errs[i] != nil {
+				w.log.Warn("store write failed", "err", errs[i])
+			}
+			op.res <- errs[i]
 		}
 		return
 	}
@@ -122,7 +133,8 @@ func (w *writer) commit(ctx context.Context, batch []*writeOp) {
 		batch[0].res <- err
 		return
 	}
-	// One bad write must not fail its neighbours: retry each on its own.
+	// The commit itself failed (or a savepoint broke the transaction):
+	// retry each write on its own.
 	for _, op := range batch {
 		w.commit(ctx, []*writeOp{op})
 	}

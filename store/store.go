@@ -191,6 +191,7 @@ type Tx struct {
 	s     *Store
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
+	sp    int // savepoints made
 }
 
 // Update runs fn in one write transaction and commits it when fn returns
@@ -223,9 +224,41 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) (err error) {
 	return nil
 }
 
+// Savepoint runs fn so that when it fails, what it wrote is undone and
+// the transaction goes on: one bad write in a group commit does not cost
+// the others. Savepoints are spelled the same on both engines.
+func (t *Tx) Savepoint(ctx context.Context, fn func(*Tx) error) error {
+	t.sp++
+	name := "sp" + strconv.Itoa(t.sp)
+	if _, err := t.tx.ExecContext(context.WithoutCancel(ctx), "SAVEPOINT "+name); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	if err := fn(t); err != nil {
+		if _, rerr := t.tx.ExecContext(context.WithoutCancel(ctx), "ROLLBACK TO SAVEPOINT "+name); rerr != nil {
+			return errors.Join(err, fmt.Errorf("%w: rollback to savepoint: %v", errTxBroken, rerr))
+		}
+		return err
+	}
+	if _, err := t.tx.ExecContext(context.WithoutCancel(ctx), "RELEASE SAVEPOINT "+name); err != nil {
+		return fmt.Errorf("%w: release savepoint: %v", errTxBroken, err)
+	}
+	return nil
+}
+
+// errTxBroken marks a Savepoint failure that leaves the transaction
+// unusable: the caller must roll it back.
+var errTxBroken = errors.New("transaction broken")
+
+// Broken reports whether err, from Savepoint, means the whole transaction
+// must be rolled back.
+func Broken(err error) bool { return errors.Is(err, errTxBroken) }
+
 // exec runs q in the transaction through a statement prepared once per
 // transaction, which matters when a batch repeats it a thousand times.
+// The caller's ctx does not cut a write short: Update's ctx governs the
+// transaction, and a request that went away must not undo its batch.
 func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	st, ok := t.stmts[q]
 	if !ok {
 		var err error
@@ -238,7 +271,7 @@ func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error
 }
 
 func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(ctx, t.s.rebind(q), args...)
+	return t.tx.QueryRowContext(context.WithoutCancel(ctx), t.s.rebind(q), args...)
 }
 
 // Times are stored as Unix milliseconds; 0 is "never".

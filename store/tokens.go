@@ -181,3 +181,19 @@ func (s *Store) Settings(ctx context.Context) (map[string]string, error) {
 	}
 	return m, rows.Err()
 }
+
+// EnrollTokenByHash returns the enrollment token with the given hash,
+// usable or not, or ErrNotFound.
+func (s *Store) EnrollTokenByHash(ctx context.Context, hash string) (*EnrollToken, error) {
+	e, err := scanEnrollToken(s.queryRow(ctx, `SELECT `+enrollCols+` FROM enroll_tokens WHERE token_hash = ?`, hash))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("look up enrollment token: %w", err)
+	}
+	return e, err
+}
+
+// Usable reports whether the token can enroll a host at now: not revoked,
+// not expired, not used up (UseEnrollToken checks again when counting).
+func (e *EnrollToken) Usable(now time.Time) bool {
+	return e.RevokedAt.IsZero() && now.Before(e.ExpiresAt) && (e.MaxUses == 0 || e.Uses < e.MaxUses)
+}

@@ -31,7 +31,7 @@ func agentDir(e *Env) string { return filepath.Join(e.StateDir, "agent") }
 func newAgentCmd(env *Env) *cobra.Command {
 	var server, token, fingerprint, caFile, metricsListen, logLevel, logFormat string
 	var labels []string
-	var enrollOnly, kernelUpdates bool
+	var enrollOnly, kernelUpdates, replace bool
 	var healthDelay, busyTimeout, hookTimeout time.Duration
 	var hooksDir, promURL, promQuery string
 	var noRebootFiles []string
@@ -44,7 +44,12 @@ func newAgentCmd(env *Env) *cobra.Command {
   stent agent --server https://SERVER:8443 --enroll TOKEN --fingerprint sha256:...
 
 which stores the host's credential in <state-dir>/agent/credentials.json (mode
-0600); later runs (the stent-agent systemd unit) need no flags. The agent
+0600); later runs (the stent-agent systemd unit) need no flags. The host's
+channel and labels are the enrollment token's. To enroll an enrolled host
+again (another token, a new channel), add --replace: its current credential
+proves it is the same host, and the server revokes the old enrollment. A
+host that lost its credential is re-enrolled after an operator revokes its
+old enrollment (stent fleet revoke-host). The agent
 reports the kernel, its live patches and the host inventory, holds a long-poll
 open so the server can wake it the moment a rollout reaches this host,
 downloads bundles (resuming broken downloads), checks their hash and verifies
@@ -84,9 +89,13 @@ up down to --keep-kernels).`,
 			dir := agentDir(env)
 			creds, err := agent.LoadCredentials(dir)
 			switch {
-			case err == nil && token != "":
-				return fmt.Errorf("this host is already enrolled as %s with %s; remove %s to enroll again", creds.HostID, creds.Server, filepath.Join(dir, "credentials.json"))
-			case errors.Is(err, agent.ErrNotEnrolled) && token != "":
+			case err == nil && token != "" && !replace:
+				return fmt.Errorf("this host is already enrolled as %s with %s; add --replace to enroll again in its place", creds.HostID, creds.Server)
+			case (err == nil && replace || errors.Is(err, agent.ErrNotEnrolled)) && token != "":
+				old := ""
+				if creds != nil {
+					old = creds.Credential
+				}
 				if server == "" {
 					return errors.New("--enroll needs --server https://SERVER:8443")
 				}
@@ -96,7 +105,8 @@ up down to --keep-kernels).`,
 				}
 				host, _ := os.Hostname()
 				mid, _ := os.ReadFile(filepath.Join(env.Root, "etc", "machine-id"))
-				creds, err = agent.Enroll(ctx, nil, server, api.TLSOptions{Fingerprint: fingerprint, CAFile: caFile}, token, host, strings.TrimSpace(string(mid)), lm)
+				creds, err = agent.EnrollWith(ctx, nil, server, api.TLSOptions{Fingerprint: fingerprint, CAFile: caFile},
+					api.EnrollRequest{Token: token, Hostname: host, MachineID: strings.TrimSpace(string(mid)), Labels: lm, Replaces: old})
 				if err != nil {
 					return err
 				}
@@ -175,7 +185,8 @@ up down to --keep-kernels).`,
 	f.StringVar(&token, "enroll", "", "enrollment token (from stent fleet enroll-token)")
 	f.StringVar(&fingerprint, "fingerprint", "", "pin the server certificate, sha256:... (printed by stent-server)")
 	f.StringVar(&caFile, "ca-file", "", "trust the server certificate through this CA file instead")
-	f.StringArrayVar(&labels, "label", nil, "label key=value for this host at enrollment (repeatable; the enrollment token's labels win)")
+	f.StringArrayVar(&labels, "label", nil, "label key=value the enrollment token must set (repeatable; labels come from the token: enrolling fails when it does not set them)")
+	f.BoolVar(&replace, "replace", false, "enroll again in place of this host's current enrollment (its credential is sent to prove it; the old one is revoked)")
 	f.BoolVar(&enrollOnly, "enroll-only", false, "enroll and exit")
 	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9465)")
 	f.DurationVar(&healthDelay, "health-delay", 10*time.Second, "wait after an apply before checking health and checking in")

@@ -228,14 +228,14 @@ func fleetHostsCmd(env *Env, sf *serverFlags) *cobra.Command {
 				var ps []string
 				for _, p := range h.Patches {
 					if p.Enabled {
-						ps = append(ps, p.Name)
+						ps = append(ps, api.Escape(p.Name))
 					}
 				}
 				seen := "never"
 				if !h.LastSeen.IsZero() {
 					seen = time.Since(h.LastSeen).Round(time.Second).String() + " ago"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.ID, h.Hostname, h.Channel, h.KernelRelease, state, h.Health, strings.Join(ps, ","), seen)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.ID, api.Escape(h.Hostname), h.Channel, api.Escape(h.KernelRelease), state, api.Escape(h.Health), strings.Join(ps, ","), seen)
 			}
 			return w.Flush()
 		},
@@ -273,7 +273,7 @@ func fleetRolloutCmd(env *Env, sf *serverFlags) *cobra.Command {
 			w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "\nHOST\tHOSTNAME\tWAVE\tSTATE\tERROR")
 			for _, h := range r.Hosts {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", h.HostID, h.Hostname, h.Wave, h.State, h.Error)
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", h.HostID, api.Escape(h.Hostname), h.Wave, h.State, api.Escape(h.Error))
 			}
 			return w.Flush()
 		},

@@ -147,7 +147,7 @@ func printInventoriesSummary(w io.Writer, sum *inventoriesSummary) error {
 			if !m.LastSeen.IsZero() {
 				seen = "last seen " + m.LastSeen.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", m.HostID, m.Hostname, seen)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", m.HostID, api.Escape(m.Hostname), seen)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -157,7 +157,7 @@ func printInventoriesSummary(w io.Writer, sum *inventoriesSummary) error {
 		fmt.Fprintf(w, "Unreadable inventory from %d hosts (not written, not planned):\n", len(sum.Unreadable))
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, u := range sum.Unreadable {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", u.HostID, u.Hostname, u.Error)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", u.HostID, api.Escape(u.Hostname), api.Escape(u.Error))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -65,6 +65,15 @@ func TestFleetInventoriesThenPlan(t *testing.T) {
 	fl, err := fleetsim.Enroll(context.Background(), fleetsim.Config{
 		Server: url, Fingerprint: fp, EnrollToken: tok.Secret, N: len(files), Kernel: "6.1.0-54-amd64",
 		Keys: bundle.NewKeyring(pub), Dir: t.TempDir(), MaxBackoff: 500 * time.Millisecond,
+		TokenFor: func(labels map[string]string) (string, error) {
+			args := []string{"fleet", "enroll-token", "--json"}
+			for k, v := range labels {
+				args = append(args, "--label", k+"="+v)
+			}
+			var t api.Token
+			err := json.Unmarshal([]byte(run(args...)), &t)
+			return t.Secret, err
+		},
 		Labels: func(i int) map[string]string {
 			if files[i] == "db1" {
 				return map[string]string{"role": "db"}

@@ -66,7 +66,7 @@ func TestFleetCommands(t *testing.T) {
 	}
 
 	var tok api.Token
-	jsonOut(&tok, "fleet", "enroll-token", "--channel", "canary", "--label", "dc=fra", "--max-uses", "1", "--json")
+	jsonOut(&tok, "fleet", "enroll-token", "--channel", "canary", "--label", "dc=fra", "--label", "role=db", "--max-uses", "1", "--json")
 	if !strings.HasPrefix(tok.Secret, "ste_") || tok.Channel != "canary" {
 		t.Fatalf("enroll-token = %+v", tok)
 	}

@@ -70,6 +70,7 @@ func TestBusyRuntimeRollout(t *testing.T) {
 	f, err := fleetsim.Enroll(ctx, fleetsim.Config{
 		Server: url, Fingerprint: fp, EnrollToken: et.Secret, N: 2, Kernel: kernel, Keys: bundle.NewKeyring(pub), Dir: t.TempDir(),
 		Labels:      func(i int) map[string]string { return map[string]string{"n": fmt.Sprint(i)} },
+		TokenFor:    fleetsim.TokenMaker(ctx, admin, "stable"),
 		HealthDelay: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, BusyTimeout: busyTimeout,
 	})
 	if err != nil {

@@ -27,8 +27,13 @@ type Config struct {
 	Keys        *bundle.Keyring // the agents' trusted keys
 	Dir         string          // downloads, one folder per host
 	Log         *slog.Logger
-	// Labels returns host i's labels (nil: none).
+	// Labels returns host i's labels (nil: none). Labels come from the
+	// enrollment token, so with Labels set, TokenFor must make a token
+	// for each distinct set (EnrollToken is used for hosts without).
 	Labels func(i int) map[string]string
+	// TokenFor returns an enrollment token that sets labels; it is called
+	// once per distinct set.
+	TokenFor func(labels map[string]string) (string, error)
 	// Inventory returns host i's inventory, the JSON of "stent inventory
 	// --json", which its agent reports (nil func or value: none).
 	Inventory func(i int) json.RawMessage
@@ -77,6 +82,22 @@ func Enroll(ctx context.Context, cfg Config) (*Fleet, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	f := &Fleet{cfg: cfg, Hosts: make([]*Host, cfg.N)}
+	tokens := map[string]string{}
+	for i := 0; i < cfg.N && cfg.Labels != nil; i++ {
+		labels := cfg.Labels(i)
+		key := fmt.Sprint(labels) // fmt sorts map keys
+		if _, ok := tokens[key]; ok || len(labels) == 0 {
+			continue
+		}
+		if cfg.TokenFor == nil {
+			return nil, fmt.Errorf("host %d has labels %v: set TokenFor (labels come from the enrollment token)", i, labels)
+		}
+		tok, err := cfg.TokenFor(labels)
+		if err != nil {
+			return nil, fmt.Errorf("enrollment token for labels %v: %w", labels, err)
+		}
+		tokens[key] = tok
+	}
 	sem := make(chan struct{}, cfg.Concurrency)
 	errc := make(chan error, cfg.N)
 	var wg sync.WaitGroup
@@ -98,9 +119,13 @@ func Enroll(ctx context.Context, cfg Config) (*Fleet, error) {
 			if cfg.Labels != nil {
 				labels = cfg.Labels(i)
 			}
+			tok := cfg.EnrollToken
+			if len(labels) > 0 {
+				tok = tokens[fmt.Sprint(labels)]
+			}
 			var err error
 			for attempt := 0; attempt < 5; attempt++ {
-				h.Creds, err = agent.Enroll(ctx, hc, cfg.Server, api.TLSOptions{Fingerprint: cfg.Fingerprint}, cfg.EnrollToken, h.Name, "sim-machine-"+h.Name, labels)
+				h.Creds, err = agent.Enroll(ctx, hc, cfg.Server, api.TLSOptions{Fingerprint: cfg.Fingerprint}, tok, h.Name, "sim-machine-"+h.Name, labels)
 				if err == nil || ctx.Err() != nil {
 					break
 				}
@@ -208,5 +233,15 @@ func (f *Fleet) Stop() {
 	wg.Wait()
 	for _, h := range f.Hosts {
 		h.client.CloseIdleConnections()
+	}
+}
+
+// TokenMaker returns a Config.TokenFor that makes enrollment tokens for
+// channel through an operator's admin client.
+func TokenMaker(ctx context.Context, admin *api.Client, channel string) func(map[string]string) (string, error) {
+	return func(labels map[string]string) (string, error) {
+		var tok api.Token
+		err := admin.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "fleetsim", Channel: channel, Labels: labels}, &tok)
+		return tok.Secret, err
 	}
 }
