@@ -70,8 +70,8 @@ type console struct {
 	boots   bootTracker
 	changed chan struct{} // closed and replaced when a line arrives
 	closed  bool
-	log     io.Writer // console.log
-	onBoot  func(BootInfo)
+	log     io.Writer      // console.log
+	onBoot  func(BootInfo) // called with mu held; must not call back
 }
 
 func newConsole(log io.Writer, onBoot func(BootInfo)) *console {
@@ -133,17 +133,15 @@ func (c *console) add(t time.Time, raw string) {
 	c.mu.Lock()
 	l := Line{Index: len(c.lines), Time: t, Text: text}
 	c.lines = append(c.lines, l)
-	var boot *BootInfo
-	if b := c.boots.track(l); b != nil {
-		boot = b
+	if b := c.boots.track(l); b != nil && c.onBoot != nil {
+		// Before waiters wake: one that saw this boot must not find the
+		// previous boot's runner still marked up.
+		c.onBoot(*b)
 	}
 	fmt.Fprintf(c.log, "%s %s\n", t.Format(timeFormat), text)
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.mu.Unlock()
-	if boot != nil && c.onBoot != nil {
-		c.onBoot(BootInfo{Kernel: boot.Kernel, Time: boot.Time, Line: boot.Line})
-	}
 }
 
 // wait returns the first line at or after index since that matches re.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 
 	"github.com/stent-dev/stent/internal/vmtest/wire"
@@ -144,7 +145,7 @@ func (c *ctl) do(ctx context.Context, req wire.Request) (wire.Response, error) {
 	}
 	select {
 	case resp := <-ch:
-		if resp.Error == ErrRebooted.Error() {
+		if resp.Error == ErrRebooted.Error() || strings.HasPrefix(resp.Error, "request for boot ") {
 			return resp, ErrRebooted
 		}
 		return resp, nil
