@@ -93,6 +93,7 @@ type entry struct {
 }
 
 var wantHost = []entry{
+	{"-rw-r--r--", "/etc/default/stent-agent"},
 	{"drwxr-xr-x", "/etc/stent"},
 	{"drwxr-xr-x", "/etc/stent/keys"},
 	{"-rw-r--r--", "/lib/systemd/system/stent-agent.service"},
@@ -136,7 +137,7 @@ func TestDebContents(t *testing.T) {
 		name  string
 		want  []entry
 		conff string
-	}{{Host, wantHost, ""}, {Server, wantServer, ServerDefaults}} {
+	}{{Host, wantHost, AgentDefaults}, {Server, wantServer, ServerDefaults}} {
 		deb := v1.Path(tt.name, "deb")
 		if want := tt.name + "_1.0.0_amd64.deb"; filepath.Base(deb) != want {
 			t.Errorf("%s deb is %s, want %s", tt.name, deb, want)
@@ -190,7 +191,7 @@ func TestRPMContents(t *testing.T) {
 		name  string
 		want  []entry
 		conff string
-	}{{Host, wantHost, ""}, {Server, wantServer, ServerDefaults}} {
+	}{{Host, wantHost, AgentDefaults}, {Server, wantServer, ServerDefaults}} {
 		rpm := v1.Path(tt.name, "rpm")
 		if want := tt.name + "-1.0.0-1.x86_64.rpm"; filepath.Base(rpm) != want {
 			t.Errorf("%s rpm is %s, want %s", tt.name, rpm, want)

@@ -20,6 +20,7 @@ const (
 	ToolsBin       = "/usr/lib/stent/stent-tools"
 	ServerBin      = "/usr/bin/stent-server"
 	ServerDefaults = "/etc/default/stent-server"
+	AgentDefaults  = "/etc/default/stent-agent"
 )
 
 const (
@@ -141,6 +142,7 @@ func packageSpecs(src, bin, version string) ([]spec, error) {
 			file(need(filepath.Join(bin, "stent-tools")), ToolsBin, 0o755),
 			dir("/etc/stent", 0o755),
 			dir(KeysDir, 0o755),
+			conffile(need(filepath.Join(pkgDir, "stent-agent.default")), AgentDefaults, 0o644),
 		}, append(hostUnits, docContents...)...),
 		scripts: scripts(Host),
 		// The maintainer scripts enable units with deb-systemd-helper.
