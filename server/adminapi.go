@@ -24,6 +24,12 @@ func (s *Server) routes(mux *http.ServeMux) {
 			io.WriteString(w, "standby\n")
 			return
 		}
+		// Healthy means able to serve, which needs a store that takes writes.
+		if err := s.probeStore(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "store cannot be written: "+storeError(err).msg+"\n")
+			return
+		}
 		io.WriteString(w, "ok\n")
 	})
 	mux.Handle("GET "+api.PathMetrics, s.metricsHandler())

@@ -172,6 +172,9 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "bad_request", "report: result %q: want ok, failed or refused", rep.Result)
 	}
 	now := s.now().UTC()
+	if ok, wait := s.reportLimit.allow(h.ID, now, reportBurst, reportEvery); !ok {
+		return errorf(http.StatusTooManyRequests, "rate_limited", "report: more than %d reports from this host in a short time; send it again in %s", reportBurst, wait.Round(time.Second))
+	}
 
 	// Work out the row change now; it is written only if the report is new.
 	s.mu.RLock()
@@ -225,7 +228,10 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		return tx.InsertAudit(r.Context(), audit)
+		if err := tx.InsertAudit(r.Context(), audit); err != nil {
+			return err
+		}
+		return tx.PruneHost(r.Context(), h.ID, hostRecordsKept)
 	})
 	if err != nil {
 		return internal(err)
@@ -245,6 +251,10 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, api.ReportResponse{Duplicate: !inserted})
 }
+
+// hostRecordsKept is how many reports, and how many audit entries, the
+// server keeps per host: the newest; older ones are deleted.
+const hostRecordsKept = 1000
 
 // handleBundle serves a published bundle's bytes with Range support, so an
 // interrupted download resumes where it stopped. Admin tokens read any

@@ -243,3 +243,52 @@ func TestHostTextChecked(t *testing.T) {
 		t.Errorf("host renamed itself to a free name: hostname %q, want txt-new", h.Hostname)
 	}
 }
+
+// TestHostCannotFillStore: report fields are capped, one host's reports are
+// rate limited (429), and a full store answers 507 and fails /healthz
+// instead of "500 internal error" (issue 12, part 1).
+func TestHostCannotFillStore(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	ctx := context.Background()
+	_, cls := e.manualHosts("fill", 1)
+	report := func(i int, name string) error {
+		return cls[0].Do(ctx, http.MethodPost, api.PathReport, api.Report{RequestID: fmt.Sprintf("r%d", i), Action: api.ActionReboot,
+			Name: name, Result: api.ResultOK, At: time.Now()}, &api.ReportResponse{})
+	}
+	if err := report(0, strings.Repeat("n", 60000)); status(err) != http.StatusBadRequest {
+		t.Errorf("report with a 60,000-byte name: %v, want 400", err)
+	}
+	limited := -1
+	for i := 1; i <= 200; i++ {
+		if err := report(i, ""); err != nil {
+			if status(err) != http.StatusTooManyRequests {
+				t.Fatalf("report %d: %v", i, err)
+			}
+			limited = i
+			break
+		}
+	}
+	if limited < 0 || limited > 100 {
+		t.Errorf("reports from one host: first refused at %d, want 429 within 100", limited)
+	}
+	// Fill the store: writes fail as on a full disk.
+	tok := e.enrollToken("stable", 0)
+	st := e.srv.Store()
+	pages, err := st.SQLitePages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.LimitSQLiteSize(ctx, pages); err != nil {
+		t.Fatal(err)
+	}
+	var full error
+	for i := 0; i < 500 && full == nil; i++ {
+		_, full = e.enroll(tok, fmt.Sprintf("fill-x%d", i))
+	}
+	if status(full) != http.StatusInsufficientStorage {
+		t.Errorf("enroll into a full store: %v, want 507", full)
+	}
+	if code, body := health(strings.TrimPrefix(e.url, "https://")); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz with a full store: %d %q, want 503", code, body)
+	}
+}

@@ -64,6 +64,12 @@ type Server struct {
 
 	admins adminCache
 	rb     rebootState // kernel rollouts, windows, leases (reboot.go)
+
+	probeMu  sync.Mutex // guards the two below (see probeStore)
+	probeAt  time.Time
+	probeErr error
+
+	reportLimit rateLimiter // reports per host
 }
 
 // Options are the parts of a Server tests replace.
@@ -326,7 +332,12 @@ func errorf(status int, code, format string, args ...any) *httpError {
 	return &httpError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
+// internal is the answer to an unexpected error; a store that is full or
+// cannot be written gets its own code (see storeError).
 func internal(err error) *httpError {
+	if store.Classify(err) != nil {
+		return storeError(err)
+	}
 	return &httpError{status: http.StatusInternalServerError, code: "internal", msg: "internal error", err: err}
 }
 
@@ -363,6 +374,9 @@ func (s *Server) handle(mux *http.ServeMux, pattern, need string, h handlerFunc)
 			}
 			if he.status >= 500 {
 				s.log.Warn("request failed", "route", pattern, "err", err)
+			}
+			if he.status == http.StatusServiceUnavailable || he.status == http.StatusTooManyRequests {
+				sw.Header().Set("Retry-After", "30")
 			}
 			if sw.status == 0 {
 				writeJSON(sw, he.status, api.Error{Error: he.msg, Code: he.code})
@@ -430,10 +444,32 @@ func readJSON(r *http.Request, limit int64, v any) error {
 // from a bug; other errors are 500.
 func storeError(err error) *httpError {
 	switch store.Classify(err) {
+	case nil:
+		return &httpError{status: http.StatusInternalServerError, code: "internal", msg: "internal error", err: err}
 	case store.ErrFull:
 		return &httpError{status: http.StatusInsufficientStorage, code: "storage_full", msg: "the server's store is full; an operator must free space", err: err}
 	case store.ErrUnavailable:
 		return &httpError{status: http.StatusServiceUnavailable, code: "store_unavailable", msg: "the server's store cannot be written now; try again later", err: err}
 	}
-	return internal(err)
+	return &httpError{status: http.StatusInternalServerError, code: "internal", msg: "internal error", err: err}
+}
+
+// probeStore reports whether the store takes writes: it fails when a write
+// failed for a full or unwritable store in the last storeFailWindow, and
+// otherwise writes a setting (at most every two seconds).
+func (s *Server) probeStore(ctx context.Context) error {
+	if err := s.w.recentFailure(); err != nil {
+		return err
+	}
+	s.probeMu.Lock()
+	defer s.probeMu.Unlock()
+	if time.Since(s.probeAt) < 2*time.Second {
+		return s.probeErr
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	now := s.now().UTC()
+	s.probeErr = s.w.do(ctx, func(tx *store.Tx) error { return tx.PutSetting(ctx, "healthz_probe", now.Format(time.RFC3339Nano)) })
+	s.probeAt = time.Now()
+	return s.probeErr
 }

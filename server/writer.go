@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/stent-dev/stent/store"
@@ -24,6 +25,34 @@ type writer struct {
 	// fenced is called when a commit fails with store.ErrFenced: another
 	// server has taken over the database.
 	fenced func(error)
+	// lastFail is the last write failure for a full or unwritable store
+	// (a storeFailure), for /healthz.
+	lastFail atomic.Pointer[storeFailure]
+}
+
+type storeFailure struct {
+	at  time.Time
+	err error
+}
+
+// storeFailWindow is how long a write failure for a full or unwritable
+// store keeps /healthz failing.
+const storeFailWindow = 10 * time.Second
+
+// noteFailure remembers err when it says the store is full or unwritable.
+func (w *writer) noteFailure(err error) {
+	if err != nil && store.Classify(err) != nil {
+		w.lastFail.Store(&storeFailure{at: time.Now(), err: err})
+	}
+}
+
+// recentFailure returns the last failure for a full or unwritable store
+// when it is recent.
+func (w *writer) recentFailure() error {
+	if f := w.lastFail.Load(); f != nil && time.Since(f.at) < storeFailWindow {
+		return f.err
+	}
+	return nil
 }
 
 type writeOp struct {
@@ -111,8 +140,10 @@ func (w *writer) commit(ctx context.Context, batch []*writeOp) {
 	})
 	w.met.dbCommit.Observe(time.Since(start).Seconds())
 	w.met.dbBatch.Observe(float64(len(batch)))
+	w.noteFailure(err)
 	if err == nil {
 		for i, op := range batch {
+			w.noteFailure(errs[i])
 			if errs[i] != nil {
 				w.log.Warn("store write failed", "err", errs[i])
 			}

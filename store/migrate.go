@@ -172,6 +172,9 @@ var migrations = []string{
 		at BIGINT NOT NULL
 	);
 	ALTER TABLE hosts ADD COLUMN kernel TEXT NOT NULL DEFAULT ''`,
+	// 4: per-host retention of reports and audit entries (see PruneHost).
+	`CREATE INDEX reports_host_received ON reports (host_id, received_at);
+	CREATE INDEX audit_actor ON audit (actor, id)`,
 }
 
 func (s *Store) dialect(q string) string {

@@ -251,3 +251,31 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// PruneHost keeps a host's newest keep reports and newest keep audit
+// entries it caused (actor "host:ID") and deletes the older ones, so that
+// what one host credential can make the server store is bounded.
+func (t *Tx) PruneHost(ctx context.Context, hostID string, keep int) error {
+	_, err := t.exec(ctx, `DELETE FROM reports WHERE host_id = ? AND received_at < (
+		SELECT received_at FROM reports WHERE host_id = ? ORDER BY received_at DESC LIMIT 1 OFFSET ?)`, hostID, hostID, keep-1)
+	if err != nil {
+		return fmt.Errorf("prune reports of %s: %w", hostID, err)
+	}
+	actor := "host:" + hostID
+	_, err = t.exec(ctx, `DELETE FROM audit WHERE actor = ? AND id < (
+		SELECT id FROM audit WHERE actor = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, actor, actor, keep-1)
+	if err != nil {
+		return fmt.Errorf("prune audit of %s: %w", hostID, err)
+	}
+	return nil
+}
+
+// CountHostRecords returns how many reports and audit entries host hostID
+// has stored.
+func (s *Store) CountHostRecords(ctx context.Context, hostID string) (reports, audit int, err error) {
+	if err = s.queryRow(ctx, `SELECT COUNT(*) FROM reports WHERE host_id = ?`, hostID).Scan(&reports); err != nil {
+		return 0, 0, err
+	}
+	err = s.queryRow(ctx, `SELECT COUNT(*) FROM audit WHERE actor = ?`, "host:"+hostID).Scan(&audit)
+	return reports, audit, err
+}

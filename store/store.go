@@ -288,3 +288,21 @@ func fromMS(v int64) time.Time {
 	}
 	return time.UnixMilli(v).UTC()
 }
+
+// LimitSQLiteSize caps the SQLite database at pages pages of the writer
+// connection (PRAGMA max_page_count): past it, writes fail as on a full
+// disk. Tests use it to fill the store; it does nothing on PostgreSQL.
+func (s *Store) LimitSQLiteSize(ctx context.Context, pages int64) error {
+	if s.engine != SQLite {
+		return nil
+	}
+	_, err := s.w.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages))
+	return err
+}
+
+// SQLitePages returns the SQLite database's size in pages.
+func (s *Store) SQLitePages(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&n)
+	return n, err
+}

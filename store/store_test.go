@@ -329,3 +329,41 @@ func TestBatchThroughput(t *testing.T) {
 		t.Logf("%s: %d check-ins in one transaction: %v (%.0f/s)", s.Engine(), n, el, n/el.Seconds())
 	})
 }
+
+// TestPruneHost: a host's newest reports and audit entries are kept, the
+// older ones deleted, other hosts' untouched (issue 12, part 1).
+func TestPruneHost(t *testing.T) {
+	for _, eng := range storetest.Engines {
+		t.Run(eng, func(t *testing.T) {
+			st := storetest.Open(t, eng)
+			ctx := context.Background()
+			t0 := time.UnixMilli(1_700_000_000_000).UTC()
+			err := st.Update(ctx, func(tx *store.Tx) error {
+				for _, id := range []string{"h1", "h2"} {
+					if err := tx.InsertHost(ctx, &store.Host{ID: id, Hostname: id, TokenHash: id, Channel: "stable", EnrolledAt: t0}); err != nil {
+						return err
+					}
+					for i := range 5 {
+						at := t0.Add(time.Duration(i) * time.Second)
+						if _, err := tx.InsertReport(ctx, id, &api.Report{RequestID: fmt.Sprint(i), Action: api.ActionReboot, Result: api.ResultOK, At: at}, at); err != nil {
+							return err
+						}
+						if err := tx.InsertAudit(ctx, &api.AuditEntry{At: at, Actor: "host:" + id, Action: "host.reboot", Target: id}); err != nil {
+							return err
+						}
+					}
+				}
+				return tx.PruneHost(ctx, "h1", 2)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for id, want := range map[string]int{"h1": 2, "h2": 5} {
+				r, a, err := st.CountHostRecords(ctx, id)
+				if err != nil || r != want || a != want {
+					t.Errorf("CountHostRecords(%s) = %d reports, %d audit, %v; want %d of each", id, r, a, err, want)
+				}
+			}
+		})
+	}
+}
