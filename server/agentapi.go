@@ -377,8 +377,14 @@ func checkReport(rep *api.Report) error {
 	if err := api.CheckToken("request_id", rep.RequestID, api.MaxRequestID, false); err != nil {
 		return err
 	}
-	if rep.Name != "" {
+	switch {
+	case rep.Name == "":
+	case rep.Action == api.ActionApply || rep.Action == api.ActionRevert:
 		if err := api.CheckPatchName(rep.Name); err != nil {
+			return err
+		}
+	default: // a kernel release, a package version
+		if err := api.CheckToken("name", rep.Name, 128, true); err != nil {
 			return err
 		}
 	}
