@@ -65,7 +65,7 @@ func TestFleetKernelsAndReboots(t *testing.T) {
 
 	// Hosts named as in the plan fixtures; app1 and db1 need nothing.
 	var tok api.Token
-	jsonOut(&tok, "fleet", "enroll-token", "--json")
+	jsonOut(&tok, "fleet", "enroll-token", "--label", "role=web", "--json") // labels come from the token
 	hc, err := api.NewHTTPClient(api.TLSOptions{Fingerprint: fp})
 	if err != nil {
 		t.Fatal(err)
