@@ -148,6 +148,12 @@ func TestRealApt(t *testing.T) {
 	debs = append(debs, testDeb{name: "linux-image-6.1.0-58-amd64", version: "6.1.192-4",
 		boot:     []string{"vmlinuz-6.1.0-58-amd64"},
 		postinst: "echo 'update-initramfs: failed for /boot/initrd.img-6.1.0-58-amd64 with 1.' >&2; exit 1"})
+	// A package that asks a question on its terminal, as a badly written
+	// maintainer script does: it must get no answer (stdin is /dev/null)
+	// and fail at once, not wait for a person.
+	debs = append(debs, testDeb{name: "linux-image-6.1.0-59-amd64", version: "6.1.192-5",
+		boot:     []string{"vmlinuz-6.1.0-59-amd64"},
+		postinst: "printf 'Keep the old configuration? [y/N] '; if ! read answer; then echo 'postinst: no answer to the question' >&2; exit 1; fi"})
 	repo := buildRepo(t, debs)
 	root := emptyRoot(t, repo)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -226,6 +232,19 @@ func TestRealApt(t *testing.T) {
 	}
 	t.Logf("broken kernel: %v", err)
 	if _, _, err := m.Runner.Run(ctx, "apt-get", []string{"purge", "-y", "-q", "linux-image-6.1.0-58-amd64"}, aptEnv); err != nil {
+		t.Fatal(err)
+	}
+
+	// A package that asks a question: no answer, a quick failure with its
+	// own words.
+	start := time.Now()
+	if _, err := m.Upgrade(ctx, Target{Release: "6.1.0-59-amd64"}); err == nil || !strings.Contains(err.Error(), "no answer to the question") {
+		t.Fatalf("Upgrade of a package that asks a question = %v, want its postinst's message", err)
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Errorf("a package asking a question held the upgrade for %v", took)
+	}
+	if _, _, err := m.Runner.Run(ctx, "apt-get", []string{"purge", "-y", "-q", "linux-image-6.1.0-59-amd64"}, aptEnv); err != nil {
 		t.Fatal(err)
 	}
 
