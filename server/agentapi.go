@@ -27,6 +27,9 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
 	if err := checkCheckin(&c); err != nil {
 		return errorf(http.StatusBadRequest, "bad_request", "check-in: %v", err)
 	}
+	if err := checkKernelCheckin(c.Kernel); err != nil {
+		return err
+	}
 	// The planner reads stored inventories with the same decoder: one it
 	// cannot read must not get in (it would fail "stent plan" for the fleet).
 	if len(c.Inventory) > 0 {

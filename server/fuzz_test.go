@@ -19,6 +19,10 @@ func FuzzAgentAPI(f *testing.F) {
 	f.Add(uint8(1), []byte(`{"request_id":"`+string(bytes.Repeat([]byte("a"), 200))+`","action":"revert","result":"failed"}`))
 	f.Add(uint8(0), []byte(`{"patches":null,"inventory":{"x":[1,2,3]}}`))
 	f.Add(uint8(2), []byte(`[`))
+	f.Add(uint8(4), []byte(`{"rollout":"kr_1","kernel":"6.1.0-57-amd64","reasons":["newer-kernel-installed"]}`))
+	f.Add(uint8(4), []byte(`{"release":true,"lease":"lease_x"}`))
+	f.Add(uint8(1), []byte(`{"request_id":"k","action":"kernel-boot","rollout":"kr_1","result":"fell-back","at":"2026-01-01T00:00:00Z"}`))
+	f.Add(uint8(0), []byte(`{"kernel_release":"6.1.0-56-amd64","health":"ok","kernel":{"running":"6.1.0-56-amd64","blockers":["x"],"last_boot":{"result":"ok","duration":"1m"}}}`))
 	e := startEnv(f, envOpt{})
 	defer e.stop()
 	creds, err := e.enroll(e.enrollToken("stable", 0), "fuzz")
@@ -26,7 +30,7 @@ func FuzzAgentAPI(f *testing.F) {
 		f.Fatal(err)
 	}
 	h := e.srv.Handler()
-	paths := []string{api.PathSync, api.PathReport, api.PathEnroll, api.PathSync + "?wait=1ms&etag=x"}
+	paths := []string{api.PathSync, api.PathReport, api.PathEnroll, api.PathSync + "?wait=1ms&etag=x", api.PathRebootLease}
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		path := paths[int(which)%len(paths)]
 		req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, path, bytes.NewReader(body))

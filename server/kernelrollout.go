@@ -497,6 +497,30 @@ func (s *Server) syncKernel(ctx context.Context, h *host, c *api.Checkin) error 
 	return nil
 }
 
+// checkKernelCheckin bounds what a host may store about its kernels.
+func checkKernelCheckin(kc *api.KernelCheckin) error {
+	if kc == nil {
+		return nil
+	}
+	n := len(kc.Running) + len(kc.RunningVersion) + len(kc.Default) + len(kc.KnownGood) + len(kc.Lease)
+	for _, s := range kc.RebootReasons {
+		n += len(s)
+	}
+	for _, s := range kc.Blockers {
+		n += len(s)
+	}
+	for _, k := range kc.Installed {
+		n += len(k.Release) + len(k.Package) + len(k.Version)
+	}
+	if lb := kc.LastBoot; lb != nil {
+		n += len(lb.Rollout) + len(lb.From) + len(lb.To) + len(lb.Booted) + len(lb.Result) + len(lb.Reason)
+	}
+	if len(kc.Installed) > 64 || len(kc.RebootReasons) > 16 || len(kc.Blockers) > 32 || n > 32<<10 {
+		return errorf(http.StatusBadRequest, "bad_request", "check-in: kernel: at most 64 installed kernels, 16 reboot reasons, 32 blockers and 32 KiB of text")
+	}
+	return nil
+}
+
 func sameJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
