@@ -133,11 +133,13 @@ type Agent struct {
 	// (with the monotonic reading time.Now carries); see Config.BusyTimeout.
 	busySince map[string]time.Time
 
-	bootID         string    // the running boot's id
-	kernelNext     time.Time // when kernelStep wants to run again
-	leaseWait      string    // why the server did not grant a reboot lease
-	kernelBlockers []string  // what stops a reboot on this host's side
-	knownGoodTried bool      // the running kernel was offered as known-good
+	bootID         string             // the running boot's id
+	kernelNext     time.Time          // when kernelStep wants to run again
+	leaseWait      string             // why the server did not grant a reboot lease
+	kernelBlockers []string           // what stops a reboot on this host's side
+	knownGoodTried bool               // the running kernel was offered as known-good
+	kernelSeen     *api.KernelCheckin // the kernel situation last read
+	kernelSeenAt   time.Time
 }
 
 // New returns an agent for an enrolled host.

@@ -225,11 +225,30 @@ type SystemdRunner struct {
 	Inner pkgmgr.Runner // runs systemd-run itself; default pkgmgr.ExecRunner
 }
 
+// readOnly reports whether a command only reads, so that it can run in
+// the agent's sandbox without a transient unit.
+func readOnly(name string, args []string) bool {
+	switch name {
+	case "dpkg-query", "apt-cache":
+		return true
+	case "rpm":
+		return len(args) > 0 && strings.HasPrefix(args[0], "-q")
+	case "apt-mark":
+		return len(args) > 0 && args[0] == "showhold"
+	case "grub-editenv":
+		return len(args) > 0 && args[len(args)-1] == "list"
+	}
+	return false
+}
+
 // Run implements pkgmgr.Runner.
 func (s SystemdRunner) Run(ctx context.Context, name string, args []string, env []string) ([]byte, []byte, error) {
 	inner := s.Inner
 	if inner == nil {
 		inner = pkgmgr.ExecRunner{}
+	}
+	if readOnly(name, args) {
+		return inner.Run(ctx, name, args, env)
 	}
 	sargs := []string{"--wait", "--pipe", "--quiet", "--collect", "--service-type=exec", "--property=KillMode=control-group"}
 	for _, e := range env {

@@ -87,7 +87,7 @@ func (a *Agent) kernelStep(ctx context.Context, dk *api.DesiredKernel) time.Time
 		a.afterBoot(ctx, p)
 		return time.Time{}
 	}
-	ks, err := a.cfg.Kernel.Status(ctx)
+	ks, err := a.kernelStatus(ctx)
 	if err != nil {
 		a.log.Warn("kernel status", "err", err)
 		return time.Time{}
@@ -110,7 +110,7 @@ func (a *Agent) kernelStep(ctx context.Context, dk *api.DesiredKernel) time.Time
 	}
 	if !hasKernel(ks, dk) {
 		a.installKernel(ctx, dk)
-		if ks, err = a.cfg.Kernel.Status(ctx); err != nil || !hasKernel(ks, dk) {
+		if ks, err = a.kernelStatus(ctx); err != nil || !hasKernel(ks, dk) {
 			return time.Time{}
 		}
 	}
@@ -209,7 +209,7 @@ func (a *Agent) rebootInto(ctx context.Context, dk *api.DesiredKernel, ks *api.K
 
 // afterBoot judges the first boot after a reboot into a new kernel.
 func (a *Agent) afterBoot(ctx context.Context, p *PendingBoot) {
-	ks, err := a.cfg.Kernel.Status(ctx)
+	ks, err := a.kernelStatus(ctx)
 	if err != nil {
 		a.log.Warn("kernel status after boot", "err", err)
 		return
@@ -290,15 +290,37 @@ func (a *Agent) kernelCheckin(ctx context.Context) *api.KernelCheckin {
 	if a.cfg.Kernel == nil {
 		return nil
 	}
-	ks, err := a.cfg.Kernel.Status(ctx)
-	if err != nil {
-		a.log.Warn("kernel status", "err", err)
-		return nil
+	// The kernel situation changes by Stent's own steps (which refresh
+	// it), by an operator's apt run or a reboot: read at most every few
+	// minutes, not at every check-in.
+	if a.kernelSeen == nil || time.Since(a.kernelSeenAt) > kernelStatusTTL {
+		ks, err := a.cfg.Kernel.Status(ctx)
+		if err != nil {
+			a.log.Warn("kernel status", "err", err)
+			return nil
+		}
+		a.kernelSeen, a.kernelSeenAt = ks, time.Now()
 	}
+	ks := *a.kernelSeen
 	ks.Blockers = slices.Clone(a.kernelBlockers)
 	if a.st.Kernel.Boot != nil {
 		ks.Lease = a.st.Kernel.Boot.Lease
 	}
 	ks.LastBoot = a.st.Kernel.LastBoot
-	return ks
+	return &ks
+}
+
+// kernelStatusTTL is how long a check-in reuses the kernel situation read
+// last.
+const kernelStatusTTL = 5 * time.Minute
+
+// kernelStatus reads the kernel situation afresh and keeps it for
+// check-ins.
+func (a *Agent) kernelStatus(ctx context.Context) (*api.KernelCheckin, error) {
+	ks, err := a.cfg.Kernel.Status(ctx)
+	if err == nil {
+		cp := *ks
+		a.kernelSeen, a.kernelSeenAt = &cp, time.Now()
+	}
+	return ks, err
 }

@@ -402,3 +402,42 @@ func TestPromSeries(t *testing.T) {
 		t.Error("promSeries(unreachable) = nil error; an unreachable Prometheus must block")
 	}
 }
+
+type recordRunner struct{ calls [][]string }
+
+func (r *recordRunner) Run(_ context.Context, name string, args []string, env []string) ([]byte, []byte, error) {
+	r.calls = append(r.calls, append(append([]string{name}, args...), env...))
+	return nil, nil, nil
+}
+
+// TestSystemdRunner: commands that change the system leave the agent's
+// sandbox through systemd-run with their environment; read-only queries
+// run directly.
+func TestSystemdRunner(t *testing.T) {
+	rec := &recordRunner{}
+	r := SystemdRunner{Inner: rec}
+	ctx := context.Background()
+	r.Run(ctx, "apt-get", []string{"install", "-y", "linux-image-6.1.0-57-amd64"}, []string{"DEBIAN_FRONTEND=noninteractive"})
+	r.Run(ctx, "dpkg-query", []string{"-W"}, nil)
+	r.Run(ctx, "apt-mark", []string{"showhold"}, nil)
+	r.Run(ctx, "apt-mark", []string{"hold", "x"}, nil)
+	r.Run(ctx, "grub-editenv", []string{"/boot/grub/grubenv", "list"}, nil)
+	r.Run(ctx, "rpm", []string{"-e", "kernel-core"}, nil)
+	want := [][]string{
+		{"systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec", "--property=KillMode=control-group",
+			"--setenv=DEBIAN_FRONTEND=noninteractive", "--", "apt-get", "install", "-y", "linux-image-6.1.0-57-amd64"},
+		{"dpkg-query", "-W"},
+		{"apt-mark", "showhold"},
+		{"systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec", "--property=KillMode=control-group", "--", "apt-mark", "hold", "x"},
+		{"grub-editenv", "/boot/grub/grubenv", "list"},
+		{"systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec", "--property=KillMode=control-group", "--", "rpm", "-e", "kernel-core"},
+	}
+	if len(rec.calls) != len(want) {
+		t.Fatalf("calls = %q, want %q", rec.calls, want)
+	}
+	for i := range want {
+		if !slices.Equal(rec.calls[i], want[i]) {
+			t.Errorf("call %d = %q, want %q", i, rec.calls[i], want[i])
+		}
+	}
+}
