@@ -571,18 +571,17 @@ func (s *Server) stepKernel(ctx context.Context) error {
 		c.audit = append(c.audit, &api.AuditEntry{At: now, Actor: "server", Action: "kernel-rollout.complete", Target: r.ID,
 			Detail: mustJSON(map[string]any{"release": r.Release})})
 	}
+	back := s.expiryRowsLocked(now)
 	s.mu.RUnlock()
 	var expired []*store.Lease
+	var rows []store.KernelHost
 	err := s.w.do(ctx, func(tx *store.Tx) error {
 		var err error
 		if expired, err = tx.ExpireLeases(ctx, now); err != nil {
 			return err
 		}
-		for _, l := range expired {
-			if err := tx.InsertAudit(ctx, &api.AuditEntry{At: now, Actor: "server", Action: "reboot.lease-expire", Target: l.HostID,
-				Detail: mustJSON(map[string]any{"lease": l.ID, "group": l.Group, "rollout": l.Rollout, "expires_at": l.ExpiresAt})}); err != nil {
-				return err
-			}
+		if rows, err = writeExpired(ctx, tx, expired, back, now); err != nil {
+			return err
 		}
 		var rel []*store.Lease
 		return c.write(ctx, tx, now, "", &rel)
@@ -590,28 +589,50 @@ func (s *Server) stepKernel(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.rows = append(rows, c.rows...)
 	s.mu.Lock()
-	s.applyKernelChange(c, nil)
 	s.expiredLocked(expired, now)
+	s.applyKernelChange(c, nil)
 	s.mu.Unlock()
-	// The rows of hosts whose lease expired go back to installed; written
-	// apart, since which rows they are is known only now.
-	var rows []store.KernelHost
-	s.mu.RLock()
-	for _, l := range expired {
+	return nil
+}
+
+// expiryRowsLocked returns, by lease id, the row each host whose lease is
+// due at now goes back to: installed, to ask again. Callers hold s.mu.
+func (s *Server) expiryRowsLocked(now time.Time) map[string]store.KernelHost {
+	out := map[string]store.KernelHost{}
+	for _, l := range s.rb.leases {
+		if now.Before(l.ExpiresAt) {
+			continue
+		}
 		if kr := s.rb.krByID[l.Rollout]; kr != nil {
 			if k := kr.hosts[l.HostID]; k != nil && k.State == api.KernelRebooting {
 				row := k.KernelHost
 				row.State, row.Detail, row.UpdatedAt = api.KernelInstalled, fmt.Sprintf("lease expired at %s without a healthy boot", l.ExpiresAt.Format(time.RFC3339)), now
-				rows = append(rows, row)
+				out[l.ID] = row
 			}
 		}
 	}
-	s.mu.RUnlock()
-	if len(rows) > 0 {
-		return s.commitKernel(ctx, &kernelChange{rows: rows}, now, "", nil)
+	return out
+}
+
+// writeExpired audits the leases the store expired and writes their
+// hosts' rows from back; it returns the rows written.
+func writeExpired(ctx context.Context, tx *store.Tx, expired []*store.Lease, back map[string]store.KernelHost, now time.Time) ([]store.KernelHost, error) {
+	var rows []store.KernelHost
+	for _, l := range expired {
+		if err := tx.InsertAudit(ctx, &api.AuditEntry{At: now, Actor: "server", Action: "reboot.lease-expire", Target: l.HostID,
+			Detail: mustJSON(map[string]any{"lease": l.ID, "group": l.Group, "rollout": l.Rollout, "expires_at": l.ExpiresAt})}); err != nil {
+			return nil, err
+		}
+		if row, ok := back[l.ID]; ok {
+			if err := tx.PutKernelHost(ctx, &row); err != nil {
+				return nil, err
+			}
+			rows = append(rows, row)
+		}
 	}
-	return nil
+	return rows, nil
 }
 
 // expiredLocked forgets expired leases. Callers hold s.mu.

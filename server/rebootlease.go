@@ -209,6 +209,15 @@ func (s *Server) handleRebootLease(w http.ResponseWriter, r *http.Request) error
 		names[o.ID] = o.Hostname
 	}
 	bootID := h.BootID
+	back := s.expiryRowsLocked(now)
+	if k != nil && k.State == api.KernelRebooting {
+		if l := s.rb.leases[h.ID]; l != nil {
+			if _, ok := back[l.ID]; ok {
+				// Its own lease ran out: it asks as an installed host.
+				in.HostState = api.KernelInstalled
+			}
+		}
+	}
 	s.mu.RUnlock()
 	if err != nil {
 		return err
@@ -220,7 +229,7 @@ func (s *Server) handleRebootLease(w http.ResponseWriter, r *http.Request) error
 	}
 	lease := &store.Lease{ID: newID("lease_"), HostID: h.ID, Group: group, Rollout: in.RolloutID, BootID: bootID, GrantedAt: now, ExpiresAt: now.Add(ttl)}
 	var row *store.KernelHost
-	if k != nil && k.State == api.KernelInstalled {
+	if k != nil && in.HostState == api.KernelInstalled {
 		nr := k.KernelHost
 		nr.State, nr.Detail, nr.UpdatedAt = api.KernelRebooting, "lease "+lease.ID+" until "+lease.ExpiresAt.Format(time.RFC3339), now
 		row = &nr
@@ -230,6 +239,7 @@ func (s *Server) handleRebootLease(w http.ResponseWriter, r *http.Request) error
 		granted bool
 		own     *store.Lease
 		expired []*store.Lease
+		backed  []store.KernelHost
 	)
 	err = s.w.do(ctx, func(tx *store.Tx) error {
 		var err error
@@ -245,11 +255,8 @@ func (s *Server) handleRebootLease(w http.ResponseWriter, r *http.Request) error
 		if err != nil {
 			return err
 		}
-		for _, l := range expired {
-			if err := tx.InsertAudit(ctx, &api.AuditEntry{At: now, Actor: "server", Action: "reboot.lease-expire", Target: l.HostID,
-				Detail: mustJSON(map[string]any{"lease": l.ID, "group": l.Group, "rollout": l.Rollout, "expires_at": l.ExpiresAt})}); err != nil {
-				return err
-			}
+		if backed, err = writeExpired(ctx, tx, expired, back, now); err != nil {
+			return err
 		}
 		if !granted || own != nil {
 			return nil
@@ -268,6 +275,7 @@ func (s *Server) handleRebootLease(w http.ResponseWriter, r *http.Request) error
 	}
 	s.mu.Lock()
 	s.expiredLocked(expired, now)
+	s.applyKernelChange(&kernelChange{rows: backed}, nil)
 	if granted && own == nil {
 		s.rb.leases[h.ID] = lease
 		if row != nil {
