@@ -178,13 +178,17 @@ func TestParseCNAErrors(t *testing.T) {
 			t.Errorf("%s: %v is not ErrMalformed", tt.name, err)
 		}
 	}
-	// A .dyad without its record, a bad dyad line, a bad .cvss.
-	for _, tt := range []struct{ file, data, want string }{
-		{"CVE-2024-1.dyad", "6.1:a:6.2:b\n", "no CVE-2024-1.json beside it"},
-		{"CVE-2024-14027.dyad", "# c\n6.1:a:6.2\n", "CVE-2024-14027.dyad:2: want 4 colon-separated fields"},
-		{"CVE-2024-14027.dyad", "6.1:a:6.x:b\n", "CVE-2024-14027.dyad:1: fixed_version"},
-		{"CVE-2024-14027.cvss", "org CVSS:3.1/AV:X\n", "CVE-2024-14027.cvss:1: vector"},
-		{"CVE-2024-14027.sha1", "zz\n", "CVE-2024-14027.sha1:1:"},
+	// A .dyad without its record skips it; a bad dyad line, .cvss or .sha1
+	// keeps the record without what it could not read; each is named.
+	for _, tt := range []struct {
+		file, data, want string
+		skipped          int
+	}{
+		{"CVE-2024-1.dyad", "6.1:a:6.2:b\n", "no CVE-2024-1.json beside it", 1},
+		{"CVE-2024-14027.dyad", "# c\n6.1:a:6.2\n", "CVE-2024-14027.dyad:2: want 4 colon-separated fields", 0},
+		{"CVE-2024-14027.dyad", "6.1:a:6.x:b\n", "CVE-2024-14027.dyad:1: fixed_version", 0},
+		{"CVE-2024-14027.cvss", "org CVSS:3.1/AV:X\n", "CVE-2024-14027.cvss:1: vector", 0},
+		{"CVE-2024-14027.sha1", "zz\n", "CVE-2024-14027.sha1:1:", 0},
 	} {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "CVE-2024-14027.json"), good, 0o644); err != nil {
@@ -193,8 +197,13 @@ func TestParseCNAErrors(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, tt.file), []byte(tt.data), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ParseFeed(FeedCNA, dir); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: ParseFeed = %v, want an error containing %q", tt.file, err, tt.want)
+		pf, err := ParseFeed(FeedCNA, dir)
+		if err != nil {
+			t.Errorf("%s: ParseFeed = %v, want the record read and a warning", tt.file, err)
+			continue
+		}
+		if len(pf.cna) != 1 || pf.skipped != tt.skipped || len(pf.warnings) != 1 || !strings.Contains(pf.warnings[0], tt.want) {
+			t.Errorf("%s: %d records, %d skipped, warnings %q; want 1, %d and one containing %q", tt.file, len(pf.cna), pf.skipped, pf.warnings, tt.skipped, tt.want)
 		}
 	}
 	// An empty folder is refused: it would make every host look clean.

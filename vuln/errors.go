@@ -8,7 +8,8 @@ import (
 )
 
 // ErrMalformed is matched (errors.Is) by every *ParseError: a feed that does
-// not parse completely is refused as a whole.
+// not parse is refused as a whole, except for the few odd records of a cna
+// feed that ParseFeed skips and counts (FeedInfo.Skipped).
 var ErrMalformed = errors.New("malformed feed")
 
 // ParseError names where a feed is malformed: the file, the line and column

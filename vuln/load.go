@@ -70,7 +70,24 @@ type FeedInfo struct {
 	Newest    string     `json:"newest,omitempty"` // the newest upload of a changelog
 	FetchedAt *time.Time `json:"fetched_at,omitempty"`
 	Stale     string     `json:"stale,omitempty"` // why a cached copy was used
+	// Skipped counts records left out because they could not be read (a
+	// cna record whose fields Stent cannot read); Warnings says why, one
+	// line per record, the first MaxFeedWarnings of them. A feed that skips
+	// more than MaxSkipped of its records fails the load instead.
+	Skipped  int      `json:"skipped,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
+
+// MaxFeedWarnings is how many warnings FeedInfo.Warnings keeps; Skipped
+// still counts them all.
+const MaxFeedWarnings = 50
+
+// MaxSkipped is how many of a feed's records may be skipped before the
+// feed is refused as a whole: 10, or 1% of them when that is more. A few
+// odd records in a third-party feed of thousands are left out and named;
+// more than that means Stent does not understand the feed, and a plan that
+// drops its records quietly would call exposed hosts clean.
+func MaxSkipped(records int) int { return max(10, records/100) }
 
 // LoadOptions configures Load.
 type LoadOptions struct {
@@ -78,7 +95,9 @@ type LoadOptions struct {
 }
 
 // Load reads every feed and builds the database. It is all or nothing: the
-// first feed that fails to load or parse fails the whole load.
+// first feed that fails to load or parse fails the whole load (a cna feed
+// may skip a few records it cannot read, see MaxSkipped; FeedInfo counts
+// and names them).
 func Load(ctx context.Context, specs []FeedSpec, opts LoadOptions) (*DB, error) {
 	if len(specs) == 0 {
 		return nil, errors.New("no feeds: give at least one --feed KIND=PATH")
@@ -99,6 +118,8 @@ func Load(ctx context.Context, specs []FeedSpec, opts LoadOptions) (*DB, error) 
 			return nil, fmt.Errorf("feed %s=%s: %w", spec.Kind, spec.Location, err)
 		}
 		info.Records = pf.records()
+		info.Skipped = pf.skipped
+		info.Warnings = pf.warnings
 		if len(pf.changelogs) > 0 {
 			info.Newest = pf.changelogs[0].Uploads[0].Version
 		}
@@ -138,6 +159,24 @@ type parsedFeed struct {
 	osv        []*OSVRecord
 	nvd        []*NVDRecord
 	patches    []LivePatch
+
+	skipped  int      // records left out, see FeedInfo.Skipped
+	warnings []string // the first MaxFeedWarnings reasons
+}
+
+// skip leaves one record out, for reason err.
+func (p *parsedFeed) skip(err error) {
+	p.skipped++
+	if len(p.warnings) < MaxFeedWarnings {
+		p.warnings = append(p.warnings, err.Error())
+	}
+}
+
+// warn keeps a record but notes what of it was left out.
+func (p *parsedFeed) warn(err error) {
+	if len(p.warnings) < MaxFeedWarnings {
+		p.warnings = append(p.warnings, err.Error())
+	}
 }
 
 func (p *parsedFeed) records() int {
@@ -261,8 +300,12 @@ func ParseFeed(kind FeedKind, path string) (*parsedFeed, error) {
 		if err != nil {
 			return nil, err
 		}
-		if pf.cna, err = parseCNAFiles(files); err != nil {
+		if err := pf.parseCNAFiles(files); err != nil {
 			return nil, err
+		}
+		if limit := MaxSkipped(len(pf.cna) + pf.skipped); pf.skipped > limit {
+			return nil, &ParseError{File: path, Err: fmt.Errorf("%d of %d records cannot be read (more than the %d a feed may skip), the first: %s",
+				pf.skipped, len(pf.cna)+pf.skipped, limit, strings.Join(pf.warnings[:min(3, len(pf.warnings))], "; "))}
 		}
 	case FeedOSV:
 		files, err := readFeedFiles(path, json)
@@ -305,13 +348,27 @@ func ParseFeed(kind FeedKind, path string) (*parsedFeed, error) {
 	}
 	if pf.records() == 0 && kind != FeedLivePatch {
 		// An empty feed would make every host look clean.
+		if pf.skipped > 0 {
+			return nil, &ParseError{File: path, Err: fmt.Errorf("no %s records found: %d skipped, the first: %s", kind, pf.skipped, strings.Join(pf.warnings[:min(3, len(pf.warnings))], "; "))}
+		}
 		return nil, &ParseError{File: path, Err: fmt.Errorf("no %s records found", kind)}
 	}
 	return pf, nil
 }
 
 // parseCNAFiles groups a CNA tree's files by CVE id and parses each group.
-func parseCNAFiles(files []feedFile) ([]*CNARecord, error) {
+//
+// What fails the feed: the same file twice (the tree is not one record
+// set). What skips one record, counted and named in the feed's warnings: a
+// record that does not parse (unknown field values, a version form Stent
+// cannot order, a malformed vector), whose id does not match its file
+// name, or a .dyad, .sha1 or .cvss file with no record beside it (the kernel
+// CNA leaves a .cvss in cve/published when it rejects a CVE). What keeps a
+// record with a warning: a .dyad that does not parse (the JSON record's own
+// ranges are used), a .sha1 or .cvss that does not parse (the record goes
+// without its fixing commit or that score). ParseFeed refuses a feed that
+// skips more than MaxSkipped records.
+func (pf *parsedFeed) parseCNAFiles(files []feedFile) error {
 	type group struct{ json, dyad, sha1, cvss *feedFile }
 	groups := map[string]*group{}
 	var ids []string
@@ -341,12 +398,11 @@ func parseCNAFiles(files []feedFile) ([]*CNARecord, error) {
 			slot = &g.cvss
 		}
 		if *slot != nil {
-			return nil, &ParseError{File: f.name, Err: fmt.Errorf("%s appears twice (also %s)", base, (*slot).name)}
+			return &ParseError{File: f.name, Err: fmt.Errorf("%s appears twice (also %s)", base, (*slot).name)}
 		}
 		*slot = f
 	}
 	sort.Strings(ids)
-	var out []*CNARecord
 	for _, id := range ids {
 		g := groups[id]
 		if g.json == nil {
@@ -357,39 +413,48 @@ func parseCNAFiles(files []feedFile) ([]*CNARecord, error) {
 					break
 				}
 			}
-			return nil, &ParseError{File: some.name, Err: fmt.Errorf("no %s.json beside it", id)}
+			pf.skip(&ParseError{File: some.name, Err: fmt.Errorf("no %s.json beside it: skipped", id)})
+			continue
 		}
 		rec, err := ParseCVERecord(g.json.name, g.json.data)
 		if err != nil {
-			return nil, err
+			pf.skip(fmt.Errorf("%w: %s skipped", err, id))
+			continue
 		}
 		if rec.ID != id {
-			return nil, &ParseError{File: g.json.name, Field: "cveMetadata.cveId", Err: fmt.Errorf("%s does not match the file name", rec.ID)}
+			pf.skip(&ParseError{File: g.json.name, Field: "cveMetadata.cveId", Err: fmt.Errorf("%s does not match the file name: skipped", rec.ID)})
+			continue
 		}
 		if rec.Rejected {
 			continue
 		}
 		if g.dyad != nil {
 			up, err := ParseDyad(g.dyad.name, g.dyad.data)
-			if err != nil {
-				return nil, err
+			switch {
+			case err != nil && rec.JSONRanges == nil:
+				pf.skip(fmt.Errorf("%w: %s skipped (its JSON record gives no version ranges either)", err, id))
+				continue
+			case err != nil:
+				pf.warn(fmt.Errorf("%w: %s uses the ranges of its JSON record", err, id))
+			default:
+				rec.DyadRanges, rec.Upstream = up, up
+				rec.SourceFiles = append(rec.SourceFiles, g.dyad.name)
 			}
-			rec.DyadRanges, rec.Upstream = up, up
-			rec.SourceFiles = append(rec.SourceFiles, g.dyad.name)
 		}
 		if g.sha1 != nil {
 			if rec.FixCommit, err = ParseSHA1File(g.sha1.name, g.sha1.data); err != nil {
-				return nil, err
+				pf.warn(fmt.Errorf("%w: %s has no fixing commit", err, id))
 			}
 		}
 		if g.cvss != nil {
 			s, err := ParseCVSSFile(g.cvss.name, g.cvss.data)
 			if err != nil {
-				return nil, err
+				pf.warn(fmt.Errorf("%w: %s goes without this score", err, id))
+			} else {
+				rec.Scores = append(rec.Scores, s)
 			}
-			rec.Scores = append(rec.Scores, s)
 		}
-		out = append(out, rec)
+		pf.cna = append(pf.cna, rec)
 	}
-	return out, nil
+	return nil
 }

@@ -29,7 +29,7 @@ func (s UpstreamStatus) String() string {
 
 // branchStart is the first version of a branch, before any release candidate.
 func branchStart(b Branch) KernelVersion {
-	return KernelVersion{Major: b.Major, Minor: b.Minor, RC: 1}
+	return KernelVersion{Major: b.Major, Minor: b.Minor, Patch: b.Patch, RC: 1}
 }
 
 // Status tells whether upstream version v is affected; for an affected v,

@@ -11,54 +11,77 @@ import (
 )
 
 // KernelVersion is an upstream Linux version as the kernel CNA writes it:
-// "6.11" (a mainline release), "6.6.51" (a stable release), "6.13-rc3".
+// "6.11" (a mainline release), "6.6.51" (a stable release), "6.13-rc3",
+// and before 3.0 "2.6.32" (a mainline release) and "2.6.32.30" (a stable
+// release of it).
 type KernelVersion struct {
 	Major, Minor, Patch int
+	Sub                 int // the fourth number of a stable release before 3.0 (2.6.32.30)
 	RC                  int // release candidate number; 0 for a release
 }
 
-// Branch is a stable branch, "6.1".
-type Branch struct{ Major, Minor int }
+// Branch is a stable branch: "6.1", or before 3.0 "2.6.32" (Patch is then
+// the third number; it is 0 from 3.0 on).
+type Branch struct{ Major, Minor, Patch int }
 
-func (b Branch) String() string { return fmt.Sprintf("%d.%d", b.Major, b.Minor) }
+func (b Branch) String() string {
+	if b.Patch > 0 {
+		return fmt.Sprintf("%d.%d.%d", b.Major, b.Minor, b.Patch)
+	}
+	return fmt.Sprintf("%d.%d", b.Major, b.Minor)
+}
 
 // Compare orders branches.
 func (b Branch) Compare(c Branch) int {
 	if b.Major != c.Major {
 		return cmpInt(b.Major, c.Major)
 	}
-	return cmpInt(b.Minor, c.Minor)
+	if b.Minor != c.Minor {
+		return cmpInt(b.Minor, c.Minor)
+	}
+	return cmpInt(b.Patch, c.Patch)
 }
 
-// ParseKernelVersion parses "6.1", "6.1.192", "6.13-rc3" or "6.1-rc7". Any
-// other form is an error: a version that cannot be ordered must never be
-// guessed at.
+// threeNumberRelease reports whether major numbers its releases with three
+// numbers (2.6.32) and its stable updates with four (2.6.32.30): every
+// kernel before 3.0.
+func threeNumberRelease(major int) bool { return major < 3 }
+
+// ParseKernelVersion parses "6.1", "6.1.192", "6.13-rc3", "6.1-rc7" and,
+// before 3.0, "2.6.32", "2.6.32.30" and "2.6.33-rc1". Any other form is an
+// error: a version that cannot be ordered must never be guessed at.
 func ParseKernelVersion(s string) (KernelVersion, error) {
 	var v KernelVersion
 	rest := s
 	if i := strings.Index(rest, "-rc"); i >= 0 {
 		n, err := strconv.Atoi(rest[i+3:])
-		if err != nil || n <= 0 {
+		if err != nil || n <= 0 || rest[i+3] == '+' {
 			return KernelVersion{}, fmt.Errorf("kernel version %q: bad release candidate", s)
 		}
 		v.RC = n
 		rest = rest[:i]
 	}
 	parts := strings.Split(rest, ".")
-	if len(parts) < 2 || len(parts) > 3 {
-		return KernelVersion{}, fmt.Errorf("kernel version %q: want MAJOR.MINOR[.PATCH]", s)
+	if len(parts) < 2 || len(parts) > 4 {
+		return KernelVersion{}, fmt.Errorf("kernel version %q: want MAJOR.MINOR[.PATCH] (or 2.6.X[.Y] before 3.0)", s)
 	}
-	nums := [3]int{}
+	nums := [4]int{}
 	for i, p := range parts {
 		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || p == "" || (len(p) > 1 && p[0] == '0') {
+		if err != nil || n < 0 || p == "" || (len(p) > 1 && p[0] == '0') || p[0] == '+' {
 			return KernelVersion{}, fmt.Errorf("kernel version %q: %q is not a number", s, p)
 		}
 		nums[i] = n
 	}
-	v.Major, v.Minor, v.Patch = nums[0], nums[1], nums[2]
-	if v.RC > 0 && v.Patch > 0 {
-		return KernelVersion{}, fmt.Errorf("kernel version %q: a release candidate has no patch level", s)
+	v.Major, v.Minor, v.Patch, v.Sub = nums[0], nums[1], nums[2], nums[3]
+	if len(parts) == 4 && !threeNumberRelease(v.Major) {
+		return KernelVersion{}, fmt.Errorf("kernel version %q: four numbers are a stable release before 3.0 only; want MAJOR.MINOR[.PATCH]", s)
+	}
+	if len(parts) == 4 && v.Sub == 0 {
+		return KernelVersion{}, fmt.Errorf("kernel version %q: a fourth number 0 is not a release", s)
+	}
+	if v.RC > 0 && !v.IsMainline() {
+		return KernelVersion{}, fmt.Errorf("kernel version %q: a release candidate is of a mainline release, not of a stable update", s)
 	}
 	return v, nil
 }
@@ -73,22 +96,32 @@ func MustKernelVersion(s string) KernelVersion {
 }
 
 // Branch returns the stable branch the version belongs to.
-func (v KernelVersion) Branch() Branch { return Branch{v.Major, v.Minor} }
+func (v KernelVersion) Branch() Branch {
+	if threeNumberRelease(v.Major) {
+		return Branch{v.Major, v.Minor, v.Patch}
+	}
+	return Branch{v.Major, v.Minor, 0}
+}
 
 // IsMainline reports whether v is a mainline release or release candidate
-// ("6.11", "6.13-rc3") rather than a stable update ("6.6.51").
-func (v KernelVersion) IsMainline() bool { return v.Patch == 0 }
+// ("6.11", "6.13-rc3", "2.6.32") rather than a stable update ("6.6.51",
+// "2.6.32.30").
+func (v KernelVersion) IsMainline() bool {
+	if threeNumberRelease(v.Major) {
+		return v.Sub == 0
+	}
+	return v.Patch == 0
+}
 
 // IsZero reports whether v is the zero value (no version).
 func (v KernelVersion) IsZero() bool { return v == KernelVersion{} }
 
 // Compare orders versions: 6.13-rc1 < 6.13-rc3 < 6.13 < 6.13.1 < 6.14.
 func (v KernelVersion) Compare(w KernelVersion) int {
-	if c := v.Branch().Compare(w.Branch()); c != 0 {
-		return c
-	}
-	if v.Patch != w.Patch {
-		return cmpInt(v.Patch, w.Patch)
+	for _, p := range [][2]int{{v.Major, w.Major}, {v.Minor, w.Minor}, {v.Patch, w.Patch}, {v.Sub, w.Sub}} {
+		if p[0] != p[1] {
+			return cmpInt(p[0], p[1])
+		}
 	}
 	// A release candidate comes before its release (RC 0).
 	switch {
@@ -107,8 +140,11 @@ func (v KernelVersion) String() string {
 		return ""
 	}
 	s := fmt.Sprintf("%d.%d", v.Major, v.Minor)
-	if v.Patch > 0 {
+	if v.Patch > 0 || v.Sub > 0 {
 		s += fmt.Sprintf(".%d", v.Patch)
+	}
+	if v.Sub > 0 {
+		s += fmt.Sprintf(".%d", v.Sub)
 	}
 	if v.RC > 0 {
 		s += fmt.Sprintf("-rc%d", v.RC)

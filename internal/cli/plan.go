@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stent-dev/stent/api"
 	"github.com/stent-dev/stent/inventory"
 	"github.com/stent-dev/stent/policy"
 	"github.com/stent-dev/stent/vuln"
@@ -88,7 +89,25 @@ func (f *planFlags) plan(ctx context.Context, env *Env) (*policy.FleetPlan, erro
 	if err != nil {
 		return nil, err
 	}
+	warnSkipped(env.Stderr, db.Feeds)
 	return policy.Plan(policy.Input{Inventories: invs, Names: names, DB: db, Policy: pol, Now: now})
+}
+
+// warnSkipped names on stderr the records the feeds left out, so that a
+// plan never drops CVEs without saying so.
+func warnSkipped(w io.Writer, feeds []vuln.FeedInfo) {
+	for _, fi := range feeds {
+		if fi.Skipped == 0 && len(fi.Warnings) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "warning: feed %s=%s: %d record(s) skipped\n", fi.Kind, fi.Location, fi.Skipped)
+		for _, m := range fi.Warnings {
+			fmt.Fprintf(w, "  %s\n", api.Escape(m))
+		}
+		if n := fi.Skipped - len(fi.Warnings); n > 0 {
+			fmt.Fprintf(w, "  (and %d more)\n", n)
+		}
+	}
 }
 
 func readInventories(args []string) ([]*inventory.Inventory, []string, error) {
@@ -147,8 +166,10 @@ package, not fixed yet, not affected, unknown) and decide:
 Feeds: debian-changelog (a changelog or changelog.gz of a linux-image package),
 cna (a folder or .tar.gz in the kernel CNA's cve/published layout), osv (a file,
 folder or .zip of OSV records), nvd (NVD CVE API 2.0 responses), livepatch (live
-patch manifests available to apply). A feed that does not parse completely
-fails the whole plan.
+patch manifests available to apply). A feed that cannot be read fails the
+whole plan. In a cna feed, a record Stent cannot read is left out and named
+on stderr and in the plan's feeds[].skipped and feeds[].warnings, up to 10
+records or 1% of the feed, whichever is more; more than that fails the plan.
 
 The --json output can be saved and rendered later, or on another machine,
 by "stent report --plan FILE", without the feeds.
