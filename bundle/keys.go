@@ -147,10 +147,18 @@ func (kr *Keyring) where() string {
 // dot are skipped). Any malformed file fails the whole load, with an error
 // naming each bad file: a keyring is either what the folder says or nothing.
 // An empty folder gives an empty keyring, which verifies nothing.
+//
+// The folder, every folder above it and every key file must be owned by
+// root or the running user and writable by nobody else (as sshd's
+// StrictModes): otherwise LoadKeyring fails with ErrUnsafeKeyPath naming
+// the file, its mode or owner and what to do.
 func LoadKeyring(dir string) (*Keyring, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read trusted keys folder: %w", err)
+	}
+	if err := checkTrustedPath(dir); err != nil {
+		return nil, fmt.Errorf("trusted keys folder %s: %w", dir, err)
 	}
 	kr := &Keyring{Dir: dir, keys: make(map[KeyID]Key)}
 	var errs []error
@@ -160,6 +168,10 @@ func LoadKeyring(dir string) (*Keyring, error) {
 			continue
 		}
 		path := filepath.Join(dir, name)
+		if err := checkTrustedPath(path); err != nil {
+			errs = append(errs, fmt.Errorf("trusted key %s: %w", path, err))
+			continue
+		}
 		pub, err := LoadPublicKey(path)
 		if err != nil {
 			errs = append(errs, err)

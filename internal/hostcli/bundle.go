@@ -162,6 +162,7 @@ func refusalReason(err error) string {
 		{bundle.ErrInvalidManifest, "invalid_manifest"},
 		{bundle.ErrMalformed, "malformed"},
 		{bundle.ErrBadKeyFile, "bad_key_file"},
+		{bundle.ErrUnsafeKeyPath, "unsafe_keys"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.name
@@ -174,7 +175,7 @@ func refusalReason(err error) string {
 // not be checked at all.
 func isRefusal(err error) bool {
 	switch refusalReason(err) {
-	case "unreadable", "bad_key_file":
+	case "unreadable", "bad_key_file", "unsafe_keys":
 		return false
 	}
 	return true
@@ -307,7 +308,10 @@ func newBundleVerifyCmd(env *Env) *cobra.Command {
 		Long: `Check a bundle's structure, module digest and signature against the trusted
 keys in --keys-dir. Exit status: 0 verified; 1 refused (malformed, tampered
 with, or signed by a key that is not trusted); 2 not checked (the bundle,
-the trusted keys folder or a key file in it could not be read).`,
+the trusted keys folder or a key file in it could not be read, or others
+than root and the running user could write them: the folder, the folders
+above it and the key files must be owned by root or you and writable by
+their owner only, as sshd's StrictModes asks).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]

@@ -277,6 +277,15 @@ func TestBundleVerifyRefuses(t *testing.T) {
 	badKeys := filepath.Join(fx.dir, "badkeys")
 	os.Mkdir(badKeys, 0o755)
 	os.WriteFile(filepath.Join(badKeys, "broken.pub"), []byte("not a key"), 0o644)
+	// The good key, in a folder everyone may write to.
+	openKeys := filepath.Join(fx.dir, "openkeys")
+	os.Mkdir(openKeys, 0o755)
+	ents, _ := os.ReadDir(fx.keysDir)
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(fx.keysDir, e.Name()))
+		os.WriteFile(filepath.Join(openKeys, e.Name()), b, 0o644)
+	}
+	os.Chmod(openKeys, 0o777)
 
 	for _, tc := range []struct {
 		name, file, keys string
@@ -292,6 +301,7 @@ func TestBundleVerifyRefuses(t *testing.T) {
 		{"missing file", filepath.Join(fx.dir, "missing.stb"), fx.keysDir, 2, "unreadable"},
 		{"missing keys folder", good, filepath.Join(fx.dir, "nowhere"), 2, "unreadable"},
 		{"broken key file", good, badKeys, 2, "bad_key_file"},
+		{"world-writable keys folder", good, openKeys, 2, "unsafe_keys"},
 	} {
 		code, _, stderr := execStent(t, "--keys-dir", tc.keys, "bundle", "verify", tc.file)
 		if code != tc.code || !strings.Contains(stderr, tc.file) {
