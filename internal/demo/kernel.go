@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -275,11 +277,46 @@ func (kd *kernelDemo) changelog() (string, error) {
 			return "", fmt.Errorf("%s has no usr/share/doc/linux-image-*/changelog.gz (found %v)", kd.ks.New.Deb, matches)
 		}
 	}
-	if _, err := kd.run("sh", "-c", fmt.Sprintf("ls -l %s; zcat %s | head -12; echo ...; echo \"CVE ids mentioned: $(zgrep -o 'CVE-[0-9]*-[0-9]*' %s | sort -u | wc -l)\"", path, path, path)); err != nil {
+	if _, err := kd.run("ls", "-l", path); err != nil {
 		return "", err
 	}
+	if _, err := kd.run("sh", "-c", "zcat "+path+" | head -12"); err != nil {
+		return "", err
+	}
+	n, err := countCVEs(path)
+	if err != nil {
+		return "", err
+	}
+	if n == 0 {
+		return "", fmt.Errorf("%s names no CVE: not a feed that can show an exposure", path)
+	}
+	kd.say("the changelog names %d distinct CVE ids across Debian's uploads of this kernel series", n)
 	return path, nil
 }
+
+// countCVEs counts the distinct CVE ids in a gzipped changelog.
+func countCVEs(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	seen := map[string]bool{}
+	for _, id := range cveRE.FindAll(b, -1) {
+		seen[string(id)] = true
+	}
+	return len(seen), nil
+}
+
+var cveRE = regexp.MustCompile(`CVE-\d{4}-\d{4,}`)
 
 // livePatch publishes a live patch for the exposure through the server
 // when the VM runs the kernel the demo's modules are built for, and plans
@@ -359,17 +396,25 @@ func (kd *kernelDemo) kernelInWindow(p *plan) error {
 	if _, err := kd.demo.host(env, "stent", "fleet", "windows", "set", kd.group, "--when", kd.closedWhen, "--selector", "group="+kd.group, "--max-unavailable", "1"); err != nil {
 		return err
 	}
-	out, err := kd.demo.host(env, "stent", "fleet", "kernels", "rollout", "--from-plan", p.file, "--release", kd.ks.New.Version+"="+kd.ks.New.ABI, "--json")
+	if _, err := kd.demo.host(env, "stent", "fleet", "kernels", "rollout", "--from-plan", p.file, "--release", kd.ks.New.Version+"="+kd.ks.New.ABI); err != nil {
+		return err
+	}
+	out, err := kd.quietHost("stent", "fleet", "kernels", "--json")
 	if err != nil {
 		return err
 	}
 	var ros []api.KernelRollout
-	if err := json.Unmarshal([]byte(out), &ros); err != nil || len(ros) == 0 {
-		return fmt.Errorf("stent fleet kernels rollout --json: no rollout in %q: %v", out, err)
+	if err := json.Unmarshal([]byte(out), &ros); err != nil {
+		return fmt.Errorf("stent fleet kernels --json: %w", err)
 	}
-	ro := ros[0]
-	if ro.Release != kd.ks.New.ABI {
-		return fmt.Errorf("the rollout from the plan boots %s, want %s", ro.Release, kd.ks.New.ABI)
+	var ro api.KernelRollout
+	for _, r := range ros {
+		if r.Release == kd.ks.New.ABI && r.State == api.RolloutRunning && r.CreatedAt.After(ro.CreatedAt) {
+			ro = r
+		}
+	}
+	if ro.ID == "" {
+		return fmt.Errorf("stent fleet kernels lists no running rollout to %s after the rollout from the plan: %s", kd.ks.New.ABI, out)
 	}
 	if ro.Emergency {
 		kd.say("the plan asks for an emergency reboot: demo1 reboots as soon as it has the kernel, not in the window")
@@ -685,7 +730,7 @@ func (kd *kernelDemo) quietHost(argv ...string) (string, error) {
 
 // run runs a host command (not a stent binary) and shows it.
 func (kd *kernelDemo) run(argv ...string) (string, error) {
-	fmt.Fprintf(kd.out, "\033[33mhost$ %s\033[0m\n", strings.Join(argv, " "))
+	fmt.Fprintf(kd.out, "\033[33mhost$ %s\033[0m\n", shellJoin(argv))
 	cmd := exec.CommandContext(kd.ctx, argv[0], argv[1:]...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

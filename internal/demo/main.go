@@ -54,7 +54,7 @@ func (d *demo) say(format string, args ...any) {
 
 // guest runs a command in the guest and shows it as a shell session would.
 func (d *demo) guest(argv ...string) (string, error) {
-	fmt.Fprintf(d.out, "\033[36mguest# %s\033[0m\n", strings.Join(argv, " "))
+	fmt.Fprintf(d.out, "\033[36mguest# %s\033[0m\n", shellJoin(argv))
 	r, err := d.vm.Exec(d.ctx, vmtest.Cmd{Argv: argv, Timeout: 2 * time.Minute})
 	var ee *vmtest.ExitError
 	if err != nil && !errors.As(err, &ee) {
@@ -70,7 +70,7 @@ func (d *demo) guest(argv ...string) (string, error) {
 
 // host runs a stent command on the host and shows it.
 func (d *demo) host(env []string, argv ...string) (string, error) {
-	fmt.Fprintf(d.out, "\033[33mhost$ %s\033[0m\n", strings.Join(argv, " "))
+	fmt.Fprintf(d.out, "\033[33mhost$ %s\033[0m\n", shellJoin(argv))
 	cmd := exec.CommandContext(d.ctx, filepath.Join(d.bin, argv[0]), argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
@@ -82,6 +82,19 @@ func (d *demo) host(env []string, argv ...string) (string, error) {
 		return stdout.String(), fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
 	}
 	return stdout.String(), nil
+}
+
+// shellJoin shows argv as one would type it: words with spaces or shell
+// characters in single quotes.
+func shellJoin(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"$;&|<>()*?`\\{}") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }
 
 func indent(s string) string {
