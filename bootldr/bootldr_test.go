@@ -1,12 +1,17 @@
 package bootldr
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -163,12 +168,14 @@ func TestGrubRealTools(t *testing.T) {
 // updateGrub stands in for update-grub in a fake root: it writes the
 // grub.cfg that Debian's grub-mkconfig wrote with stent's drop-in.
 type updateGrub struct {
-	t    *testing.T
-	root string
-	runs int
+	t     *testing.T
+	root  string
+	runs  int
+	names []string
 }
 
 func (u *updateGrub) Run(ctx context.Context, name string, args, env []string) ([]byte, []byte, error) {
+	u.names = append(u.names, name)
 	if name != "update-grub" {
 		return pkgmgr.ExecRunner{}.Run(ctx, name, args, env)
 	}
@@ -199,6 +206,35 @@ func TestGrubEnsureConfig(t *testing.T) {
 	}
 	if changed, err := l.EnsureConfig(ctx, 0, "6.1.0-56-amd64"); err != nil || changed || u.runs != 1 {
 		t.Errorf("EnsureConfig again = %v, %v (update-grub ran %d times), want no change", changed, err, u.runs)
+	}
+}
+
+// TestGrubEnsureConfigSandboxed: where the agent may not write /etc (its
+// unit's ProtectSystem=strict), the drop-in is written through the Runner,
+// as update-grub is.
+func TestGrubEnsureConfigSandboxed(t *testing.T) {
+	requireGrubTools(t)
+	ctx := context.Background()
+	root := grubRoot(t, "grub.cfg", "grubenv-empty")
+	old := writeFile
+	t.Cleanup(func() { writeFile = old })
+	writeFile = func(path string, _ []byte, _ os.FileMode) error {
+		return fmt.Errorf("write %s: %w", path, &os.PathError{Op: "open", Path: path, Err: syscall.EROFS})
+	}
+	u := &updateGrub{t: t, root: root}
+	l := &Loader{Kind: Grub, Runner: u, Root: root}
+	if _, err := l.EnsureConfig(ctx, 0, "6.1.0-56-amd64"); err != nil {
+		t.Fatalf("EnsureConfig with a read-only /etc = %v, want the drop-in written through the runner", err)
+	}
+	drop, err := os.ReadFile(filepath.Join(root, DropIn))
+	if err != nil || !bytes.Equal(drop, grubDropIn(DefaultPanicSeconds)) {
+		t.Errorf("drop-in = %q, %v; want %q", drop, err, grubDropIn(DefaultPanicSeconds))
+	}
+	if _, err := os.Stat(filepath.Join(root, DropIn+".stent-tmp")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("temporary file left behind: %v", err)
+	}
+	if u.runs != 1 || !slices.Contains(u.names, "sh") {
+		t.Errorf("runner ran %v (update-grub %d times), want sh then update-grub", u.names, u.runs)
 	}
 }
 

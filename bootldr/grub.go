@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/stent-dev/stent/internal/atomicfile"
 )
@@ -178,6 +181,27 @@ GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX panic=` + strconv.Itoa(panicSeconds) + `
 `)
 }
 
+// writeFile writes a file atomically; a variable for tests.
+var writeFile = atomicfile.Write
+
+// writeConfig writes a configuration file (rel, under Root) atomically.
+// When this process may not write there, as the fleet agent, whose unit is
+// sandboxed with ProtectSystem=strict (/etc read-only), the write goes
+// through the Runner like update-grub does, which under systemd runs it in
+// a transient unit outside the sandbox.
+func (l *Loader) writeConfig(ctx context.Context, rel string, data []byte) error {
+	p := l.path(rel)
+	err := writeFile(p, data, 0o644)
+	if err == nil || !errors.Is(err, syscall.EROFS) && !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	const script = `set -e; umask 022; mkdir -p "$(dirname "$1")"; printf '%s' "$2" >"$1.stent-tmp"; mv -f "$1.stent-tmp" "$1"`
+	if _, _, rerr := l.Runner.Run(ctx, "sh", []string{"-c", script, "sh", p, string(data)}, []string{"LC_ALL=C"}); rerr != nil {
+		return fmt.Errorf("%w; writing it through %T failed too: %v", err, l.Runner, rerr)
+	}
+	return nil
+}
+
 // EnsureConfig makes the boot loader fit for one-shot boots with
 // fallback: on GRUB it writes the DropIn (GRUB_DEFAULT=saved, a panic=
 // timeout), runs update-grub when that changed it, and pins pin (the
@@ -204,7 +228,7 @@ func (l *Loader) EnsureConfig(ctx context.Context, panicSeconds int, pin string)
 	changed := false
 	want := grubDropIn(panicSeconds)
 	if have, err := os.ReadFile(l.path(DropIn)); err != nil || !bytes.Equal(have, want) {
-		if err := atomicfile.Write(l.path(DropIn), want, 0o644); err != nil {
+		if err := l.writeConfig(ctx, DropIn, want); err != nil {
 			return false, fmt.Errorf("ensure boot config: %w", err)
 		}
 		changed = true

@@ -605,6 +605,11 @@ func (kd *kernelDemo) waitRollout(id string, timeout time.Duration, what string,
 			}
 			st = append(st, s)
 		}
+		for _, t := range r.Targets {
+			if t.State == api.KernelFailed {
+				return true, "", fmt.Errorf("kernel rollout %s: %s failed: %s", id, t.Hostname, t.Detail)
+			}
+		}
 		if r.State == api.RolloutHalted {
 			return true, "", fmt.Errorf("kernel rollout %s halted: %s", id, r.Halt)
 		}
