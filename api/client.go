@@ -29,9 +29,21 @@ type TLSOptions struct {
 	CAFile      string
 }
 
+// CipherSuites are the TLS 1.2 suites server and clients offer: ECDHE
+// with an AEAD cipher only (no CBC, no SHA-1 MACs, no static RSA key
+// exchange). TLS 1.3's suites are all AEAD and not configurable.
+var CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // TLSConfig builds the client TLS configuration for o.
 func TLSConfig(o TLSOptions) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: CipherSuites}
 	switch {
 	case o.Fingerprint != "":
 		want, err := parseFingerprint(o.Fingerprint)

@@ -344,6 +344,9 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) error
 	if req.Name == "" || roleRank[req.Role] == 0 {
 		return errorf(http.StatusBadRequest, "bad_request", "token: name is required and role must be viewer, operator or admin")
 	}
+	if req.TTL < 0 {
+		return errorf(http.StatusBadRequest, "bad_request", "ttl %v: must not be negative (0 or leave it out for a token that does not expire)", time.Duration(req.TTL))
+	}
 	t, err := CreateAdminToken(r.Context(), s.st, req.Name, req.Role, time.Duration(req.TTL), principalOf(r).actor())
 	if err != nil {
 		return internal(err)
@@ -419,7 +422,10 @@ func (s *Server) handleCreateEnrollToken(w http.ResponseWriter, r *http.Request)
 			return errorf(http.StatusBadRequest, "bad_request", "label %s=%s: want letters, digits and ._-/", k, v)
 		}
 	}
-	if req.TTL <= 0 {
+	if req.TTL < 0 {
+		return errorf(http.StatusBadRequest, "bad_request", "ttl %v: must not be negative (0 or leave it out for 24h)", time.Duration(req.TTL))
+	}
+	if req.TTL == 0 {
 		req.TTL = api.Duration(24 * time.Hour)
 	}
 	p, now := principalOf(r), s.now().UTC()

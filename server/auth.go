@@ -103,15 +103,17 @@ func (s *Server) authorize(r *http.Request, need string) (*http.Request, error) 
 	p := &principal{}
 	switch {
 	case strings.HasPrefix(tok, prefixHost):
-		if need != needHost && need != needReader {
-			return r, errorf(http.StatusForbidden, "forbidden", "host credentials cannot call the admin API")
-		}
 		s.mu.RLock()
 		h := s.byToken[hashToken(tok)]
 		revoked := h == nil || !h.RevokedAt.IsZero()
 		s.mu.RUnlock()
+		// An unknown or revoked credential is no credential (401) on
+		// every route; a valid one is forbidden the admin API (403).
 		if revoked {
 			return r, errUnauthorized
+		}
+		if need != needHost && need != needReader {
+			return r, errorf(http.StatusForbidden, "forbidden", "host credentials cannot call the admin API")
 		}
 		p.host = h
 	case strings.HasPrefix(tok, prefixAdmin):
@@ -194,6 +196,9 @@ func (c *adminCache) forget() {
 func CreateAdminToken(ctx context.Context, st *store.Store, name, role string, ttl time.Duration, by string) (*api.Token, error) {
 	if roleRank[role] == 0 {
 		return nil, fmt.Errorf("role %q: want viewer, operator or admin", role)
+	}
+	if ttl < 0 {
+		return nil, fmt.Errorf("ttl %v: must not be negative (0 for a token that does not expire)", ttl)
 	}
 	now := time.Now().UTC()
 	secret := newSecret(prefixAdmin)

@@ -114,6 +114,13 @@ func TestCredentials(t *testing.T) {
 			return operator.Do(ctx, http.MethodPost, api.PathTokens, api.TokenRequest{Name: "n", Role: api.RoleAdmin}, nil)
 		}, 403},
 		{"operator cannot revoke hosts", func() error { return operator.Do(ctx, http.MethodDelete, api.PathHosts+"/"+a.HostID, nil, nil) }, 403},
+		{"admin token with a negative ttl", func() error {
+			return e.admin.Do(ctx, http.MethodPost, api.PathTokens, api.TokenRequest{Name: "neg", Role: api.RoleViewer, TTL: api.Duration(-time.Hour)}, &api.Token{})
+		}, 400},
+		{"enrollment token with a negative ttl", func() error {
+			return e.admin.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "neg", TTL: api.Duration(-time.Hour)}, &api.Token{})
+		}, 400},
+		{"unknown host credential on admin API", func() error { return e.client("sth_bogus").Get(ctx, api.PathHosts, &[]api.Host{}) }, 401},
 		{"expired admin token", func() error {
 			time.Sleep(400 * time.Millisecond)
 			return e.client(expiring.Secret).Get(ctx, api.PathFleet, &api.FleetStatus{})
@@ -129,6 +136,9 @@ func TestCredentials(t *testing.T) {
 	e.do(http.MethodDelete, api.PathHosts+"/"+a.HostID, nil, nil)
 	if got := status(sync(hostA)); got != 401 {
 		t.Errorf("sync after host revocation: status %d, want 401", got)
+	}
+	if got := status(hostA.Get(ctx, api.PathHosts, &[]api.Host{})); got != 401 {
+		t.Errorf("admin API with a revoked host credential: status %d, want 401", got)
 	}
 	e.do(http.MethodDelete, api.PathTokens+"/"+tv.ID, nil, nil)
 	if got := status(viewer.Get(ctx, api.PathFleet, &api.FleetStatus{})); got != 401 {

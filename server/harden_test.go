@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -290,5 +291,29 @@ func TestHostCannotFillStore(t *testing.T) {
 	}
 	if code, body := health(strings.TrimPrefix(e.url, "https://")); code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz with a full store: %d %q, want 503", code, body)
+	}
+}
+
+// TestTLSSuites: on TLS 1.2 the server speaks ECDHE with an AEAD only; a
+// client offering nothing but CBC-SHA1 suites is refused (issue 12, part 9).
+func TestTLSSuites(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	addr := strings.TrimPrefix(e.url, "https://")
+	for _, tt := range []struct {
+		suite uint16
+		ok    bool
+	}{
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, false},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, false},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, true},
+		{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, true},
+	} {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tt.suite}})
+		if err == nil {
+			c.Close()
+		}
+		if (err == nil) != tt.ok {
+			t.Errorf("TLS 1.2 client offering only %s: %v, want success %v", tls.CipherSuiteName(tt.suite), err, tt.ok)
+		}
 	}
 }
