@@ -36,9 +36,16 @@ func TestAgentInGuest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
+	// The publisher's key, trusted by the server and the guest.
+	keyDir := t.TempDir()
+	kf, err := bundle.GenerateKey(keyDir, "e2e", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// The server, on loopback.
 	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.CheckinInterval, cfg.EngineTick = t.TempDir(), 10*time.Second, 200*time.Millisecond
+	cfg.DataDir, cfg.CheckinInterval, cfg.EngineTick, cfg.KeysDir = t.TempDir(), 10*time.Second, 200*time.Millisecond, keyDir
 	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
@@ -56,11 +63,6 @@ func TestAgentInGuest(t *testing.T) {
 	admin := &api.Client{BaseURL: "https://" + ln.Addr().String(), Token: strings.TrimSpace(string(tok)), HTTP: hc}
 
 	// A signed bundle of the cmdline test patch for the guest's kernel.
-	keyDir := t.TempDir()
-	kf, err := bundle.GenerateKey(keyDir, "e2e", false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	priv, _ := bundle.LoadPrivateKey(kf.Private)
 	pub, _ := os.ReadFile(kf.Public)
 	ko, err := os.ReadFile(vmtest.Module(t, k, "stent_lp_cmdline_v1"))

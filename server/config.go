@@ -23,7 +23,8 @@ type Config struct {
 	TLSCert         string        // PEM certificate; empty: self-signed in DataDir
 	TLSKey          string        // PEM key for TLSCert
 	TLSNames        []string      // extra DNS names and IPs of the self-signed certificate
-	KeysDir         string        // when set, publishing refuses bundles not signed by these keys
+	KeysDir         string        // publishing refuses bundles not signed by a key in this folder
+	AcceptAnySigner bool          // without KeysDir: publish bundles whatever key signed them
 	CheckinInterval time.Duration // longest time agents wait between check-ins
 	EngineTick      time.Duration // how often rollouts are re-evaluated besides on events
 	LogLevel        string
@@ -54,7 +55,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate; empty: a self-signed one generated in --data-dir")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
 	fs.StringSliceVar(&c.TLSNames, "tls-name", c.TLSNames, "extra DNS name or IP for the self-signed certificate (repeatable)")
-	fs.StringVar(&c.KeysDir, "keys-dir", c.KeysDir, "when set, refuse to publish bundles not signed by a key in this folder")
+	fs.StringVar(&c.KeysDir, "keys-dir", c.KeysDir, "folder of the trusted publisher keys (*.pub): publishing refuses bundles not signed by one of them; required unless --accept-any-signer")
+	fs.BoolVar(&c.AcceptAnySigner, "accept-any-signer", c.AcceptAnySigner, "publish bundles whatever key signed them, instead of --keys-dir (hosts still verify against their own keys)")
 	fs.DurationVar(&c.CheckinInterval, "checkin-interval", c.CheckinInterval, "longest interval between agent check-ins (agents long-poll this long)")
 	fs.DurationVar(&c.EngineTick, "engine-tick", c.EngineTick, "how often rollouts are re-evaluated besides on reports")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")

@@ -136,8 +136,9 @@ func testTakeOver(t *testing.T, bin string, balanced bool) {
 		os.WriteFile(filepath.Join(dir2, "tls", f), b, 0o600)
 	}
 	addr1, addr2 := freeAddr(t), freeAddr(t)
+	keysDir, key, kr := testKeys(t)
 	args := func(dir, addr string) []string {
-		return []string{"--data-dir", dir, "--listen", addr, "--db", dsn, "--checkin-interval", "3s", "--engine-tick", "100ms", "--log-level", "debug"}
+		return []string{"--data-dir", dir, "--listen", addr, "--db", dsn, "--checkin-interval", "3s", "--engine-tick", "100ms", "--log-level", "debug", "--keys-dir", keysDir}
 	}
 	p1 := startProc(t, bin, filepath.Join(dir1, "server.log"), args(dir1, addr1))
 	waitPort(t, addr1)
@@ -152,7 +153,7 @@ func testTakeOver(t *testing.T, bin string, balanced bool) {
 	if balanced {
 		url = "https://" + newBalancer(t, addr1, addr2).addr()
 	}
-	e := &env{t: t, url: url, dir: dir1, fp: fp}
+	e := &env{t: t, url: url, dir: dir1, fp: fp, key: key, keys: kr, keysDir: keysDir}
 	e.useAdmin(filepath.Join(dir1, "admin.token"))
 
 	const n = 30
@@ -218,7 +219,7 @@ func TestActiveLosesLock(t *testing.T) {
 
 	// A second server on the same database, in this process.
 	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.DB, cfg.EngineTick = t.TempDir(), dsn, 100*time.Millisecond
+	cfg.DataDir, cfg.DB, cfg.EngineTick, cfg.KeysDir = t.TempDir(), dsn, 100*time.Millisecond, e.keysDir
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sb, err := server.New(ctx, cfg, server.Options{Log: testLog(t)})
@@ -288,7 +289,7 @@ func TestActiveLosesLock(t *testing.T) {
 func TestSQLiteOneServerPerDataDir(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	cfg := server.DefaultConfig()
-	cfg.DataDir = e.dir
+	cfg.DataDir, cfg.KeysDir = e.dir, e.keysDir
 	_, err := server.New(context.Background(), cfg, server.Options{Log: testLog(t)})
 	if err == nil || !strings.Contains(err.Error(), "in use by another stent-server") {
 		t.Fatalf("second server.New on %s = %v, want an error saying the folder is in use", e.dir, err)

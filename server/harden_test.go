@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/stent-dev/stent/agent"
 	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/internal/fleetsim"
+	"github.com/stent-dev/stent/server"
 	"github.com/stent-dev/stent/store/storetest"
 )
 
@@ -315,5 +319,37 @@ func TestTLSSuites(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("TLS 1.2 client offering only %s: %v, want success %v", tls.CipherSuiteName(tt.suite), err, tt.ok)
 		}
+	}
+}
+
+// TestPublisherKeysRequired: a server refuses to start without trusted
+// publisher keys unless told to accept any signer, and with them refuses
+// to publish a bundle another key signed (issue 12, part 9).
+func TestPublisherKeysRequired(t *testing.T) {
+	cfg := server.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	if _, err := server.New(context.Background(), cfg, server.Options{Log: testLog(t)}); err == nil || !strings.Contains(err.Error(), "no trusted publisher keys: give --keys-dir") {
+		t.Errorf("server.New without --keys-dir = %v, want it refused naming --keys-dir and --accept-any-signer", err)
+	}
+	cfg.KeysDir, cfg.AcceptAnySigner = t.TempDir(), true
+	if _, err := server.New(context.Background(), cfg, server.Options{Log: testLog(t)}); err == nil || !strings.Contains(err.Error(), "contradict") {
+		t.Errorf("server.New with --keys-dir and --accept-any-signer = %v, want it refused", err)
+	}
+
+	e := startEnv(t, envOpt{})
+	e.publish("lp_trusted", 1, true, 256)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	data, err := fleetsim.MakeBundle(other, "lp_other", kernel, 1, true, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.admin.Do(context.Background(), http.MethodPost, api.PathAdminBundle, data, &api.BundleInfo{})
+	if !api.IsStatus(err, http.StatusBadRequest) && !api.IsStatus(err, http.StatusUnprocessableEntity) {
+		t.Errorf("publishing a bundle of an untrusted key = %v, want it refused", err)
+	}
+
+	e2 := startEnv(t, envOpt{anySigner: true})
+	if err := e2.admin.Do(context.Background(), http.MethodPost, api.PathAdminBundle, data, &api.BundleInfo{}); err != nil {
+		t.Errorf("publishing with --accept-any-signer: %v", err)
 	}
 }

@@ -93,14 +93,15 @@ func TestServerKilledMidRollout(t *testing.T) {
 	for _, eng := range storetest.Engines {
 		t.Run(eng, func(t *testing.T) {
 			dir, addr := t.TempDir(), freeAddr(t)
-			args := []string{"--data-dir", dir, "--listen", addr, "--checkin-interval", "3s", "--engine-tick", "100ms", "--log-level", "debug"}
+			keysDir, key, kr := testKeys(t)
+			args := []string{"--data-dir", dir, "--listen", addr, "--checkin-interval", "3s", "--engine-tick", "100ms", "--log-level", "debug", "--keys-dir", keysDir}
 			if eng == store.Postgres {
 				args = append(args, "--db", storetest.DSN(t, store.Postgres))
 			}
 			logPath := filepath.Join(dir, "server.log")
 			p := startProc(t, bin, logPath, args)
 			waitPort(t, addr)
-			e := &env{t: t, url: "https://" + addr, dir: dir}
+			e := &env{t: t, url: "https://" + addr, dir: dir, key: key, keys: kr, keysDir: keysDir}
 			fpOut, err := exec.Command(bin, "fingerprint", "--data-dir", dir).Output()
 			if err != nil {
 				t.Fatal(err)
@@ -245,7 +246,9 @@ func TestTamperedBundleRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := startEnv(t, envOpt{})
+			// A server that takes bundles of any signer, so that the
+			// hosts' own check is what refuses them.
+			e := startEnv(t, envOpt{anySigner: true})
 			const n = 5
 			f := e.fleet(n, "stable", nil)
 			e.waitHosts(n)

@@ -126,6 +126,12 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		blobs:       map[string][]byte{},
 		settings:    api.Settings{CheckinInterval: api.Duration(cfg.CheckinInterval)},
 	}
+	switch {
+	case cfg.KeysDir != "" && cfg.AcceptAnySigner:
+		return nil, errors.New("--keys-dir and --accept-any-signer contradict each other: give one")
+	case cfg.KeysDir == "" && !cfg.AcceptAnySigner && s.inspect == nil:
+		return nil, errors.New("no trusted publisher keys: give --keys-dir FOLDER, the public keys (*.pub, from stent key generate) whose bundles may be published, or --accept-any-signer to publish bundles whatever key signed them (hosts still verify against their own keys)")
+	}
 	if s.inspect == nil {
 		insp, err := bundleInspector(cfg.KeysDir)
 		if err != nil {

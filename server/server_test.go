@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,23 +27,26 @@ const kernel = "6.1.0-56-amd64"
 
 // env is a running server with an admin client and a signing key.
 type env struct {
-	t      testing.TB
-	srv    *server.Server
-	url    string
-	fp     string
-	admin  *api.Client
-	key    ed25519.PrivateKey
-	keys   *bundle.Keyring
-	cancel context.CancelFunc
-	done   chan error
-	dir    string
-	o      envOpt
+	t     testing.TB
+	srv   *server.Server
+	url   string
+	fp    string
+	admin *api.Client
+	key   ed25519.PrivateKey
+	keys  *bundle.Keyring
+	// keysDir holds the public half of key: the server's --keys-dir.
+	keysDir string
+	cancel  context.CancelFunc
+	done    chan error
+	dir     string
+	o       envOpt
 	// holdAfter, when above 0, stalls a throttled connection's writes once
 	// it has sent that many bytes, until it is set back to 0.
 	holdAfter atomic.Int64
 }
 
 type envOpt struct {
+	anySigner   bool // --accept-any-signer instead of a --keys-dir
 	engine      string
 	interval    time.Duration
 	dataDir     string
@@ -94,15 +98,39 @@ func (e *env) useAdmin(tokenFile string) {
 		e.t.Fatal(err)
 	}
 	e.admin = &api.Client{BaseURL: e.url, Token: strings.TrimSpace(string(tok)), HTTP: hc}
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	e.key, e.keys = priv, bundle.NewKeyring(pub)
+	if e.key == nil {
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		e.key, e.keys = priv, bundle.NewKeyring(pub)
+	}
+}
+
+// testKeys makes a publisher's signing key and a trusted keys folder
+// holding its public half, for the server's --keys-dir.
+func testKeys(t testing.TB) (dir string, key ed25519.PrivateKey, kr *bundle.Keyring) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "keys")
+	kf, err := bundle.GenerateKey(dir, "publisher", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key, err = bundle.LoadPrivateKey(kf.Private); err != nil {
+		t.Fatal(err)
+	}
+	if kr, err = bundle.LoadKeyring(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir, key, kr
 }
 
 // start runs a server on the env's data folder, listening on addr.
 func (e *env) start(addr string) {
 	e.t.Helper()
 	cfg := server.DefaultConfig()
+	if e.keysDir == "" && !e.o.anySigner {
+		e.keysDir, e.key, e.keys = testKeys(e.t)
+	}
 	cfg.DataDir, cfg.DB, cfg.CheckinInterval = e.o.dataDir, e.o.dsn, e.o.interval
+	cfg.KeysDir, cfg.AcceptAnySigner = e.keysDir, e.o.anySigner
 	cfg.EngineTick = 100 * time.Millisecond
 	cfg.BodyTimeout = e.o.bodyTimeout
 	ctx, cancel := context.WithCancel(context.Background())

@@ -98,6 +98,9 @@ func Connect(ctx context.Context, dsn string) (*Store, error) {
 		if path == "" {
 			return nil, errors.New("open sqlite: empty path")
 		}
+		if err := checkSQLiteWritable(path); err != nil {
+			return nil, err
+		}
 		const pragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
 		if s.w, err = sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate"); err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)

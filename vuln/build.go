@@ -88,6 +88,10 @@ func (b *builder) add(pf *parsedFeed) error {
 			return err
 		}
 	}
+	for _, r := range pf.unreadable {
+		v := b.vuln(r.ID, "cna")
+		v.Unreadable = r.Unreadable
+	}
 	for _, r := range pf.cna {
 		v := b.vuln(r.ID, "cna")
 		if r.Title != "" {

@@ -24,6 +24,7 @@ type CNARecord struct {
 	DyadRanges  *Upstream // ranges as read from the .dyad file, nil without one
 	Rejected    bool
 	SourceFiles []string
+	Unreadable  string // why the record was skipped (it stands for its CVE only); "" when read
 }
 
 var cveIDPattern = regexp.MustCompile(`^CVE-[0-9]{4}-[0-9]{4,}$`)

@@ -20,6 +20,9 @@ type Vuln struct {
 	Upstream  *Upstream // kernel CNA ranges; nil when unknown
 	FixCommit string
 	Sources   []string // feed kinds that named it
+	// Unreadable says why a feed's record of it was skipped (ParseFeed):
+	// its judgement then rests on the other feeds, or is unknown.
+	Unreadable string
 }
 
 // DB is the indexed union of the loaded feeds. It is read-only once built

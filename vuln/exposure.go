@@ -346,6 +346,8 @@ func (db *DB) verdict(h *Host, t *Track, vi int, ord int32, u KernelVersion) ver
 	ev := "no feed covers this kernel"
 	if t != nil && len(t.entries[vi]) > 0 {
 		ev = fmt.Sprintf("%s does not cover upstream %s and the kernel CNA data does not apply", t.Key, u)
+	} else if v.Upstream == nil && v.Unreadable != "" {
+		ev = "its kernel CNA record could not be read: " + v.Unreadable
 	} else if v.Upstream == nil && h.upstreamBased {
 		ev = "not named by the distribution's data and no upstream version ranges"
 	} else if !h.upstreamBased {

@@ -162,6 +162,10 @@ type parsedFeed struct {
 
 	skipped  int      // records left out, see FeedInfo.Skipped
 	warnings []string // the first MaxFeedWarnings reasons
+	// unreadable stands for the cna records that were skipped: their CVE
+	// (named by the file) is known, with no ranges, so that no host is
+	// judged clean of it for want of the record.
+	unreadable []*CNARecord
 }
 
 // skip leaves one record out, for reason err.
@@ -417,12 +421,14 @@ func (pf *parsedFeed) parseCNAFiles(files []feedFile) error {
 			continue
 		}
 		rec, err := ParseCVERecord(g.json.name, g.json.data)
-		if err != nil {
-			pf.skip(fmt.Errorf("%w: %s skipped", err, id))
-			continue
+		if err == nil && rec.ID != id {
+			err = &ParseError{File: g.json.name, Field: "cveMetadata.cveId", Err: fmt.Errorf("%s does not match the file name", rec.ID)}
 		}
-		if rec.ID != id {
-			pf.skip(&ParseError{File: g.json.name, Field: "cveMetadata.cveId", Err: fmt.Errorf("%s does not match the file name: skipped", rec.ID)})
+		if err != nil {
+			pf.skip(fmt.Errorf("%w: %s skipped, its CVE unknown to every host", err, id))
+			if cveIDPattern.MatchString(id) {
+				pf.unreadable = append(pf.unreadable, &CNARecord{ID: id, SourceFiles: []string{g.json.name}, Unreadable: err.Error()})
+			}
 			continue
 		}
 		if rec.Rejected {

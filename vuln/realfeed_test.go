@@ -263,3 +263,47 @@ func TestCNA26MainlineIntroduces(t *testing.T) {
 		}
 	}
 }
+
+// A record left out still names its CVE: unknown to a host no other feed
+// speaks for, never dropped (which would let the host look clean).
+func TestCNAUnreadableRecordKeepsCVE(t *testing.T) {
+	good, err := os.ReadFile("testdata/cna/cve/published/2024/CVE-2024-14027.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bad := strings.Replace(string(good), `"6.6.133",`, `"6.6.x",`, 1)
+	other := strings.ReplaceAll(string(good), "CVE-2024-14027", "CVE-2024-90000")
+	for name, data := range map[string]string{"CVE-2024-14027.json": bad, "CVE-2024-90000.json": other} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := Load(context.Background(), []FeedSpec{{FeedCNA, dir}}, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi := db.Feeds[0]; fi.Records != 1 || fi.Skipped != 1 {
+		t.Errorf("feeds[0] = %+v, want 1 record and 1 skipped", fi)
+	}
+	v := db.Lookup("CVE-2024-14027")
+	if v == nil || v.Upstream != nil || !strings.Contains(v.Unreadable, "lessThan") {
+		t.Fatalf("Lookup(CVE-2024-14027) = %+v, want the CVE, no ranges, and why its record was skipped", v)
+	}
+	exp, err := db.Evaluate(debianHost(t, "6.1.170-1", "6.1.0-56-amd64", "6.1.170-1", "6.1.0-56-amd64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range exp.Findings {
+		if f.CVE == "CVE-2024-14027" {
+			found = true
+			if f.State != Unknown || !strings.Contains(f.Evidence, "could not be read") {
+				t.Errorf("CVE-2024-14027 on 6.1.170: %s (%s), want unknown saying its record could not be read", f.State, f.Evidence)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("CVE-2024-14027 is not among the findings %+v", exp.Findings)
+	}
+}

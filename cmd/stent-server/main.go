@@ -45,6 +45,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 self-signed certificate (agents pin its fingerprint) and an admin token in
 <data-dir>/admin.token.
 
+Publishing takes only bundles signed by a key in --keys-dir (the *.pub files
+of "stent key generate"); the server refuses to start without it unless
+--accept-any-signer says to take bundles whatever key signed them. Hosts
+check signatures against their own /etc/stent/keys in any case.
+
 With SQLite one server owns the data folder; a second one on it fails at
 start. With PostgreSQL, run two instances on one database for an
 active/standby pair: the one holding the database's advisory lock is active;

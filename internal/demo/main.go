@@ -137,7 +137,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d.say("signing key %s; its public half goes to the guest's /etc/stent/keys", bundle.KeyIDOf(pubKey))
+	d.say("signing key %s; its public half goes to the guest's /etc/stent/keys and the server's --keys-dir", bundle.KeyIDOf(pubKey))
 	v1, err := makeBundle(k, "stent_lp_cmdline_v1", 1, v1ko, key, "CVE-2026-1001")
 	if err != nil {
 		return err
@@ -162,7 +162,15 @@ func run(ctx context.Context, out io.Writer) error {
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", d.bin+"/", "./cmd/stent", "./cmd/stent-tools", "./cmd/stent-server").CombinedOutput(); err != nil {
 		return fmt.Errorf("build stent binaries: %v\n%s", err, out)
 	}
-	srv, err := startServer(ctx, d, filepath.Join(work, "server"))
+	// The server publishes only bundles of the keys in its --keys-dir.
+	keysDir := filepath.Join(work, "keys")
+	if err := os.Mkdir(keysDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(keysDir, "demo.pub"), pub, 0o644); err != nil {
+		return err
+	}
+	srv, err := startServer(ctx, d, filepath.Join(work, "server"), keysDir)
 	if err != nil {
 		return err
 	}
@@ -339,7 +347,7 @@ type server struct {
 	done        chan struct{}
 }
 
-func startServer(ctx context.Context, d *demo, dataDir string) (*server, error) {
+func startServer(ctx context.Context, d *demo, dataDir, keysDir string) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -351,7 +359,7 @@ func startServer(ctx context.Context, d *demo, dataDir string) (*server, error) 
 	if err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(filepath.Join(d.bin, "stent-server"), "--data-dir", dataDir, "--listen", addr, "--checkin-interval", "10s", "--log-level", "warn")
+	s.cmd = exec.Command(filepath.Join(d.bin, "stent-server"), "--data-dir", dataDir, "--listen", addr, "--checkin-interval", "10s", "--log-level", "warn", "--keys-dir", keysDir)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		return nil, err

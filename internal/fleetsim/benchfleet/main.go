@@ -11,7 +11,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -103,7 +102,19 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	args := []string{"--data-dir", filepath.Join(dir, "server"), "--listen", addr, "--checkin-interval", "60s", "--log-level", "info", "--engine-tick", "250ms"}
+	// The publisher's key: the server trusts its public half (--keys-dir),
+	// the simulated hosts the same.
+	kf, err := bundle.GenerateKey(filepath.Join(dir, "keys"), "bench", false)
+	if err != nil {
+		return err
+	}
+	priv, err := bundle.LoadPrivateKey(kf.Private)
+	if err != nil {
+		return err
+	}
+	pub := priv.Public().(ed25519.PublicKey)
+	args := []string{"--data-dir", filepath.Join(dir, "server"), "--listen", addr, "--checkin-interval", "60s", "--log-level", "info", "--engine-tick", "250ms",
+		"--keys-dir", filepath.Dir(kf.Public)}
 	if o.db != "" {
 		args = append(args, "--db", o.db)
 	}
@@ -168,7 +179,6 @@ func run(ctx context.Context, o options) error {
 	if err := admin.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "bench", TTL: api.Duration(time.Hour)}, &et); err != nil {
 		return err
 	}
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	const kernel = "6.1.0-56-amd64"
 	start := time.Now()
 	fleet, err := fleetsim.Enroll(ctx, fleetsim.Config{
