@@ -376,7 +376,8 @@ func EncodePublicKey(pub ed25519.PublicKey) ([]byte, error) {
 // GenerateKey makes a new ed25519 key pair and writes it to dir (created
 // 0700 if missing) as NAME.key and NAME.pub. Unless overwrite is set it
 // refuses, with an error wrapping fs.ErrExist, when either file exists.
-// Files are written atomically.
+// An existing dir that others than root and the running user could write
+// is refused with ErrUnsafeKeyPath. Files are written atomically.
 func GenerateKey(dir, name string, overwrite bool) (*KeyFiles, error) {
 	if !validKeyName(name) {
 		return nil, fmt.Errorf("key name %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
@@ -384,6 +385,14 @@ func GenerateKey(dir, name string, overwrite bool) (*KeyFiles, error) {
 	kf := &KeyFiles{
 		Private: filepath.Join(dir, name+PrivateKeySuffix),
 		Public:  filepath.Join(dir, name+PublicKeySuffix),
+	}
+	// Others who may write the folder could swap the public key that gets
+	// copied to hosts, or the private one: refuse it, as LoadKeyring
+	// refuses such a keys folder.
+	if _, err := os.Stat(dir); err == nil {
+		if err := checkTrustedPath(dir); err != nil {
+			return nil, fmt.Errorf("generate key in %s: %w; write the key pair to a folder only you can write (mkdir -m 700)", dir, err)
+		}
 	}
 	if !overwrite {
 		for _, p := range []string{kf.Private, kf.Public} {

@@ -128,3 +128,24 @@ func mustChmod(t *testing.T, p string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// GenerateKey refuses an existing folder others may write to: they could
+// swap the key pair between its writing and its use.
+func TestGenerateKeyUnsafeFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustChmod(t, dir, 0o1777)
+	_, err := GenerateKey(dir, "k", false)
+	if !errors.Is(err, ErrUnsafeKeyPath) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "mode 0777") {
+		t.Fatalf("GenerateKey(world-writable folder) = %v, want ErrUnsafeKeyPath naming %s and its mode", err, dir)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("GenerateKey(world-writable folder) left %v", ents)
+	}
+	mustChmod(t, dir, 0o700)
+	if _, err := GenerateKey(dir, "k", false); err != nil {
+		t.Errorf("GenerateKey(private folder) = %v", err)
+	}
+}

@@ -52,7 +52,9 @@ func newKeyGenerateCmd(env *Env) *cobra.Command {
 0600) and NAME.pub (PKIX PEM) in --out, by default $XDG_CONFIG_HOME/stent,
 that is ~/.config/stent. Hosts trust bundles signed with it once NAME.pub is
 copied into their trusted keys folder (/etc/stent/keys). Existing files are
-kept unless --force is given.`,
+kept unless --force is given. An existing --out folder that others than root
+and you may write to (group or world writable, or owned by another user) is
+refused: they could swap the keys.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {

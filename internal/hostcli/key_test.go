@@ -50,6 +50,21 @@ func TestKeyGenerate(t *testing.T) {
 	}
 }
 
+// An existing --out folder others may write to is refused, naming it and
+// its mode, and nothing is written there.
+func TestKeyGenerateOpenFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shared")
+	os.Mkdir(dir, 0o755)
+	os.Chmod(dir, 0o777)
+	code, _, stderr := execStent(t, "key", "generate", "--out", dir, "--name", "ci")
+	if code == 0 || !strings.Contains(stderr, dir+" has mode 0777") || !strings.Contains(stderr, "mkdir -m 700") {
+		t.Errorf("stent key generate --out (mode 0777) = exit %d, %q; want a refusal naming the folder and its mode", code, stderr)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("stent key generate --out (mode 0777) wrote %v", ents)
+	}
+}
+
 func TestKeyGenerateDefaultDir(t *testing.T) {
 	cfg := t.TempDir()
 	t.Setenv("XDG_CONFIG_HOME", cfg)
