@@ -80,6 +80,7 @@ func newConsole(log io.Writer, onBoot func(BootInfo)) *console {
 
 var (
 	ansiRE         = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[@-Z\\-_])`)
+	ansiPrefixRE   = regexp.MustCompile(`^(\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[@-Z\\-_])|[\x00-\x20])*\x1b(\[[0-9;?]*[ -/]*)?$`)
 	linuxVersionRE = regexp.MustCompile(`Linux version (\S+) \(`)
 )
 
@@ -100,6 +101,7 @@ func (c *console) read(r io.Reader) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var cur []byte
 	var start time.Time
+	blank := true // cur holds no visible text yet
 	for {
 		b, err := br.ReadByte()
 		if err != nil {
@@ -113,15 +115,22 @@ func (c *console) read(r io.Reader) {
 			c.mu.Unlock()
 			return
 		}
-		if len(cur) == 0 && b != '\n' {
-			start = time.Now()
+		// A line's time is when its first visible byte came: GRUB leaves
+		// terminal escapes without a newline before the kernel's first line.
+		if b != '\n' && blank && len(cur) < 512 {
+			// cur may end inside an escape sequence: look again at the next byte.
+			if cleanLine(string(cur)) == "" || ansiPrefixRE.MatchString(string(cur)) {
+				start = time.Now()
+			} else {
+				blank = false
+			}
 		}
 		if b == '\n' {
 			if start.IsZero() {
 				start = time.Now()
 			}
 			c.add(start, string(cur))
-			cur, start = cur[:0], time.Time{}
+			cur, start, blank = cur[:0], time.Time{}, true
 			continue
 		}
 		cur = append(cur, b)

@@ -61,10 +61,14 @@ type Config struct {
 	Units      []string // systemd units (e.g. from Files) enabled and started at every boot
 	BootScript string   // sh script run at every boot after the Debs and Units; output in /var/log/debvm-boot.log
 
+	CPU         string        // QEMU -cpu model; default DefaultCPU
 	MemMB       int           // default 1024
 	SMP         int           // default 1
-	BootTimeout time.Duration // Boot waits this long for the guest's runner; default 4 minutes
+	BootTimeout time.Duration // Boot waits this long for the guest's runner; default 10 minutes
 }
+
+// DefaultCPU is the QEMU CPU model of hosts.
+var DefaultCPU = "max"
 
 // Host is a running QEMU guest booted from its own overlay disk through
 // SeaBIOS and GRUB. QEMU keeps running across guest reboots; only a guest
@@ -98,11 +102,14 @@ func Boot(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.MemMB == 0 {
 		cfg.MemMB = 1024
 	}
+	if cfg.CPU == "" {
+		cfg.CPU = DefaultCPU
+	}
 	if cfg.SMP == 0 {
 		cfg.SMP = 1
 	}
 	if cfg.BootTimeout == 0 {
-		cfg.BootTimeout = 4 * time.Minute
+		cfg.BootTimeout = 10 * time.Minute
 	}
 	fwds := cfg.Forwards
 	if cfg.Repo != "" {
@@ -182,7 +189,7 @@ func (h *Host) start(ctx context.Context, fwds []Forward, cfgImg string) error {
 	}
 	args := []string{
 		"-nodefaults", "-no-user-config", "-display", "none",
-		"-accel", "tcg", "-cpu", "max",
+		"-accel", "tcg", "-cpu", h.cfg.CPU,
 		"-smp", strconv.Itoa(h.cfg.SMP), "-m", strconv.Itoa(h.cfg.MemMB),
 		"-drive", "file=" + h.disk + ",if=virtio,format=qcow2,cache=unsafe",
 		"-drive", "file=" + cfgImg + ",if=virtio,format=raw,readonly=on",

@@ -64,7 +64,7 @@ func TestKernelUpdate(t *testing.T) {
 	}
 	oneShot()
 	start = time.Now()
-	b, err := h.Reboot(ctx, 8*time.Minute)
+	b, err := h.Reboot(ctx, 15*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestKernelUpdate(t *testing.T) {
 	}
 	t.Logf("reboot into %s: %v", b.Kernel, time.Since(start).Round(time.Second))
 	start = time.Now()
-	if b, err = h.Reboot(ctx, 8*time.Minute); err != nil {
+	if b, err = h.Reboot(ctx, 15*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if b.Kernel != ks.Old.ABI {
@@ -100,10 +100,10 @@ func TestKernelUpdate(t *testing.T) {
 	if _, err := h.Run(ctx, "systemctl reboot --no-block"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.WaitConsoleSince(ctx, since, regexp.MustCompile(`Kernel panic - not syncing`), 8*time.Minute); err != nil {
+	if _, err := h.WaitConsoleSince(ctx, since, regexp.MustCompile(`Kernel panic - not syncing`), 15*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if b, err = h.WaitBoot(ctx, n+2, 8*time.Minute); err != nil {
+	if b, err = h.WaitBoot(ctx, n+2, 15*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	boots := h.Boots()

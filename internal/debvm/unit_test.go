@@ -2,6 +2,7 @@ package debvm
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,5 +69,25 @@ func TestConsole(t *testing.T) {
 	}
 	if len(pl) != 6 || len(pb) != 2 || !pb[1].Down.Equal(boots[1].Down.Truncate(time.Microsecond)) || !pb[1].Time.Equal(boots[1].Time.Truncate(time.Microsecond)) || pb[1].Kernel != boots[1].Kernel {
 		t.Fatalf("ParseConsoleLog = %+v, %+v; want the live boots %+v", pl, pb, boots)
+	}
+}
+
+// TestConsoleLineTime checks that a line's time is that of its first
+// visible byte, not of terminal escapes left before it.
+func TestConsoleLineTime(t *testing.T) {
+	var log bytes.Buffer
+	c := newConsole(&log, nil)
+	r, w := io.Pipe()
+	done := make(chan struct{})
+	go func() { c.read(r); close(done) }()
+	w.Write([]byte("\x1b[H\x1b[J"))
+	time.Sleep(300 * time.Millisecond)
+	mid := time.Now()
+	w.Write([]byte("[    0.000000] Linux version 6.1.0-57-amd64 (x)\n"))
+	w.Close()
+	<-done
+	_, boots := c.snapshot()
+	if len(boots) != 1 || boots[0].Time.Before(mid) {
+		t.Fatalf("boots = %+v, want one at or after %v (the visible text), not at the escapes", boots, mid)
 	}
 }
