@@ -73,7 +73,14 @@
 //     boot; requests in flight when a new boot shows on the console fail
 //     with ErrRebooted. Run waits for the current boot's runner.
 //
-// Measured on the 2-core machine while other engineers' tests ran (load
-// 8-10): image build 2m3s; boot to the runner 2m4s (about 25 s on an idle
-// machine, per the notes).
+// Measured on the 2-core machine while other engineers' QEMU tests ran
+// (load average 8-17; the notes' idle figures in brackets): image build
+// 2m3s-2m15s [58-74 s]; boot to the runner 1m13s-2m28s [~25 s]; apt-get
+// install of the newer kernel 13m9s-14m12s [~100 s]; a guest's early
+// kernel boot (from GRUB's "Loading initial ramdisk" to the first kernel
+// lines on the console) alone took 2-6 minutes at load 17. Timeouts are
+// set for that (BootTimeout 10 minutes by default); on a loaded machine a
+// stalled console is usually a slow guest, not a hung one: the kernel's
+// first lines reach the console only when its serial console starts, with
+// the "Linux version" line's timestamp taken when its first byte came.
 package debvm
