@@ -7,7 +7,7 @@ CACHE ?= $(CURDIR)/.cache
 export STENT_CACHE := $(CACHE)
 GOTESTFLAGS ?=
 
-.PHONY: all build install package deps test test-short demo bench clean fmt vet
+.PHONY: all build install package deps test test-short demo bench clean fmt vet fuzz
 
 all: build
 
@@ -59,6 +59,13 @@ demo: deps
 
 bench: deps
 	$(GO) run ./internal/benchapply
+
+# Every fuzz target of the module for FUZZTIME each (default 10s), one at a
+# time; PKGS=./vuln/... or RUN=FuzzParseCVSS narrow it. A failing input is
+# saved under the package's testdata/fuzz/ (scripts/fuzz.sh).
+FUZZTIME ?= 10s
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -2,6 +2,8 @@ package bundle
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/binary"
 	"testing"
 )
@@ -68,6 +70,30 @@ func FuzzDecodeManifest(f *testing.F) {
 		}
 		if err := m2.Validate(); err != nil {
 			t.Fatalf("re-encoded manifest does not validate: %v", err)
+		}
+	})
+}
+
+// FuzzPublicKeyPEM: a trusted key file's bytes never panic the parser, and
+// a key it accepts encodes back to a file that parses to the same key.
+func FuzzPublicKeyPEM(f *testing.F) {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	good, _ := EncodePublicKey(pub)
+	f.Add(good)
+	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"))
+	f.Add([]byte("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"))
+	f.Add(append(bytes.Clone(good), "trailing"...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, err := parsePublicKey("k.pub", data)
+		if err != nil {
+			return
+		}
+		again, err := EncodePublicKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k2, err := parsePublicKey("k.pub", again); err != nil || !k2.Equal(k) {
+			t.Errorf("parsePublicKey(EncodePublicKey(%x)) = %x, %v", k, k2, err)
 		}
 	})
 }

@@ -321,6 +321,11 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parsePublicKey(path, data)
+}
+
+// parsePublicKey reads the PEM bytes of the public key file path.
+func parsePublicKey(path string, data []byte) (ed25519.PublicKey, error) {
 	block, err := decodePEM(path, data, "PUBLIC KEY")
 	if err != nil {
 		return nil, err
