@@ -199,7 +199,7 @@ systemctl start stent-agent
 		return err
 	}
 	for _, cmd := range []string{"dpkg -l stent | tail -1", "systemctl is-active stent-agent", "uname -r", "grub-editenv list"} {
-		if _, err := kd.on(cmd); err != nil {
+		if _, err := kd.onSettled(cmd); err != nil {
 			return err
 		}
 	}
@@ -479,7 +479,7 @@ func (kd *kernelDemo) kernelInWindow(p *plan) error {
 		}
 	}
 	for _, cmd := range []string{"uname -r", "grub-editenv list", "stent list"} {
-		if _, err := kd.on(cmd); err != nil {
+		if _, err := kd.onSettled(cmd); err != nil {
 			return err
 		}
 	}
@@ -706,6 +706,20 @@ func (kd *kernelDemo) on(script string) (string, error) {
 		return res.Stdout, fmt.Errorf("%s: %s: exit %d", kernelHost, script, res.Exit)
 	}
 	return res.Stdout, nil
+}
+
+// onSettled is on for a command that may fail for a moment while the
+// agent changes what it reads (grub-editenv list while the agent's
+// grub-set-default rewrites grubenv): it tries quietly for up to 30 s
+// first, then shows the command and its output.
+func (kd *kernelDemo) onSettled(script string) (string, error) {
+	for range 10 {
+		if _, err := kd.quiet(script); err == nil {
+			break
+		}
+		time.Sleep(3 * time.Second)
+	}
+	return kd.on(script)
 }
 
 // quiet runs a shell command in demo1 without showing it.
