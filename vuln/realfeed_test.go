@@ -55,7 +55,7 @@ func TestKernelVersionBefore3(t *testing.T) {
 			t.Errorf("%s.IsMainline() = %v, want %v", tt.in, got, tt.mainline)
 		}
 	}
-	for _, s := range []string{"6.1.2.3", "3.0.1.1", "2.6.32.0", "2.6.32.1-rc1", "2.6.32.x", "2.6.32.+1", "6.1-rc+1"} {
+	for _, s := range []string{"0.0", "0.0.0", "6.1.2.3", "3.0.1.1", "2.6.32.0", "2.6.32.1-rc1", "2.6.32.x", "2.6.32.+1", "6.1-rc+1"} {
 		if v, err := ParseKernelVersion(s); err == nil {
 			t.Errorf("ParseKernelVersion(%q) = %v, want an error", s, v)
 		}

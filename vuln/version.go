@@ -80,6 +80,11 @@ func ParseKernelVersion(s string) (KernelVersion, error) {
 	if len(parts) == 4 && v.Sub == 0 {
 		return KernelVersion{}, fmt.Errorf("kernel version %q: a fourth number 0 is not a release", s)
 	}
+	if v.IsZero() {
+		// The zero value means "no version" ("0" in the CNA's ranges is
+		// handled by its callers); 0.0 would read as that.
+		return KernelVersion{}, fmt.Errorf("kernel version %q: 0.0 is no release", s)
+	}
 	if v.RC > 0 && !v.IsMainline() {
 		return KernelVersion{}, fmt.Errorf("kernel version %q: a release candidate is of a mainline release, not of a stable update", s)
 	}
