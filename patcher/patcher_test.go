@@ -410,3 +410,37 @@ func TestCorruptStateIsSkipped(t *testing.T) {
 		t.Errorf("Stored = %+v, want lp_a only", st.Stored)
 	}
 }
+
+// TestApplyRefusesUnsafeKeys: a trusted keys folder others may write to
+// (or a key file they own) is no trust: apply, which runs as root,
+// refuses, names it and loads nothing (issue 12, part 8).
+func TestApplyRefusesUnsafeKeys(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		prep func(f *fixture) string
+	}{
+		{"world-writable folder", func(f *fixture) string {
+			os.Chmod(f.keysDir, 0o777)
+			return f.keysDir + " has mode 0777"
+		}},
+		{"group-writable key", func(f *fixture) string {
+			p := filepath.Join(f.keysDir, "test.pub")
+			os.Chmod(p, 0o664)
+			return p + " has mode 0664"
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k, f := newFakeKernel(t), newFixture(t)
+			rt := newRuntime(t, k, f)
+			path := f.bundle("lp_u", 1, true, nil)
+			want := tt.prep(f)
+			_, err := rt.Apply(ctx, path, ApplyOptions{})
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Apply with unsafe keys = %v, want ErrRefused saying %q", err, want)
+			}
+			if k.loads != 0 {
+				t.Errorf("Apply with unsafe keys loaded %d modules", k.loads)
+			}
+		})
+	}
+}
