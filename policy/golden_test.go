@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,5 +246,19 @@ func TestReportHTMLInChromium(t *testing.T) {
 	}
 	if st, err := os.Stat(shot); err != nil || st.Size() < 10000 {
 		t.Errorf("screenshot: %v", err)
+	}
+}
+
+// The HTML report says how many records a feed skipped as unreadable.
+func TestReportNamesSkippedRecords(t *testing.T) {
+	fp := realFleet(t)
+	fp.Feeds = append([]vuln.FeedInfo(nil), fp.Feeds...)
+	fp.Feeds[1].Skipped = 2
+	var b strings.Builder
+	if err := BuildReport(fp, 30).WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%s (%d records, 2 skipped as unreadable", fp.Feeds[1].Kind, fp.Feeds[1].Records); !strings.Contains(b.String(), want) {
+		t.Errorf("report HTML does not say %q", want)
 	}
 }

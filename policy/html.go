@@ -116,7 +116,7 @@ ul{margin:.2rem 0 .2rem 1.2rem;padding:0}li{margin:.1rem 0}
 <body>
 <h1>Kernel patching compliance</h1>
 <p class="muted">Generated {{.GeneratedAt.Format "2006-01-02 15:04 MST"}} by stent report for {{len .Hosts}} host(s).
-Feeds: {{range $i, $f := .Feeds}}{{if $i}}, {{end}}{{$f.Kind}} ({{$f.Records}} records{{if $f.Newest}}, newest {{$f.Newest}}{{end}}){{end}}.</p>
+Feeds: {{range $i, $f := .Feeds}}{{if $i}}, {{end}}{{$f.Kind}} ({{$f.Records}} records{{if $f.Skipped}}, {{$f.Skipped}} skipped as unreadable{{end}}{{if $f.Newest}}, newest {{$f.Newest}}{{end}}){{end}}.</p>
 
 <h2>Fleet</h2>
 <table id="fleet">
