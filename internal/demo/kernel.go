@@ -469,9 +469,19 @@ func (kd *kernelDemo) kernelInWindow(p *plan) error {
 		if down.Before(kd.openAt) {
 			return fmt.Errorf("demo1 went down at %s, before its window opened at %s", down.Format(time.TimeOnly), kd.openAt.Format(time.TimeOnly))
 		}
-		kd.say("window opened %s; demo1 went down %s, kernel %s started %s, up %s (away %s)",
-			kd.openAt.Format(time.TimeOnly), down.Format(time.TimeOnly), last.Kernel, last.Time.Format(time.TimeOnly),
-			last.Up.Format(time.TimeOnly), last.Up.Sub(down).Round(time.Second))
+		if last.Up.IsZero() {
+			// The agent can report healthy before the boot's "up" line.
+			if _, err := kd.host.WaitConsoleSince(kd.ctx, last.Line, regexp.MustCompile(`debvm: \S+ up on `), 10*time.Minute); err == nil {
+				boots = kd.host.Boots()
+				last = boots[len(boots)-1]
+			}
+		}
+		up := "not seen yet"
+		if !last.Up.IsZero() {
+			up = fmt.Sprintf("%s (away %s)", last.Up.Format(time.TimeOnly), last.Up.Sub(down).Round(time.Second))
+		}
+		kd.say("window opened %s; demo1 went down %s, kernel %s started %s, up %s",
+			kd.openAt.Format(time.TimeOnly), down.Format(time.TimeOnly), last.Kernel, last.Time.Format(time.TimeOnly), up)
 	}
 	for _, args := range [][]string{{"stent", "fleet", "kernels", ro.ID}, {"stent", "fleet", "reboots", "--all"}} {
 		if _, err := kd.demo.host(env, args...); err != nil {
@@ -479,8 +489,14 @@ func (kd *kernelDemo) kernelInWindow(p *plan) error {
 		}
 	}
 	for _, cmd := range []string{"uname -r", "grub-editenv list", "stent list"} {
-		if _, err := kd.onSettled(cmd); err != nil {
+		out, err := kd.onSettled(cmd)
+		if err != nil {
 			return err
+		}
+		// A healthy boot should have made the new kernel GRUB's default;
+		// say so plainly when the guest shows otherwise.
+		if want := "saved_entry=" + debvm.DefaultEntry(kd.info.RootUUID, kd.ks.New.ABI); cmd == "grub-editenv list" && !strings.Contains(out, want) {
+			kd.say("\033[31mNOTE: the rollout says healthy, but GRUB's saved default is not %s (want %s): the next plain reboot would boot the old kernel\033[0m", kd.ks.New.ABI, want)
 		}
 	}
 	kd.say("the live patch was for %s only: the agent did not re-apply it to %s, whose code has the fix", kd.ks.Old.ABI, kd.ks.New.ABI)
