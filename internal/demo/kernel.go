@@ -488,6 +488,15 @@ func (kd *kernelDemo) kernelInWindow(p *plan) error {
 			return err
 		}
 	}
+	// The server can count the host healthy from its check-in on the new
+	// kernel a little before the agent has judged the boot and made the
+	// kernel GRUB's default: give the agent that time.
+	want := "saved_entry=" + debvm.DefaultEntry(kd.info.RootUUID, kd.ks.New.ABI)
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(3 * time.Second) {
+		if out, err := kd.quiet("grub-editenv list"); err == nil && strings.Contains(out, want) {
+			break
+		}
+	}
 	for _, cmd := range []string{"uname -r", "grub-editenv list", "stent list"} {
 		out, err := kd.onSettled(cmd)
 		if err != nil {
@@ -495,7 +504,7 @@ func (kd *kernelDemo) kernelInWindow(p *plan) error {
 		}
 		// A healthy boot should have made the new kernel GRUB's default;
 		// say so plainly when the guest shows otherwise.
-		if want := "saved_entry=" + debvm.DefaultEntry(kd.info.RootUUID, kd.ks.New.ABI); cmd == "grub-editenv list" && !strings.Contains(out, want) {
+		if cmd == "grub-editenv list" && !strings.Contains(out, want) {
 			kd.say("\033[31mNOTE: the rollout says healthy, but GRUB's saved default is not %s (want %s): the next plain reboot would boot the old kernel\033[0m", kd.ks.New.ABI, want)
 		}
 	}
