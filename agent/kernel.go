@@ -266,6 +266,7 @@ func (a *Agent) finishBoot(ctx context.Context, p *PendingBoot, result, booted, 
 		a.log.Error("kernel boot "+result, "from", p.From, "to", p.To, "booted", booted, "reason", reason)
 	}
 	a.st.Kernel.LastBoot, a.st.Kernel.Boot = out, nil
+	a.kernelSeen = nil // Confirm changed the default and the known-good kernel
 	a.met.action(api.ActionKernelBoot, result)
 	a.queueReport(api.Report{RequestID: newRequestID(), Action: api.ActionKernelBoot, Rollout: p.Rollout, Name: p.To,
 		Result: result, Error: reason, At: out.At, BootID: a.bootID})

@@ -441,6 +441,12 @@ func (s *Server) syncKernel(ctx context.Context, h *host, c *api.Checkin) error 
 	if c.Kernel != nil && c.Kernel.Running != "" {
 		running = c.Kernel.Running
 	}
+	// Running the new kernel is not yet a healthy boot: the agent judges it
+	// (post-reboot hooks, health) and only then records it as its
+	// known-good kernel. Until then the host keeps its lease, so that no
+	// other host of the group goes down while this one may still fall
+	// back. Agents that do not manage kernels send no KernelCheckin.
+	judged := c.Kernel == nil || c.Kernel.KnownGood == running
 	ch := &kernelChange{}
 	s.mu.RLock()
 	for _, k := range s.rb.krefs[h.ID] {
@@ -449,13 +455,13 @@ func (s *Server) syncKernel(ctx context.Context, h *host, c *api.Checkin) error 
 		default:
 			continue
 		}
-		if running == k.r.Release && c.Health == api.HealthOK && k.r.State != kernelCancelled {
+		if running == k.r.Release && c.Health == api.HealthOK && judged && k.r.State != kernelCancelled {
 			row := k.KernelHost
 			row.State, row.Detail, row.UpdatedAt = api.KernelHealthy, "running "+running+", healthy", now
 			ch.rows = append(ch.rows, row)
 		}
 	}
-	if l := s.rb.leases[h.ID]; l != nil && c.Health == api.HealthOK && c.BootID != "" && c.BootID != l.BootID {
+	if l := s.rb.leases[h.ID]; l != nil && c.Health == api.HealthOK && judged && c.BootID != "" && c.BootID != l.BootID {
 		release := ""
 		if kr := s.rb.krByID[l.Rollout]; kr != nil {
 			release = kr.Release

@@ -39,6 +39,7 @@ type rebootHost struct {
 	cl   *api.Client
 	name string
 	boot string
+	good string // the kernel its agent judged healthy (KernelCheckin.KnownGood)
 }
 
 func (e *env) rebootHosts(t *testing.T, prefix string, n int) []*rebootHost {
@@ -55,7 +56,7 @@ func (e *env) rebootHosts(t *testing.T, prefix string, n int) []*rebootHost {
 func (h *rebootHost) sync(t *testing.T, running string) api.SyncResponse {
 	t.Helper()
 	var resp api.SyncResponse
-	c := api.Checkin{Hostname: h.name, KernelRelease: running, BootID: h.boot, Health: api.HealthOK, Kernel: &api.KernelCheckin{Running: running}}
+	c := api.Checkin{Hostname: h.name, KernelRelease: running, BootID: h.boot, Health: api.HealthOK, Kernel: &api.KernelCheckin{Running: running, KnownGood: h.good}}
 	if err := h.cl.Do(context.Background(), http.MethodPost, api.PathSync, c, &resp); err != nil {
 		t.Fatalf("%s sync: %v", h.name, err)
 	}
@@ -229,6 +230,13 @@ func TestRebootLeases(t *testing.T) {
 			// from a new boot on the new kernel.
 			next[0].report(t, kr.ID, api.ActionKernelBoot, api.ResultOK, "")
 			next[1].boot = "boot-2"
+			// Up on the new kernel but not yet judged by its agent (no
+			// known-good yet): it keeps its lease and is not healthy.
+			next[1].sync(t, newKernel)
+			if n := e.auditCount("reboot.lease-release"); n != 1 {
+				t.Errorf("a check-in on the new kernel before the agent judged the boot released the lease: %d releases, want 1", n)
+			}
+			next[1].good = newKernel
 			next[1].sync(t, newKernel)
 			if n := e.auditCount("reboot.lease-release"); n != 2 {
 				t.Errorf("audit has %d reboot.lease-release entries, want 2", n)
@@ -346,7 +354,7 @@ func TestRebootWindowOpens(t *testing.T) {
 
 	// Metrics: hosts by reboot state, and the duration of a reboot the
 	// host reports with its next check-in.
-	c := api.Checkin{Hostname: "wo-3", KernelRelease: newKernel, BootID: "boot-2", Health: api.HealthOK, Kernel: &api.KernelCheckin{Running: newKernel,
+	c := api.Checkin{Hostname: "wo-3", KernelRelease: newKernel, BootID: "boot-2", Health: api.HealthOK, Kernel: &api.KernelCheckin{Running: newKernel, KnownGood: newKernel,
 		LastBoot: &api.BootOutcome{From: kernel, To: newKernel, Booted: newKernel, Result: api.ResultOK, At: clock.Now(), Duration: api.Duration(95 * time.Second)}}}
 	for range 2 { // the same outcome twice counts once
 		if err := hs[3].cl.Do(context.Background(), http.MethodPost, api.PathSync, c, &api.SyncResponse{}); err != nil {
