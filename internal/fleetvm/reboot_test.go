@@ -38,7 +38,7 @@ func TestFleetKernelUpdates(t *testing.T) {
 	repo := debvm.TestRepo(t, append(ks.NewDebs(), older))
 	deb := stentDeb(t)
 	f := startFleet(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 38*time.Minute)
 	defer cancel()
 	start := time.Now()
 
@@ -56,8 +56,9 @@ func TestFleetKernelUpdates(t *testing.T) {
 	panicScript := "#!/bin/sh\n[ \"$1\" = prereqs ] && exit 0\n[ \"$(uname -r)\" = " + ks.New.ABI + " ] || exit 0\necho 'fleetvm: this initramfs panics on purpose'\necho c > /proc/sysrq-trigger\n"
 	extra := map[string][]debvm.File{"db1": {{Path: "/etc/initramfs-tools/scripts/init-top/fleetvm-panic", Data: []byte(panicScript), Mode: 0o755}}}
 	mctx, stopMonitor := context.WithCancel(ctx)
-	defer stopMonitor()
-	go f.monitor(mctx)
+	monitorDone := make(chan struct{})
+	go func() { f.monitor(mctx); close(monitorDone) }()
+	defer func() { stopMonitor(); <-monitorDone }()
 	hosts := f.bootHosts(ctx, img, repo, deb, names, tokens, extra)
 	t.Logf("4 hosts booted, Stent installed from %s and enrolled: %v", deb, time.Since(start).Round(time.Second))
 
