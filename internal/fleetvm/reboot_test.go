@@ -38,7 +38,7 @@ func TestFleetKernelUpdates(t *testing.T) {
 	repo := debvm.TestRepo(t, append(ks.NewDebs(), older))
 	deb := stentDeb(t)
 	f := startFleet(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 38*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
 	defer cancel()
 	start := time.Now()
 
@@ -90,7 +90,7 @@ func TestFleetKernelUpdates(t *testing.T) {
 
 	// Every web host installs the kernel through apt and then waits: its
 	// window is closed.
-	f.waitRollout(webRollout.ID, 15*time.Minute, "all 3 web hosts installed", func(r api.KernelRollout) bool {
+	f.waitRollout(webRollout.ID, 25*time.Minute, "all 3 web hosts installed", func(r api.KernelRollout) bool {
 		return r.Counts[api.KernelInstalled] == 3
 	})
 	t.Logf("web hosts installed %s through apt: %v", ks.New.ABI, time.Since(start).Round(time.Second))
@@ -102,7 +102,7 @@ func TestFleetKernelUpdates(t *testing.T) {
 
 	// The emergency host went ahead, fell back by itself, and its rollout
 	// is halted.
-	dr := f.waitRollout(dbRollout.ID, 10*time.Minute, "halted by db1's fallback", func(r api.KernelRollout) bool {
+	dr := f.waitRollout(dbRollout.ID, 25*time.Minute, "halted by db1's fallback", func(r api.KernelRollout) bool {
 		return r.State == api.RolloutHalted
 	})
 	if !strings.Contains(dr.Halt, "db1") {
@@ -138,7 +138,7 @@ func TestFleetKernelUpdates(t *testing.T) {
 	f.setWindow(api.MaintenanceWindow{Name: "web", When: fmt.Sprintf("daily %s-%s UTC", open.Format("15:04"), open.Add(time.Hour).Format("15:04")),
 		Selector: map[string]string{"group": "web"}, MaxUnavailable: "1"})
 	t.Logf("web window opens at %s", open.Format(time.TimeOnly))
-	wr := f.waitRollout(webRollout.ID, 15*time.Minute, "all 3 web hosts healthy on the new kernel", func(r api.KernelRollout) bool {
+	wr := f.waitRollout(webRollout.ID, 30*time.Minute, "all 3 web hosts healthy on the new kernel", func(r api.KernelRollout) bool {
 		return r.Counts[api.KernelHealthy] == 3
 	})
 	if wr.State != api.RolloutCompleted {
