@@ -53,7 +53,7 @@ failed, fell-back.`,
 			w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "\nHOST\tHOSTNAME\tSTATE\tDETAIL")
 			for _, h := range r.Targets {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", h.HostID, h.Hostname, h.State, h.Detail)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", h.HostID, api.Escape(h.Hostname), h.State, api.Escape(h.Detail))
 			}
 			return w.Flush()
 		},
@@ -89,7 +89,7 @@ func printKernelRollouts(out io.Writer, rs []api.KernelRollout) {
 		}
 		state := r.State
 		if r.Halt != "" {
-			state += ": " + r.Halt
+			state += ": " + api.Escape(r.Halt) // quotes a host's fallback reason
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Release, dash(r.Version), state, strings.Join(counts, ", "), em, dash(r.Reason))
 	}

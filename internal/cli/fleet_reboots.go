@@ -65,7 +65,8 @@ func printReboots(out io.Writer, st *api.RebootStatus, all bool) {
 		if h.LastBoot != nil && h.LastBoot.Result == api.ResultFellBack {
 			why = strings.TrimPrefix(why+fmt.Sprintf("; fell back from %s to %s: %s", h.LastBoot.To, h.LastBoot.Booted, h.LastBoot.Reason), "; ")
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Hostname, dash(h.Window), h.State, dash(h.Kernel), dash(h.Target), lease, dash(why))
+		// Names, kernels, blockers and fallback reasons come from the hosts.
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", api.Escape(h.Hostname), dash(h.Window), h.State, dash(api.Escape(h.Kernel)), dash(h.Target), lease, dash(api.Escape(why)))
 	}
 	w.Flush()
 	if shown == 0 {
