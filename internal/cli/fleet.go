@@ -244,6 +244,34 @@ func fleetHostsCmd(env *Env, sf *serverFlags) *cobra.Command {
 	return c
 }
 
+// listOrShow answers "COMMAND [ID]" for the admin collection at path:
+// without an ID it lists the collection with list; with one it shows that
+// item as a one-line list followed by details. --json prints the server's
+// answer as it is.
+func listOrShow[T any](cmd *cobra.Command, env *Env, sf *serverFlags, path string, args []string, asJSON bool,
+	list func(io.Writer, []T), details func(T) error) error {
+	if len(args) == 0 {
+		var all []T
+		if err := adminCall(cmd.Context(), sf, http.MethodGet, path, nil, &all); err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(env.Stdout, all)
+		}
+		list(env.Stdout, all)
+		return nil
+	}
+	var one T
+	if err := adminCall(cmd.Context(), sf, http.MethodGet, path+"/"+url.PathEscape(args[0]), nil, &one); err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(env.Stdout, one)
+	}
+	list(env.Stdout, []T{one})
+	return details(one)
+}
+
 func fleetRolloutCmd(env *Env, sf *serverFlags) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
@@ -251,31 +279,14 @@ func fleetRolloutCmd(env *Env, sf *serverFlags) *cobra.Command {
 		Short: "List rollouts, or show one with each host's state",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				var rs []api.Rollout
-				if err := adminCall(cmd.Context(), sf, http.MethodGet, api.PathRollouts, nil, &rs); err != nil {
-					return err
+			return listOrShow(cmd, env, sf, api.PathRollouts, args, asJSON, printRollouts, func(r api.Rollout) error {
+				w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "\nHOST\tHOSTNAME\tWAVE\tSTATE\tERROR")
+				for _, h := range r.Hosts {
+					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", h.HostID, api.Escape(h.Hostname), h.Wave, h.State, api.Escape(h.Error))
 				}
-				if asJSON {
-					return writeJSON(env.Stdout, rs)
-				}
-				printRollouts(env.Stdout, rs)
-				return nil
-			}
-			var r api.Rollout
-			if err := adminCall(cmd.Context(), sf, http.MethodGet, api.PathRollouts+"/"+url.PathEscape(args[0]), nil, &r); err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(env.Stdout, r)
-			}
-			printRollouts(env.Stdout, []api.Rollout{r})
-			w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "\nHOST\tHOSTNAME\tWAVE\tSTATE\tERROR")
-			for _, h := range r.Hosts {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", h.HostID, api.Escape(h.Hostname), h.Wave, h.State, api.Escape(h.Error))
-			}
-			return w.Flush()
+				return w.Flush()
+			})
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON")

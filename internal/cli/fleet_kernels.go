@@ -31,31 +31,14 @@ installing, installed (waiting for its window or lease), rebooting, healthy,
 failed, fell-back.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				var rs []api.KernelRollout
-				if err := adminCall(cmd.Context(), sf, http.MethodGet, api.PathKernelRollouts, nil, &rs); err != nil {
-					return err
+			return listOrShow(cmd, env, sf, api.PathKernelRollouts, args, asJSON, printKernelRollouts, func(r api.KernelRollout) error {
+				w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "\nHOST\tHOSTNAME\tSTATE\tDETAIL")
+				for _, h := range r.Targets {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", h.HostID, api.Escape(h.Hostname), h.State, api.Escape(h.Detail))
 				}
-				if asJSON {
-					return writeJSON(env.Stdout, rs)
-				}
-				printKernelRollouts(env.Stdout, rs)
-				return nil
-			}
-			var r api.KernelRollout
-			if err := adminCall(cmd.Context(), sf, http.MethodGet, api.PathKernelRollouts+"/"+url.PathEscape(args[0]), nil, &r); err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(env.Stdout, r)
-			}
-			printKernelRollouts(env.Stdout, []api.KernelRollout{r})
-			w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "\nHOST\tHOSTNAME\tSTATE\tDETAIL")
-			for _, h := range r.Targets {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", h.HostID, api.Escape(h.Hostname), h.State, api.Escape(h.Detail))
-			}
-			return w.Flush()
+				return w.Flush()
+			})
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
