@@ -774,17 +774,7 @@ func (kd *kernelDemo) quietHost(argv ...string) (string, error) {
 
 // run runs a host command (not a stent binary) and shows it.
 func (kd *kernelDemo) run(argv ...string) (string, error) {
-	fmt.Fprintf(kd.out, "\033[33mhost$ %s\033[0m\n", shellJoin(argv))
-	cmd := exec.CommandContext(kd.ctx, argv[0], argv[1:]...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	fmt.Fprint(kd.out, indent(stderr.String()))
-	fmt.Fprint(kd.out, indent(stdout.String()))
-	if err != nil {
-		return stdout.String(), fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
-	}
-	return stdout.String(), nil
+	return showRun(kd.out, exec.CommandContext(kd.ctx, argv[0], argv[1:]...), argv)
 }
 
 // prefixWriter prefixes every line written through it (the image build's

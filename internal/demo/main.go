@@ -70,14 +70,20 @@ func (d *demo) guest(argv ...string) (string, error) {
 
 // host runs a stent command on the host and shows it.
 func (d *demo) host(env []string, argv ...string) (string, error) {
-	fmt.Fprintf(d.out, "\033[33mhost$ %s\033[0m\n", shellJoin(argv))
 	cmd := exec.CommandContext(d.ctx, filepath.Join(d.bin, argv[0]), argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
+	return showRun(d.out, cmd, argv)
+}
+
+// showRun runs cmd on the host as argv shows it, printing the command, its
+// stderr (progress) and then its stdout, and returns the stdout.
+func showRun(out io.Writer, cmd *exec.Cmd, argv []string) (string, error) {
+	fmt.Fprintf(out, "\033[33mhost$ %s\033[0m\n", shellJoin(argv))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	fmt.Fprint(d.out, indent(stderr.String()))
-	fmt.Fprint(d.out, indent(stdout.String()))
+	fmt.Fprint(out, indent(stderr.String()))
+	fmt.Fprint(out, indent(stdout.String()))
 	if err != nil {
 		return stdout.String(), fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
 	}
