@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,7 +93,7 @@ func (h *HostKernels) Status(ctx context.Context) (*api.KernelCheckin, error) {
 			continue
 		}
 		kc.Installed = append(kc.Installed, api.InstalledKernel{Release: k.Release, Package: k.Package, Version: k.Version,
-			Pinned: k.Held || contains(pins, k.Release)})
+			Pinned: k.Held || slices.Contains(pins, k.Release)})
 		if k.Release == run {
 			runningInstalled = true
 			kc.RunningVersion = k.Version
@@ -112,15 +113,6 @@ func (h *HostKernels) Status(ctx context.Context) (*api.KernelCheckin, error) {
 		kc.Default = bs.DefaultRelease
 	}
 	return kc, nil
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Install implements KernelManager. It first makes the boot loader fit
