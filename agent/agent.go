@@ -140,6 +140,9 @@ type Agent struct {
 	knownGoodTried bool               // the running kernel was offered as known-good
 	kernelSeen     *api.KernelCheckin // the kernel situation last read
 	kernelSeenAt   time.Time
+	installing     *kernelInstall // a kernel install running in the background
+	// wake cuts a check-in's long poll short when background work ends.
+	wake chan struct{}
 }
 
 // New returns an agent for an enrolled host.
@@ -180,7 +183,8 @@ func New(cfg Config, creds *Credentials) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, creds: creds, log: cfg.Log, met: cfg.Metrics, interval: cfg.Interval,
-		c: &api.Client{BaseURL: creds.Server, Token: creds.Credential, HTTP: cfg.HTTPClient, Agent: "stent-agent/" + Version},
+		c:    &api.Client{BaseURL: creds.Server, Token: creds.Credential, HTTP: cfg.HTTPClient, Agent: "stent-agent/" + Version},
+		wake: make(chan struct{}, 1),
 	}
 	return a, nil
 }
@@ -214,7 +218,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		if etag == "" {
 			wait = 0
 		}
-		resp, err := a.sync(ctx, etag, wait)
+		resp, err := a.syncWakeable(ctx, etag, wait)
+		if errors.Is(err, errWoken) {
+			// Background work ended (a kernel install): go on with it at
+			// the next check-in, in a second, not at the next interval.
+			a.kernelNext = time.Now()
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -263,8 +273,51 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	// No final flush: reports wait in the state for the next start, as
-	// they would after a kill.
+	// they would after a kill. An install under way was cancelled with ctx:
+	// wait until the package manager has stopped.
+	if a.installing != nil {
+		<-a.installing.done
+	}
 	return nil
+}
+
+// errWoken is syncWakeable's error when background work ended during the
+// long poll.
+var errWoken = errors.New("woken")
+
+// wakeUp cuts the current long poll short (or the next one, if none runs).
+func (a *Agent) wakeUp() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// syncWakeable is sync, returned early with errWoken by wakeUp.
+func (a *Agent) syncWakeable(ctx context.Context, etag string, wait time.Duration) (*api.SyncResponse, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	woken := make(chan bool, 1)
+	go func() {
+		select {
+		case <-a.wake:
+			if sctx.Err() != nil {
+				a.wakeUp() // this sync ended anyway: keep the wake for the next
+				woken <- false
+				return
+			}
+			cancel()
+			woken <- true
+		case <-sctx.Done():
+			woken <- false
+		}
+	}()
+	resp, err := a.sync(sctx, etag, wait)
+	cancel()
+	if <-woken && ctx.Err() == nil && err != nil {
+		return nil, errWoken
+	}
+	return resp, err
 }
 
 // sync checks in and long-polls for a desired state other than etag.
@@ -287,7 +340,9 @@ func (a *Agent) sync(ctx context.Context, etag string, wait time.Duration) (*api
 		path += "?" + q.Encode()
 	}
 	err = a.c.Do(cctx, http.MethodPost, path, c, &resp)
-	a.met.sync(err)
+	if ctx.Err() == nil {
+		a.met.sync(err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -243,6 +243,10 @@ func TestPatcherRuntimeLockWait(t *testing.T) {
 		if took := time.Since(start); !errors.Is(err, ErrBusy) || took < pr.LockWait {
 			t.Errorf("%s with the lock held = %v after %v; want ErrBusy after %v", name, err, took, pr.LockWait)
 		}
+		// The holder is this process, through another open of the lock file.
+		if holder := fmt.Sprintf("(pid %d) holds this host's live patch lock", os.Getpid()); err == nil || !strings.Contains(err.Error(), holder) {
+			t.Errorf("%s with the lock held = %v, want it to name the holder: %q", name, err, holder)
+		}
 	}
 	unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	for name, op := range ops {

@@ -14,6 +14,7 @@ import (
 	"github.com/stent-dev/stent/api"
 	"github.com/stent-dev/stent/bootldr"
 	"github.com/stent-dev/stent/pkgmgr"
+	"github.com/stent-dev/stent/watchdog"
 )
 
 // HostKernels is the KernelManager of a real host: its package manager
@@ -24,13 +25,22 @@ type HostKernels struct {
 	// Root is the filesystem root ("/").
 	Root string
 	// StateFile and PinsFile default to pkgmgr.StateFile and
-	// pkgmgr.PinsFile under Root.
+	// pkgmgr.PinsFile under Root (stent agent sets StateFile to the one in
+	// --state-dir, as stent kernel uses).
 	StateFile, PinsFile string
 	// Keep is how many kernels cleanup keeps (pkgmgr.DefaultKeep when 0).
 	Keep int
 	// PanicSeconds is the panic= timeout the boot loader is given, so a
 	// kernel that panics reboots into the default; 0: bootldr's default.
 	PanicSeconds int
+	// BootWatchdog is how long the first boot of a new kernel has until
+	// the agent judges it before the watchdog resets the machine (package
+	// watchdog; stent-boot-watchdog.service arms it); 0: no watchdog.
+	BootWatchdog time.Duration
+	// Watchdog are the trial boot records and the watchdog device
+	// (watchdog.HostFiles under Root when zero; stent agent sets them to
+	// its --state-dir and --run-dir, as stent watchdog uses).
+	Watchdog watchdog.Files
 	// Reboot runs the reboot; default "systemctl reboot".
 	RebootCommand []string
 	// Progress receives the package manager's progress lines.
@@ -161,11 +171,37 @@ func (h *HostKernels) BootOnce(ctx context.Context, release string) error {
 		}
 		err = h.Boot.BootOnce(ctx, release)
 	}
-	return err
+	if err != nil || h.BootWatchdog == 0 {
+		return err
+	}
+	// A kernel that hangs instead of panicking, or never starts the
+	// agent, is reset by the watchdog armed early in its boot.
+	if err := h.watchdogFiles().Plan(release, h.BootWatchdog); err != nil {
+		return fmt.Errorf("%w (the one-shot boot of %s is set; without the watchdog a hang would need a person)", err, release)
+	}
+	return nil
 }
 
-// Confirm implements KernelManager.
+// CancelBootOnce drops the watchdog's trial plan when the reboot did not
+// happen (the boot loader's one-shot entry stays; the next reboot, whoever
+// asks for it, tries the new kernel once, unguarded by the agent).
+func (h *HostKernels) CancelBootOnce() error { return h.watchdogFiles().Cancel() }
+
+func (h *HostKernels) watchdogFiles() watchdog.Files {
+	if h.Watchdog != (watchdog.Files{}) {
+		return h.Watchdog
+	}
+	f := watchdog.HostFiles
+	return watchdog.Files{StateDir: h.under("", f.StateDir), RunDir: h.under("", f.RunDir), Device: h.under("", f.Device)}
+}
+
+// Confirm implements KernelManager. It first stops the watchdog that
+// guards a trial boot: a failure to stop it is a failure to confirm, as the
+// watchdog would reset the machine anyway.
 func (h *HostKernels) Confirm(ctx context.Context, release string) error {
+	if _, err := h.watchdogFiles().Disarm(); err != nil {
+		return err
+	}
 	if err := h.Boot.SetDefault(ctx, release); err != nil {
 		return err
 	}

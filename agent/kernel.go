@@ -74,6 +74,7 @@ func (a *Agent) kernelStep(ctx context.Context, dk *api.DesiredKernel) time.Time
 	if a.cfg.Kernel == nil {
 		return time.Time{}
 	}
+	a.reapInstall(ctx)
 	if p := a.st.Kernel.Boot; p != nil {
 		if a.bootID == p.BootID {
 			if time.Since(p.Started) < rebootGrace {
@@ -108,11 +109,19 @@ func (a *Agent) kernelStep(ctx context.Context, dk *api.DesiredKernel) time.Time
 		a.leaseWait = ""
 		return time.Time{}
 	}
-	if !hasKernel(ks, dk) {
-		a.installKernel(ctx, dk)
-		if ks, err = a.kernelStatus(ctx); err != nil || !hasKernel(ks, dk) {
-			return time.Time{}
-		}
+	// The install runs once per rollout even when the release is there
+	// already (installed by hand, by another tool, or the image's): the
+	// package manager then brings it to the rollout's version if need be,
+	// checks its boot files, and the report tells the server the host is
+	// ready to reboot, which it waits for.
+	if !a.installKernel(ctx, dk) {
+		return time.Now().Add(installPoll)
+	}
+	if op := a.st.Ops[opKey(api.ActionKernelInstall, dk.Rollout, dk.Release)]; op != nil && op.Result == api.ResultFailed {
+		return time.Time{} // reported; the server marks the host failed
+	}
+	if ks, err = a.kernelStatus(ctx); err != nil || !hasKernel(ks, dk) {
+		return time.Time{}
 	}
 	return a.rebootInto(ctx, dk, ks)
 }
@@ -126,32 +135,79 @@ func hasKernel(ks *api.KernelCheckin, dk *api.DesiredKernel) bool {
 	return false
 }
 
+// kernelInstall is a kernel install running beside the check-ins: apt can
+// take minutes, and a host that stopped checking in meanwhile would show as
+// offline. Only its goroutine writes what and err, before it closes done;
+// the agent's own goroutine reads them after.
+type kernelInstall struct {
+	dk   api.DesiredKernel
+	op   *Op
+	done chan struct{}
+	what string
+	err  error
+}
+
+// installPoll is how often, at most, the agent looks at an install it runs
+// in the background; it is woken as soon as the install ends anyway.
+const installPoll = 30 * time.Second
+
 // installKernel installs dk once per rollout and release: a failure is
 // reported and not tried again until the server asks again (a new rollout).
-func (a *Agent) installKernel(ctx context.Context, dk *api.DesiredKernel) {
+// The install runs in the background; installKernel reports whether it has
+// ended (false: call again later, check-ins go on meanwhile).
+func (a *Agent) installKernel(ctx context.Context, dk *api.DesiredKernel) bool {
+	if a.installing != nil && !a.reapInstall(ctx) {
+		return false
+	}
 	key := opKey(api.ActionKernelInstall, dk.Rollout, dk.Release)
 	if op := a.st.Ops[key]; op != nil && op.Done {
-		return
+		return true
 	}
 	op := &Op{RequestID: newRequestID(), Action: api.ActionKernelInstall, Rollout: dk.Rollout, Name: dk.Release, Started: time.Now().UTC()}
 	a.st.Ops[key] = op
 	a.save()
 	a.log.Info("installing kernel", "release", dk.Release, "version", dk.Version, "packages", dk.Packages)
-	what, err := a.cfg.Kernel.Install(ctx, *dk)
+	in := &kernelInstall{dk: *dk, op: op, done: make(chan struct{})}
+	a.installing = in
+	go func() {
+		in.what, in.err = a.cfg.Kernel.Install(ctx, in.dk)
+		close(in.done)
+		a.wakeUp()
+	}()
+	return false
+}
+
+// reapInstall records the outcome of the background install if it has
+// ended, and reports whether it has.
+func (a *Agent) reapInstall(ctx context.Context) bool {
+	in := a.installing
+	if in == nil {
+		return true
+	}
+	select {
+	case <-in.done:
+	default:
+		return false
+	}
+	a.installing = nil
+	a.kernelSeen = nil // installed kernels changed: read them afresh
 	if ctx.Err() != nil {
-		return // the intent stays: the next start tries again
+		return true // the intent stays: the next start tries again
 	}
+	op, dk := in.op, in.dk
 	op.Done, op.Finished, op.Result = true, time.Now().UTC(), api.ResultOK
-	if err != nil {
-		op.Result, op.Error = api.ResultFailed, err.Error()
-		a.log.Error("kernel install failed", "release", dk.Release, "err", err)
+	if in.err != nil {
+		op.Result, op.Error = api.ResultFailed, in.err.Error()
+		a.log.Error("kernel install failed", "release", dk.Release, "err", in.err)
 	} else {
-		a.log.Info("kernel installed", "release", dk.Release, "installed", what)
+		a.log.Info("kernel installed", "release", dk.Release, "installed", in.what)
 	}
+	a.save()
 	a.met.action(api.ActionKernelInstall, op.Result)
 	a.queueReport(api.Report{RequestID: op.RequestID, Action: api.ActionKernelInstall, Rollout: dk.Rollout, Name: dk.Release,
 		Result: op.Result, Error: op.Error, At: op.Finished, BootID: a.bootID})
 	a.flushReports(ctx)
+	return true
 }
 
 // rebootInto asks for a lease and, with one, reboots into dk once.
@@ -202,6 +258,11 @@ func (a *Agent) rebootInto(ctx context.Context, dk *api.DesiredKernel, ks *api.K
 	if err := a.cfg.Kernel.Reboot(ctx); err != nil {
 		a.log.Error("reboot", "err", err)
 		a.finishBoot(ctx, a.st.Kernel.Boot, api.ResultFailed, ks.Running, "reboot: "+err.Error())
+		if c, ok := a.cfg.Kernel.(interface{ CancelBootOnce() error }); ok {
+			if err := c.CancelBootOnce(); err != nil {
+				a.log.Warn("cancel the trial boot", "err", err)
+			}
+		}
 		return time.Now().Add(time.Minute)
 	}
 	return time.Now().Add(30 * time.Second)

@@ -27,6 +27,7 @@ type fakeKernels struct {
 	once       string
 	knownGood  string
 	installErr error
+	hold       chan struct{} // Install waits for it to close, if set
 	calls      []string
 }
 
@@ -46,6 +47,9 @@ func (f *fakeKernels) Status(context.Context) (*api.KernelCheckin, error) {
 }
 
 func (f *fakeKernels) Install(_ context.Context, k api.DesiredKernel) (string, error) {
+	if f.hold != nil {
+		<-f.hold
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("install " + k.Release)
@@ -204,6 +208,18 @@ func (e *kernelEnv) reboot(t *testing.T, newBoots bool, n int) {
 	e.a.st = st
 }
 
+// step is one kernelStep, with a kernel install it starts waited for and
+// its outcome recorded, as the agent's loop does when the install wakes it.
+func (e *kernelEnv) step(ctx context.Context, dk *api.DesiredKernel) time.Time {
+	next := e.a.kernelStep(ctx, dk)
+	if in := e.a.installing; in != nil {
+		<-in.done
+		<-e.a.wake
+		next = e.a.kernelStep(ctx, dk)
+	}
+	return next
+}
+
 var desired57 = &api.DesiredKernel{Rollout: "k_1", Release: "6.1.0-57-amd64", Version: "6.1.192-3", Packages: []string{"linux-image-6.1.0-57-amd64"}}
 
 // TestKernelUpdate: install, wait for the lease, pre-reboot hook, one-shot
@@ -216,7 +232,7 @@ func TestKernelUpdate(t *testing.T) {
 	e.hook(t, "pre-reboot.d", "10-drain", "echo drained > "+marker)
 	e.hook(t, "post-reboot.d", "10-check", "test -e "+marker)
 
-	next := e.a.kernelStep(ctx, desired57)
+	next := e.step(ctx, desired57)
 	if rep := e.srv.lastReport(t); rep.Action != api.ActionKernelInstall || rep.Result != api.ResultOK || rep.Rollout != "k_1" || rep.Name != "6.1.0-57-amd64" {
 		t.Errorf("report after install = %+v, want kernel-install ok for k_1 6.1.0-57-amd64", rep)
 	}
@@ -227,13 +243,13 @@ func TestKernelUpdate(t *testing.T) {
 		t.Fatal("pre-reboot hook ran without a lease")
 	}
 	// Asking again does not install again.
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	if n := strings.Count(strings.Join(e.k.calls, ","), "install"); n != 1 {
 		t.Errorf("installs = %d, want 1: %v", n, e.k.calls)
 	}
 
 	e.srv.grant = true
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	// A host new to Stent first records its healthy running kernel as the
 	// known-good one.
 	if want := []string{"confirm 6.1.0-56-amd64", "install 6.1.0-57-amd64", "boot-once 6.1.0-57-amd64", "reboot"}; !slices.Equal(e.k.calls, want) {
@@ -250,7 +266,7 @@ func TestKernelUpdate(t *testing.T) {
 	}
 
 	e.reboot(t, true, 2)
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	if rep := e.srv.lastReport(t); rep.Action != api.ActionKernelBoot || rep.Result != api.ResultOK || rep.Name != "6.1.0-57-amd64" {
 		t.Errorf("report after the boot = %+v, want kernel-boot ok", rep)
 	}
@@ -266,9 +282,89 @@ func TestKernelUpdate(t *testing.T) {
 	}
 	// Running the desired kernel: nothing more to do.
 	n := len(e.k.calls)
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	if len(e.k.calls) != n {
 		t.Errorf("on the desired kernel the agent still acted: %v", e.k.calls[n:])
+	}
+}
+
+// TestKernelInstallInBackground: apt may take minutes; the install runs
+// beside the check-ins, is started once, and wakes the agent when it ends.
+func TestKernelInstallInBackground(t *testing.T) {
+	e := newKernelEnv(t)
+	ctx := context.Background()
+	e.k.hold = make(chan struct{})
+	next := e.a.kernelStep(ctx, desired57)
+	if e.a.installing == nil || next.IsZero() || time.Until(next) > installPoll {
+		t.Fatalf("kernelStep during the install: installing %v, next in %v; want an install under way and a step again within %v",
+			e.a.installing != nil, time.Until(next), installPoll)
+	}
+	// The agent's loop goes on: check-ins carry the kernel situation, and
+	// further steps neither wait for apt nor start a second install.
+	if kc := e.a.kernelCheckin(ctx); kc == nil || kc.Running != "6.1.0-56-amd64" {
+		t.Fatalf("check-in during the install: %+v", kc)
+	}
+	done := make(chan struct{})
+	go func() { e.a.kernelStep(ctx, desired57); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("kernelStep waited for the install")
+	}
+	close(e.k.hold)
+	select {
+	case <-e.a.wake:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the install ended without waking the agent")
+	}
+	e.a.kernelStep(ctx, desired57)
+	if rep := e.srv.lastReport(t); rep.Action != api.ActionKernelInstall || rep.Result != api.ResultOK {
+		t.Errorf("report after the install = %+v, want kernel-install ok", rep)
+	}
+	if n := strings.Count(strings.Join(e.k.calls, ","), "install"); n != 1 || e.a.installing != nil {
+		t.Errorf("installs = %d (%v), installing %v; want exactly one, ended", n, e.k.calls, e.a.installing != nil)
+	}
+	if op := e.a.st.Ops[opKey(api.ActionKernelInstall, "k_1", "6.1.0-57-amd64")]; op == nil || !op.Done || op.Result != api.ResultOK {
+		t.Errorf("install op = %+v, want done and ok (saved for the next start)", op)
+	}
+}
+
+// TestKernelAlreadyInstalled: a rollout's kernel that is on the host
+// already (installed by hand or by another tool, not yet booted) still goes
+// through the package manager once, so that the server hears the host is
+// ready: before, the agent went straight to asking for a lease, and the
+// server, waiting for the install's report, kept the host "installing"
+// forever (seen on a real Debian guest, internal/fleetvm).
+func TestKernelAlreadyInstalled(t *testing.T) {
+	e := newKernelEnv(t)
+	ctx := context.Background()
+	e.k.installed = append(e.k.installed, "6.1.0-57-amd64")
+	e.step(ctx, desired57)
+	if rep := e.srv.lastReport(t); rep.Action != api.ActionKernelInstall || rep.Result != api.ResultOK || rep.Name != "6.1.0-57-amd64" {
+		t.Fatalf("report = %+v, want kernel-install ok for 6.1.0-57-amd64", rep)
+	}
+	e.srv.grant = true
+	e.step(ctx, desired57)
+	if want := []string{"confirm 6.1.0-56-amd64", "install 6.1.0-57-amd64", "boot-once 6.1.0-57-amd64", "reboot"}; !slices.Equal(e.k.calls, want) {
+		t.Fatalf("calls = %v, want %v", e.k.calls, want)
+	}
+}
+
+// TestKernelInstallFailedNoReboot: after a failed install the agent does
+// not reboot into the release, even when a build of it is on the host.
+func TestKernelInstallFailedNoReboot(t *testing.T) {
+	e := newKernelEnv(t)
+	ctx := context.Background()
+	e.k.installed = append(e.k.installed, "6.1.0-57-amd64")
+	e.k.installErr = errors.New("E: Version '6.1.192-3' for 'linux-image-6.1.0-57-amd64' was not found")
+	e.srv.grant = true
+	e.step(ctx, desired57)
+	e.step(ctx, desired57)
+	if rep := e.srv.lastReport(t); rep.Action != api.ActionKernelInstall || rep.Result != api.ResultFailed {
+		t.Fatalf("report = %+v, want kernel-install failed", rep)
+	}
+	if slices.Contains(e.k.calls, "reboot") || len(e.srv.requests) != 0 {
+		t.Errorf("calls %v, lease requests %d; want no lease asked and no reboot after a failed install", e.k.calls, len(e.srv.requests))
 	}
 }
 
@@ -279,9 +375,9 @@ func TestKernelFallback(t *testing.T) {
 	e := newKernelEnv(t)
 	ctx := context.Background()
 	e.srv.grant = true
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	e.reboot(t, false, 2) // 57 panicked; GRUB's next boot is the default
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	rep := e.srv.lastReport(t)
 	if rep.Action != api.ActionKernelBoot || rep.Result != api.ResultFellBack || !strings.Contains(rep.Error, "6.1.0-57-amd64 did not come back") ||
 		!strings.Contains(rep.Error, "returned to 6.1.0-56-amd64") {
@@ -303,9 +399,9 @@ func TestKernelUnhealthy(t *testing.T) {
 	ctx := context.Background()
 	e.hook(t, "post-reboot.d", "50-app", "echo app did not start >&2; exit 3")
 	e.srv.grant = true
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	e.reboot(t, true, 2)
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	if got := strings.Count(strings.Join(e.k.calls, ","), "reboot"); got != 2 || slices.Contains(e.k.calls, "confirm 6.1.0-57-amd64") {
 		t.Fatalf("calls = %v, want a second reboot and no confirm", e.k.calls)
 	}
@@ -313,7 +409,7 @@ func TestKernelUnhealthy(t *testing.T) {
 	if e.k.running != "6.1.0-56-amd64" {
 		t.Fatalf("running %s after the reboot back, want 56", e.k.running)
 	}
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	rep := e.srv.lastReport(t)
 	if rep.Result != api.ResultFellBack || !strings.Contains(rep.Error, "came up unhealthy") || !strings.Contains(rep.Error, "50-app exited 3: app did not start") {
 		t.Errorf("report = %+v, want fell-back quoting the hook", rep)
@@ -330,7 +426,7 @@ func TestKernelBlockers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(e.dir, "no-reboot"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	if len(e.srv.requests) != 0 || slices.Contains(e.k.calls, "reboot") {
 		t.Fatalf("with the block file: lease requests %v, calls %v; want none, no reboot", e.srv.requests, e.k.calls)
 	}
@@ -340,7 +436,7 @@ func TestKernelBlockers(t *testing.T) {
 	os.Remove(filepath.Join(e.dir, "no-reboot"))
 
 	e.hook(t, "pre-reboot.d", "10-drain", "echo load balancer refused >&2; exit 1")
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	if slices.Contains(e.k.calls, "reboot") || slices.Contains(e.k.calls, "boot-once 6.1.0-57-amd64") || e.srv.releases() != 1 {
 		t.Fatalf("failing pre-reboot hook: calls %v, releases %d; want no reboot, lease given back", e.k.calls, e.srv.releases())
 	}
@@ -350,7 +446,7 @@ func TestKernelBlockers(t *testing.T) {
 
 	e.hook(t, "pre-reboot.d", "10-drain", "sleep 60")
 	start := time.Now()
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("a hanging hook held the agent for %v; want it killed at its 2s timeout", took)
 	}
@@ -366,8 +462,8 @@ func TestKernelInstallFails(t *testing.T) {
 	ctx := context.Background()
 	e.k.installErr = errors.New("apt-get install: E: Failed to fetch http://10.0.2.2/linux-image.deb  Could not connect")
 	e.srv.grant = true
-	e.a.kernelStep(ctx, desired57)
-	e.a.kernelStep(ctx, desired57)
+	e.step(ctx, desired57)
+	e.step(ctx, desired57)
 	rep := e.srv.lastReport(t)
 	if rep.Action != api.ActionKernelInstall || rep.Result != api.ResultFailed || !strings.Contains(rep.Error, "Could not connect") {
 		t.Errorf("report = %+v, want kernel-install failed with apt's message", rep)

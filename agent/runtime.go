@@ -107,6 +107,7 @@ func (p PatcherRuntime) boundLockWait(ctx context.Context, op func(context.Conte
 		timer   *time.Timer
 		waiting bool // the runtime said it waits for the lock and has said nothing since
 		gaveUp  bool
+		holder  string // who holds the lock, when the runtime could tell
 	)
 	progress := func(e patcher.Event) {
 		mu.Lock()
@@ -116,7 +117,7 @@ func (p PatcherRuntime) boundLockWait(ctx context.Context, op func(context.Conte
 			return
 		}
 		if timer == nil {
-			waiting = true
+			waiting, holder = true, e.Holder
 			timer = time.AfterFunc(wait, func() {
 				mu.Lock()
 				defer mu.Unlock()
@@ -132,8 +133,11 @@ func (p PatcherRuntime) boundLockWait(ctx context.Context, op func(context.Conte
 	if timer != nil {
 		timer.Stop()
 	}
-	gave := gaveUp
+	gave, by := gaveUp, holder
 	mu.Unlock()
+	if gave && err != nil && ctx.Err() == nil && by != "" {
+		return fmt.Errorf("%w: %s holds this host's live patch lock (waited %s for it)", ErrBusy, by, wait)
+	}
 	if gave && err != nil && ctx.Err() == nil {
 		return fmt.Errorf("%w: another stent operation holds this host's live patch lock (waited %s for it; a person running stent apply or revert?)", ErrBusy, wait)
 	}

@@ -1,7 +1,8 @@
 // Package api defines the JSON wire types spoken between stent-server, the
-// stent agent and the admin command line, and the paths they are served at.
+// stent agent and the admin command line, the paths they are served at,
+// and Client, which calls them (admin.go: one method per admin endpoint).
 //
-// Everything here is plain data: no I/O, no behaviour beyond encoding. The
+// The types are plain data: no I/O, no behaviour beyond encoding. The
 // server, the agent and the CLI all import it so that a field renamed on one
 // side is renamed on the others.
 package api
@@ -21,12 +22,12 @@ const (
 	PathReport      = "/v1/agent/report"      // POST Report -> ReportResponse
 	PathBundles     = "/v1/bundles/"          // GET <sha256>: bundle bytes, HTTP Range supported
 	PathAdmin       = "/v1/admin/"            // prefix of every admin call
-	PathHosts       = "/v1/admin/hosts"       // GET []Host; GET/DELETE /<id>
+	PathHosts       = "/v1/admin/hosts"       // GET []Host; GET/DELETE /<id>; PUT /<id>/labels HostLabelsRequest -> Host
 	PathInventories = "/v1/admin/inventories" // GET: JSON lines, one HostInventory per host and an end line; ?label=k=v selects
 	PathAdminBundle = "/v1/admin/bundles"     // POST bundle bytes -> BundleInfo; GET []BundleInfo
 	PathRollouts    = "/v1/admin/rollouts"
 	PathFleet       = "/v1/admin/fleet"         // GET FleetStatus
-	PathAudit       = "/v1/admin/audit"         // GET []AuditEntry
+	PathAudit       = "/v1/admin/audit"         // GET []AuditEntry; ?action=&target=&after=&before=&order=newest&limit=
 	PathTokens      = "/v1/admin/tokens"        // POST TokenRequest -> TokenResponse; GET; DELETE /<id>
 	PathEnrollToken = "/v1/admin/enroll-tokens" // POST EnrollTokenRequest -> TokenResponse; GET; DELETE /<id>
 	PathSettings    = "/v1/admin/settings"      // GET/PUT Settings
@@ -259,6 +260,10 @@ type RolloutRequest struct {
 	// OfflineAfter is how long a released host may stay silent before a wave
 	// stops waiting for it; default 5m.
 	OfflineAfter Duration `json:"offline_after,omitempty"`
+	// OnlyHosts, when set, limits the rollout to these host ids (with the
+	// channel and selector, all must match): the live plan's actions roll
+	// a live patch out to exactly the hosts that need it.
+	OnlyHosts []string `json:"only_hosts,omitempty"`
 }
 
 // Rollout states.
@@ -302,6 +307,7 @@ type Rollout struct {
 	Level         int64             `json:"level"`
 	Channel       string            `json:"channel"`
 	Selector      map[string]string `json:"selector,omitempty"`
+	OnlyHosts     []string          `json:"only_hosts,omitempty"`
 	Canary        int               `json:"canary"`
 	Waves         []int             `json:"waves"`
 	MaxFailurePct float64           `json:"max_failure_pct"`

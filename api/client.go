@@ -119,11 +119,15 @@ func NewHTTPClientFrom(o TLSOptions, dial func(ctx context.Context, network, add
 	return &http.Client{Transport: tr}, nil
 }
 
-// StatusError is a non-2xx answer from the server.
+// StatusError is a non-2xx answer from the server. Method and Path name
+// the call (the API path and query, without the server's URL) for callers
+// that add advice to the error; Error does not repeat them.
 type StatusError struct {
 	Status  int
 	Code    string
 	Message string
+	Method  string
+	Path    string
 }
 
 func (e *StatusError) Error() string {
@@ -173,7 +177,7 @@ func SplitServers(list string) []string {
 // send sends a request built by mk for each server in turn, as the Client
 // comment says. A 503 standby answer of the last server is returned as a
 // *StatusError, not as a response.
-func (c *Client) send(ctx context.Context, mk func(base string) (*http.Request, error)) (*http.Response, error) {
+func (c *Client) send(ctx context.Context, method, path string, mk func(base string) (*http.Request, error)) (*http.Response, error) {
 	urls := SplitServers(c.BaseURL)
 	n := len(urls)
 	first := int(c.cur.Load())
@@ -204,7 +208,7 @@ func (c *Client) send(ctx context.Context, mk func(base string) (*http.Request, 
 			return nil, err
 		}
 		if n > 1 && resp.StatusCode == http.StatusServiceUnavailable {
-			err := readStatusError(resp)
+			err := readStatusError(resp, method, path)
 			resp.Body.Close()
 			var se *StatusError
 			if errors.As(err, &se) && se.Code == CodeStandby {
@@ -236,7 +240,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = b
 	}
-	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
+	resp, err := c.send(ctx, method, path, func(base string) (*http.Request, error) {
 		var r io.Reader
 		if body != nil {
 			r = bytes.NewReader(body)
@@ -252,7 +256,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return readStatusError(resp)
+		return readStatusError(resp, method, path)
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		io.Copy(io.Discard, resp.Body)
@@ -264,9 +268,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
-func readStatusError(resp *http.Response) error {
+func readStatusError(resp *http.Response, method, path string) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	se := &StatusError{Status: resp.StatusCode}
+	se := &StatusError{Status: resp.StatusCode, Method: method, Path: path}
 	var e Error
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
 		se.Code, se.Message = e.Code, e.Error
@@ -286,7 +290,7 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 // ignoring the range (200 instead of 206) is reported with restart == true
 // and nothing written, so the caller can start over.
 func (c *Client) Download(ctx context.Context, path string, offset int64, w io.Writer) (n int64, restart bool, err error) {
-	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
+	resp, err := c.send(ctx, http.MethodGet, path, func(base string) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 		if err == nil && offset > 0 {
 			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
@@ -303,7 +307,7 @@ func (c *Client) Download(ctx context.Context, path string, offset int64, w io.W
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		return 0, true, nil
 	case resp.StatusCode/100 != 2:
-		return 0, false, readStatusError(resp)
+		return 0, false, readStatusError(resp, http.MethodGet, path)
 	}
 	n, err = io.Copy(w, resp.Body)
 	return n, false, err
@@ -325,7 +329,8 @@ func (c *Client) Inventories(ctx context.Context, selector map[string]string, fn
 		sort.Strings(kvs)
 		path += "?" + url.Values{"label": kvs}.Encode()
 	}
-	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
+	// Errors name the collection, not the selector's query.
+	resp, err := c.send(ctx, http.MethodGet, PathInventories, func(base string) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	})
 	if err != nil {
@@ -333,7 +338,7 @@ func (c *Client) Inventories(ctx context.Context, selector map[string]string, fn
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return 0, readStatusError(resp)
+		return 0, readStatusError(resp, http.MethodGet, PathInventories)
 	}
 	dec := json.NewDecoder(resp.Body)
 	n := 0

@@ -23,7 +23,7 @@ import "time"
 const (
 	PathKernelRollouts = "/v1/admin/kernel-rollouts" // POST KernelRolloutRequest -> KernelRollout; GET []KernelRollout; GET /<id>; POST /<id>/{pause,resume,cancel} RolloutActionRequest
 	PathWindows        = "/v1/admin/windows"         // GET []MaintenanceWindow; PUT /<name> MaintenanceWindow; DELETE /<name>
-	PathReboots        = "/v1/admin/reboots"         // GET RebootStatus; POST /<host-id>/approve RebootApproval
+	PathReboots        = "/v1/admin/reboots"         // GET RebootStatus (?host=ID or name, ?busy=1); POST /<host-id>/approve RebootApproval
 	PathRebootLease    = "/v1/agent/reboot-lease"    // POST LeaseRequest -> LeaseResponse (agent credential)
 )
 
@@ -230,4 +230,18 @@ type HostReboot struct {
 // RebootApproval approves one host's emergency reboot.
 type RebootApproval struct {
 	Reason string `json:"reason,omitempty"`
+}
+
+// RebootQuery narrows a RebootStatus; zero fields select every host.
+type RebootQuery struct {
+	Host string // only this host, by id or hostname
+	Busy bool   // only hosts for which HostReboot.Busy
+}
+
+// Busy reports whether the scheduler has anything to say about h: it is
+// not idle, holds a lease, waits, is blocked or awaits an approval, or its
+// last kernel boot did not go well.
+func (h HostReboot) Busy() bool {
+	return h.State != "idle" || h.Lease != "" || h.Wait != "" || len(h.Blockers) > 0 || h.Approval ||
+		(h.LastBoot != nil && h.LastBoot.Result != ResultOK)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/stent-dev/stent/internal/testenv"
 	"github.com/stent-dev/stent/pkgmgr"
 )
 
@@ -112,14 +113,7 @@ func grubRoot(t *testing.T, cfg, env string) string {
 
 func requireGrubTools(t *testing.T) {
 	t.Helper()
-	for _, tool := range []string{"grub-set-default", "grub-reboot", "grub-editenv"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed (package grub2-common)", tool)
-			}
-			t.Skipf("%s not installed (package grub2-common)", tool)
-		}
-	}
+	testenv.NeedTools(t, "grub-set-default", "grub-reboot", "grub-editenv") // package grub2-common
 }
 
 // TestGrubRealTools runs the real grub-set-default and grub-reboot on a

@@ -13,9 +13,7 @@ package build
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"os"
@@ -50,9 +48,17 @@ type Options struct {
 	// new patch gets the next level and must still patch every function
 	// the old one did.
 	Cumulative *bundle.Manifest
-	Cache      string // default kpkg.CacheDir()
-	KeepWork   bool   // keep the work folder (objects, generated C, module)
-	Progress   io.Writer
+	// Effective is the distribution package version the fix brings the
+	// kernel up to (--effective-version), for the manifest's effective
+	// section; "" leaves it out.
+	Effective string
+	// Key signs the bundle: with it, Result.Bundle is the signed bundle
+	// (bundle.Create) and Result.KeyID names the key. Without it Build
+	// returns the module and its manifest only, for the caller to sign.
+	Key      ed25519.PrivateKey
+	Cache    string // default kpkg.CacheDir()
+	KeepWork bool   // keep the work folder (objects, generated C, module)
+	Progress io.Writer
 	// Force carries functions as if the fix had changed them (tests use it
 	// to run the extraction over every function of real objects).
 	Force func(source, function string) bool
@@ -66,14 +72,20 @@ type Step struct {
 	Duration time.Duration `json:"duration_ns"`
 }
 
-// Result is a built livepatch module and its manifest (not yet signed).
+// Result is a built livepatch module and its manifest, and the signed
+// bundle of the two when Options.Key was given.
 type Result struct {
-	Manifest *bundle.Manifest
+	Manifest *bundle.Manifest // module_sha256 and module_size filled in
 	Module   []byte
+	Bundle   []byte       // the signed bundle; nil without Options.Key
+	KeyID    bundle.KeyID // the key that signed Bundle
 	Funcs    []elfdiff.Func
 	New      []string // new functions carried along
 	Data     []string // new or per-call-site data carried along
 	LineOnly []string // functions whose only change was a __LINE__ number
+	// Callbacks the fix registers with stent/livepatch.h: the klp_callbacks
+	// of their objects.
+	Callbacks []elfdiff.Callback
 	// Hunks of the fix that applied with an offset or fuzz (--allow-fuzz);
 	// each is also a warning.
 	Hunks    []Hunk
@@ -84,7 +96,10 @@ type Result struct {
 	CSource  []byte // the generated livepatch.c
 }
 
-var reNameChars = regexp.MustCompile(`[^A-Za-z0-9_]+`)
+var (
+	reNameChars  = regexp.MustCompile(`[^A-Za-z0-9_]+`)
+	reModuleName = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+)
 
 // DefaultName derives a module name from a patch file name:
 // "CVE-2024-1086.patch" -> "stent_cve_2024_1086".
@@ -106,263 +121,58 @@ func DefaultName(patch string) string {
 // lists why); on a patch that does not apply, ErrPatchDoesNotApply (or
 // ErrPatchFuzz when it applies only with fuzz and AllowFuzz is off); on a
 // compile failure, a *MakeError quoting the compiler.
-func Build(ctx context.Context, opts Options) (res *Result, err error) {
-	if opts.Kernel == "" {
-		return nil, errors.New("build: no kernel release given (--kernel, e.g. 6.1.0-56-amd64)")
-	}
-	if len(opts.Patches) == 0 {
-		return nil, errors.New("build: no fix given (--patch FILE)")
-	}
-	progress := opts.Progress
-	if progress == nil {
-		progress = io.Discard
-	}
-	cache := opts.Cache
-	if cache == "" {
-		if cache, err = kpkg.CacheDir(); err != nil {
-			return nil, err
-		}
-	}
-	fetch := opts.Fetch
-	if fetch == nil {
-		fetch = kpkg.Fetch
-	}
-	name := opts.Name
-	if name == "" {
-		name = DefaultName(opts.Patches[0])
-	}
-	if len(name) > 55 || !regexp.MustCompile(`^[A-Za-z0-9_]+$`).MatchString(name) {
-		return nil, fmt.Errorf("build: name %q: a module name is 1 to 55 letters, digits and _", name)
-	}
-	res = &Result{}
-	step := func(n string, start time.Time) {
-		d := time.Since(start)
-		res.Steps = append(res.Steps, Step{Name: n, Duration: d})
-		fmt.Fprintf(progress, "[%s] done in %.1fs\n", n, d.Seconds())
-	}
-
-	// Read the fix first: a bad patch file should fail before downloads.
-	var patchData []byte
-	var changes []FileChange
-	for _, p := range opts.Patches {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("read fix: %w", err)
-		}
-		c, err := ParsePatch(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		patchData = append(patchData, b...)
-		changes = append(changes, c...)
-	}
-	objs, warns, err := objectsFor(changes, opts.Objects)
+//
+// The steps, each a method of builder (builder.go), in order: read the fix
+// (before any download), get the kernel's packages, get its source, prepare
+// the tree, compile the touched objects before and after the fix, read the
+// kernel's symbols, diff the objects (and verify the originals against the
+// shipped code), link the module, describe it in a manifest, and sign the
+// bundle when Options.Key is given.
+func Build(ctx context.Context, opts Options) (*Result, error) {
+	b, err := newBuilder(opts)
 	if err != nil {
 		return nil, err
 	}
-	res.Warnings = append(res.Warnings, warns...)
-	patches := make([]string, len(opts.Patches))
-	for i, p := range opts.Patches {
-		if patches[i], err = filepath.Abs(p); err != nil {
-			return nil, err
-		}
+	if err := b.readFix(); err != nil {
+		return nil, err
 	}
-
-	start := time.Now()
-	fmt.Fprintf(progress, "[kernel] %s packages\n", opts.Kernel)
-	k, err := fetch(ctx, opts.Kernel, progress)
-	if err != nil {
-		return nil, fmt.Errorf("get kernel %s: %w", opts.Kernel, err)
+	if err := b.timed(ctx, "kernel", b.fetchKernel); err != nil {
+		return nil, err
 	}
-	step("kernel", start)
-
-	pristine := ""
 	if opts.Source == "" {
-		start = time.Now()
-		fmt.Fprintf(progress, "[source] linux-source %s\n", k.PackageVersion)
-		if pristine, err = Source(ctx, cache, k.PackageVersion, progress); err != nil {
+		if err := b.timed(ctx, "source", b.fetchSource); err != nil {
 			return nil, err
 		}
-		step("source", start)
 	}
-
-	start = time.Now()
-	fmt.Fprintf(progress, "[prepare] kernel tree for %s\n", k.Release)
-	tree, err := PrepareTree(ctx, cache, pristine, opts.Source, k.Release, k.Config, progress)
-	if err != nil {
-		return nil, fmt.Errorf("prepare the kernel tree: %w", err)
-	}
-	step("prepare", start)
-
-	work := filepath.Join(cache, "work", fmt.Sprintf("%s-%s", name, time.Now().UTC().Format("20060102T150405.000000000")))
-	if err := os.MkdirAll(work, 0o755); err != nil {
+	if err := b.timed(ctx, "prepare", b.prepareTree); err != nil {
 		return nil, err
 	}
-	res.WorkDir = work
-	defer func() {
-		if err == nil && !opts.KeepWork {
-			os.RemoveAll(work)
-			res.WorkDir = ""
-		}
-	}()
-
-	start = time.Now()
-	fmt.Fprintf(progress, "[compile] %s\n", strings.Join(objs, " "))
-	pairs, hunks, err := tree.Compile(ctx, cache, Fix{Patches: patches, Changes: changes, AllowFuzz: opts.AllowFuzz}, objs, work, progress)
-	if err != nil {
+	// The work folder stays after a failure, to look into.
+	if err := b.makeWorkDir(); err != nil {
 		return nil, err
 	}
-	res.Objects, res.Hunks = pairs, hunks
-	for _, h := range hunks {
-		res.Warnings = append(res.Warnings, h.String())
-	}
-	step("compile", start)
-
-	start = time.Now()
-	fmt.Fprintln(progress, "[symbols] kallsyms, Module.symvers, module symbol tables")
-	vmsyms, buildID, err := KernelSymbols(ctx, k.Vmlinuz, filepath.Join(cache, "build", k.Release))
-	if err != nil {
-		return nil, fmt.Errorf("read the kernel's symbols: %w", err)
-	}
-	symvers, err := ReadSymvers(filepath.Join(k.HeadersDir, "Module.symvers"))
-	if err != nil {
-		return nil, fmt.Errorf("read the kernel's exports: %w", err)
-	}
-	step("symbols", start)
-
-	start = time.Now()
-	fmt.Fprintln(progress, "[diff] comparing objects")
-	objects := map[string][]byte{}
-	owners := map[string]string{}
-	var refusals []elfdiff.Refusal
-	var vmCode shippedCode
-	for i, p := range pairs {
-		symtab := vmsyms
-		var koPath string
-		if p.Target != "vmlinux" {
-			if symtab, koPath, err = ModuleSymbols(k.ModulesDir, p.Target, p.ModFile); err != nil {
-				return nil, err
-			}
-		}
-		dopts := elfdiff.Options{Object: p.Target, File: p.Source, Symtab: symtab, Exported: symvers.Exported, Prefix: fmt.Sprint(i)}
-		if opts.Force != nil {
-			src := p.Source
-			dopts.Force = func(fn string) bool { return opts.Force(src, fn) }
-		}
-		r, err := diffPair(p, dopts)
-		var re *elfdiff.RefusedError
-		if errors.As(err, &re) {
-			refusals = append(refusals, re.Refusals...)
-			continue
-		}
-		if err != nil {
+	for _, s := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"compile", b.compile},
+		{"symbols", b.readSymbols},
+		{"diff", b.diff},
+		{"link", b.link},
+	} {
+		if err := b.timed(ctx, s.name, s.run); err != nil {
 			return nil, err
 		}
-		res.Warnings = append(res.Warnings, r.Warnings...)
-		res.LineOnly = append(res.LineOnly, r.LineOnly...)
-		res.New = append(res.New, r.New...)
-		res.Data = append(res.Data, r.Data...)
-		for _, f := range r.Funcs {
-			fmt.Fprintf(progress, "[diff] %s: %s changed (%s, sympos %d)\n", p.Source, f.Name, f.Object, f.Sympos)
-		}
-		if !opts.NoVerify && len(r.Funcs) > 0 {
-			code := vmCode
-			if p.Target == "vmlinux" && code == nil {
-				vml, err := Vmlinux(ctx, k.Vmlinuz, filepath.Join(cache, "build", k.Release, "vmlinux"))
-				if err != nil {
-					return nil, err
-				}
-				if vmCode, err = vmlinuxCode(vml, vmsyms); err != nil {
-					return nil, err
-				}
-				code = vmCode
-			} else if p.Target != "vmlinux" {
-				b, err := os.ReadFile(koPath)
-				if err != nil {
-					return nil, err
-				}
-				ko, err := elfdiff.Read(b)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", koPath, err)
-				}
-				code = moduleCode(ko, p.Source)
-			}
-			orig, err := readObject(p.Orig)
-			if err != nil {
-				return nil, err
-			}
-			if err := verifyOriginals(orig, r.Funcs, code); err != nil {
-				return nil, fmt.Errorf("%s: %w", p.Source, err)
-			}
-		}
-		if r.Object == nil {
-			continue
-		}
-		out, err := elfdiff.Write(r.Object)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.Source, err)
-		}
-		objects[fmt.Sprintf("patch%d.o", i)] = out
-		for _, s := range r.Sections {
-			if o, ok := owners[s]; ok && o != p.Target {
-				return nil, fmt.Errorf("section %s holds code for both %s and %s: build the two fixes separately", s, o, p.Target)
-			}
-			owners[s] = p.Target
-		}
-		res.Funcs = append(res.Funcs, r.Funcs...)
 	}
-	if len(refusals) > 0 {
-		return nil, &elfdiff.RefusedError{Refusals: refusals}
-	}
-	if len(res.Funcs) == 0 {
-		msg := "the fix changes no function's code"
-		if len(res.LineOnly) > 0 {
-			msg += " (only __LINE__ numbers moved in " + strings.Join(res.LineOnly, ", ") + ")"
-		}
-		return nil, fmt.Errorf("build: %s: nothing to live patch", msg)
-	}
-	if err := checkCumulative(opts.Cumulative, k.Release, res.Funcs); err != nil {
+	b.makeManifest()
+	if err := b.sign(); err != nil {
 		return nil, err
 	}
-	step("diff", start)
-
-	start = time.Now()
-	fmt.Fprintf(progress, "[link] %s.ko against %s\n", name, k.HeadersDir)
-	desc := opts.Description
-	if desc == "" {
-		var bases []string
-		for _, p := range opts.Patches {
-			bases = append(bases, filepath.Base(p))
-		}
-		desc = "Live patch built by stent from " + strings.Join(bases, ", ")
+	if !opts.KeepWork {
+		os.RemoveAll(b.work)
+		b.res.WorkDir = ""
 	}
-	module, csrc, err := LinkModule(ctx, filepath.Join(work, "module"), k.HeadersDir, tree.CC, name, desc, !opts.NoReplace, objects, res.Funcs, owners)
-	if err != nil {
-		return nil, err
-	}
-	res.Module, res.CSource = module, csrc
-	step("link", start)
-
-	sum := sha256.Sum256(patchData)
-	m := &bundle.Manifest{
-		FormatVersion: bundle.FormatVersion,
-		Name:          name,
-		Kernel:        bundle.Kernel{Release: k.Release, BuildID: buildID, PackageVersion: k.PackageVersion},
-		Level:         1,
-		Replace:       !opts.NoReplace,
-		CVEs:          cveUnion(opts.CVEs, opts.Cumulative),
-		Description:   desc,
-		Created:       time.Now().UTC().Truncate(time.Second),
-		SourceSHA256:  hex.EncodeToString(sum[:]),
-	}
-	if opts.Cumulative != nil {
-		m.Level = opts.Cumulative.Level + 1
-	}
-	for _, f := range res.Funcs {
-		m.Functions = append(m.Functions, bundle.Function{Object: f.Object, Name: f.Name, Sympos: int64(f.Sympos)})
-	}
-	res.Manifest = m
-	return res, nil
+	return b.res, nil
 }
 
 func readObject(path string) (*elfdiff.File, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stent-dev/stent/bundle"
 	"github.com/stent-dev/stent/elfdiff"
+	"github.com/stent-dev/stent/internal/testenv"
 )
 
 func TestParsePatch(t *testing.T) {
@@ -70,8 +71,10 @@ func TestParsePatchTestdata(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, err := ParsePatch(b); err != nil || len(got) != 1 {
-			t.Errorf("ParsePatch(%s) = %v, %v, want one file", f, got, err)
+		// One file per "--- a/" header (newfunc.patch has two).
+		want := bytes.Count(append([]byte("\n"), b...), []byte("\n--- a/"))
+		if got, err := ParsePatch(b); err != nil || len(got) != want {
+			t.Errorf("ParsePatch(%s) = %v, %v, want %d files", f, got, err, want)
 		}
 	}
 }
@@ -158,9 +161,7 @@ func TestBzPayload(t *testing.T) {
 }
 
 func TestBuildID(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc not installed")
-	}
+	testenv.NeedTools(t, "gcc")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "m.c")
 	os.WriteFile(src, []byte("int main(void){return 0;}\n"), 0o644)
@@ -197,22 +198,25 @@ func TestCheckCumulative(t *testing.T) {
 }
 
 func TestKLPSource(t *testing.T) {
-	dir := t.TempDir()
 	funcs := []elfdiff.Func{
 		{Name: "bm_status_read", Object: "binfmt_misc", NewName: "__stent_1_new_0"},
 		{Name: "c_start", Object: "vmlinux", Sympos: 2, NewName: "__stent_0_new_0"},
 	}
 	// Only the C generation is checked here; LinkModule's make run needs
 	// kernel headers (the QEMU tests cover it).
-	var b bytes.Buffer
-	if err := klpSource.Execute(&b, struct {
-		Name, Description string
-		Replace           bool
-		Objects           []*klpObject
-	}{"stent_x", `a "quoted" fix`, true, []*klpObject{{Name: "vmlinux", Funcs: funcs[1:]}, {Name: "binfmt_misc", Funcs: funcs[:1]}}}); err != nil {
-		t.Fatal(err)
+	render := func(funcs []elfdiff.Func, owners map[string]string, cbs ...elfdiff.Callback) string {
+		t.Helper()
+		var b bytes.Buffer
+		if err := klpSource.Execute(&b, struct {
+			Name, Description string
+			Replace           bool
+			Objects           []*klpObject
+		}{"stent_x", `a "quoted" fix`, true, klpObjects(funcs, owners, cbs)}); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
 	}
-	src := b.String()
+	src := render(funcs, map[string]string{".text.stent_0": "vmlinux", ".text.stent_1": "binfmt_misc"})
 	for _, want := range []string{
 		`{ .old_name = "c_start", .new_func = __stent_0_new_0, .old_sympos = 2 }`,
 		`{ .name = NULL, .funcs = funcs_0 }`,
@@ -225,7 +229,42 @@ func TestKLPSource(t *testing.T) {
 			t.Errorf("livepatch.c lacks %q:\n%s", want, src)
 		}
 	}
-	_ = dir
+
+	// A function the fix adds to vmlinux that only a patched module
+	// calls: no vmlinux function is replaced, but its code is carried and
+	// its livepatch relocations (.klp.rela.vmlinux.*) are written only for
+	// an object the patch names, so vmlinux gets one with no functions.
+	src = render(funcs[:1], map[string]string{".text.stent_0": "vmlinux", ".text.stent_1": "binfmt_misc"})
+	for _, want := range []string{
+		"static struct klp_func funcs_0[] = {\n\t{ }\n};",
+		`{ .name = NULL, .funcs = funcs_0 }`,
+		`{ .name = "binfmt_misc", .funcs = funcs_1 }`,
+	} {
+		if !strings.Contains(src, want) {
+			t.Errorf("livepatch.c of a module calling new vmlinux code lacks %q:\n%s", want, src)
+		}
+	}
+
+	// Callbacks (stent/livepatch.h), in the kernel's order whatever the
+	// files' order, on the objects they belong to: one only has a
+	// callback.
+	src = render(funcs[1:], map[string]string{".text.stent_0": "vmlinux", ".text.stent_1": "ext4"},
+		elfdiff.Callback{Kind: "post_unpatch", Object: "vmlinux", Func: "free_state", File: "fs/a.c", NewName: "__stent_0_post_unpatch"},
+		elfdiff.Callback{Kind: "pre_patch", Object: "vmlinux", Func: "check", File: "fs/b.c", NewName: "__stent_1_pre_patch"},
+		elfdiff.Callback{Kind: "post_patch", Object: "ext4", Func: "hello", File: "fs/ext4/super.c", NewName: "__stent_2_post_patch"})
+	for _, want := range []string{
+		"extern int __stent_1_pre_patch(struct klp_object *obj); /* check, fs/b.c */",
+		"extern void __stent_0_post_unpatch(struct klp_object *obj); /* free_state, fs/a.c */",
+		`{ .name = NULL, .funcs = funcs_0, .callbacks = { .pre_patch = __stent_1_pre_patch, .post_unpatch = __stent_0_post_unpatch } },`,
+		`{ .name = "ext4", .funcs = funcs_1, .callbacks = { .post_patch = __stent_2_post_patch } },`,
+	} {
+		if !strings.Contains(src, want) {
+			t.Errorf("livepatch.c with callbacks lacks %q:\n%s", want, src)
+		}
+	}
+	if r := callbackClashes([]elfdiff.Callback{{Kind: "pre_patch", Object: "vmlinux", Func: "a", File: "x.c"}, {Kind: "pre_patch", Object: "ext4", Func: "b"}, {Kind: "pre_patch", Object: "vmlinux", Func: "c", File: "y.c"}}); len(r) != 1 || r[0].Symbol != "c" || r[0].Rule != elfdiff.RuleCallback {
+		t.Errorf("callbackClashes(two pre_patch of vmlinux) = %+v, want one callback refusal naming c", r)
+	}
 }
 
 func TestBuildArgs(t *testing.T) {
@@ -248,9 +287,7 @@ func TestBuildArgs(t *testing.T) {
 }
 
 func TestVerifyOriginals(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc not installed")
-	}
+	testenv.NeedTools(t, "gcc")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "f.c")
 	os.WriteFile(src, []byte("extern int sink(int);\nint value(int x) { return sink(x * 2) + 1; }\n"), 0o644)
@@ -269,7 +306,11 @@ func TestVerifyOriginals(t *testing.T) {
 		copy(shipped[r.Offset:], []byte{0xde, 0xad, 0xbe, 0xef})
 	}
 	code := func(b []byte) shippedCode {
-		return func(string, int, uint64) ([]byte, error) { return append([]byte(nil), b...), nil }
+		return func(string, int, uint64) (*shippedFunc, error) {
+			// Calls reach whatever the symbol table says is there:
+			// here, any name they need (TestVerifyJumps checks targets).
+			return &shippedFunc{code: append([]byte(nil), b...), addr: 0xffffffff81000000, at: func(uint64) []string { return []string{"sink", "__fentry__"} }}, nil
+		}
 	}
 	funcs := []elfdiff.Func{{Name: "value", Object: "vmlinux"}}
 	if err := verifyOriginals(orig, funcs, code(shipped)); err != nil {
@@ -284,10 +325,10 @@ func TestVerifyOriginals(t *testing.T) {
 // A truncated payload is refused, not decompressed in part and cached for
 // every later build.
 func TestVmlinuxTruncatedPayload(t *testing.T) {
-	needTools(t, "xz")
+	testenv.NeedTools(t, "xz")
 	elfFile, err := os.ReadFile("/proc/self/exe")
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	xz := func(b []byte) []byte {
 		cmd := exec.Command("xz", "-c", "--check=crc32", "-0")

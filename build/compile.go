@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 )
@@ -60,6 +61,10 @@ type Fix struct {
 	// of their context lines; without it such a fix is refused
 	// (ErrPatchFuzz).
 	AllowFuzz bool
+	// Files are added to the tree, by tree path, while the patched
+	// objects compile (Stent's header, include/stent/livepatch.h), and
+	// removed with the fix.
+	Files map[string][]byte
 }
 
 // Compile compiles objs before and after applying the fix, and returns the
@@ -134,6 +139,12 @@ func (t *Tree) Compile(ctx context.Context, cache string, fix Fix, objs []string
 	for _, c := range fix.Changes {
 		touched = append(touched, c.Path)
 	}
+	var added []string
+	for f := range fix.Files {
+		added = append(added, f)
+	}
+	sort.Strings(added)
+	touched = append(touched, added...)
 	if t.Pristine == "" {
 		// A --source tree: keep copies to restore from.
 		for _, f := range touched {
@@ -145,6 +156,7 @@ func (t *Tree) Compile(ctx context.Context, cache string, fix Fix, objs []string
 			}
 		}
 	}
+	var newDirs []string // made for fix.Files, removed with them
 	j, _ := json.Marshal(touched)
 	if err := replaceFile(t.journal(), j); err != nil {
 		return nil, nil, err
@@ -157,6 +169,9 @@ func (t *Tree) Compile(ctx context.Context, cache string, fix Fix, objs []string
 			err = errors.Join(err, fmt.Errorf("restore the tree: %w", rerr))
 			return
 		}
+		for i := len(newDirs) - 1; i >= 0; i-- {
+			os.Remove(newDirs[i]) // only when empty
+		}
 		os.Remove(t.journal())
 	}()
 	// Replace hard links by private copies before patch(1) writes.
@@ -166,6 +181,23 @@ func (t *Tree) Compile(ctx context.Context, cache string, fix Fix, objs []string
 			if err := replaceFile(p, b); err != nil {
 				return nil, nil, err
 			}
+		}
+	}
+	for _, f := range added {
+		p := filepath.Join(t.Dir, f)
+		var made []string
+		for d := filepath.Dir(p); d != t.Dir && d != "/"; d = filepath.Dir(d) {
+			if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			made = append([]string{d}, made...)
+		}
+		newDirs = append(newDirs, made...)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, nil, err
+		}
+		if err := replaceFile(p, fix.Files[f]); err != nil {
+			return nil, nil, err
 		}
 	}
 	for _, p := range fix.Patches {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stent-dev/stent/elfdiff"
+	"github.com/stent-dev/stent/internal/testenv"
 )
 
 // fakeKbuild stands in for the kernel's top Makefile: it compiles one
@@ -20,15 +21,6 @@ const fakeKbuild = `%.o: %.c
 	$(CC) -O2 $(KCFLAGS) -c -o $@ $<
 	@echo 'cmd_$@ := $(CC) -O2 $(KCFLAGS) -c -o $@ $<' > $(@D)/.$(@F).cmd
 `
-
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-}
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
@@ -88,7 +80,7 @@ const fixPatch = "--- a/foo.c\n+++ b/foo.c\n@@ -1,5 +1,5 @@\n int fixed(int x)\n
 // compiled from the tree as it is now, or every function changed in
 // between would look changed by the fix and be carried into the patch.
 func TestCompileSourceTreeOriginalsFollowTheTree(t *testing.T) {
-	needTools(t, "make", "gcc", "patch")
+	testenv.NeedTools(t, "make", "gcc", "patch")
 	dir, cache := t.TempDir(), t.TempDir()
 	writeFiles(t, dir, map[string]string{"Makefile": fakeKbuild, "foo.c": sourceV1})
 	fix := filepath.Join(t.TempDir(), "fix.patch")
@@ -127,7 +119,7 @@ func TestCompileSourceTreeOriginalsFollowTheTree(t *testing.T) {
 // writing into the tree after the build has restored it and released its
 // lock.
 func TestMakeCancelStopsChildren(t *testing.T) {
-	needTools(t, "make", "sh", "sleep")
+	testenv.NeedTools(t, "make", "sh", "sleep")
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Makefile": "slow:\n\tsh -c 'sleep 1; touch late' & sleep 10\n"})
 	tr := &Tree{Dir: dir, CC: "gcc"}
@@ -150,7 +142,7 @@ func TestMakeCancelStopsChildren(t *testing.T) {
 // asm-offsets.h and bounds.h) must not outlive the build: the next build's
 // originals are compiled from the pristine header.
 func TestCompileGeneratedFromPatchedHeaderDoesNotOutliveTheBuild(t *testing.T) {
-	needTools(t, "make", "gcc", "patch", "cp")
+	testenv.NeedTools(t, "make", "gcc", "patch", "cp")
 	pristine, cache := t.TempDir(), t.TempDir()
 	makefile := `gen.h: hdr.h
 	cp hdr.h gen.h
@@ -216,5 +208,43 @@ func TestSourceTreeLockIgnoresCache(t *testing.T) {
 	if u, err := b.lock(ctx, t.TempDir()); err == nil {
 		u()
 		t.Error("a second build with another cache locked the same --source tree")
+	}
+}
+
+// Files a fix needs while it compiles (Stent's header) are in the tree
+// for the patched objects only, and gone afterwards, with the folders made
+// for them: the unpatched source never sees them and a --source tree is
+// left as it was.
+func TestCompileAddsFilesForThePatchedObjects(t *testing.T) {
+	testenv.NeedTools(t, "make", "gcc", "patch")
+	dir, cache := t.TempDir(), t.TempDir()
+	makefile := strings.ReplaceAll(fakeKbuild, "-O2 $(KCFLAGS)", "-O2 -Iinclude $(KCFLAGS)")
+	writeFiles(t, dir, map[string]string{"Makefile": makefile, "foo.c": sourceV1})
+	patch := "--- a/foo.c\n+++ b/foo.c\n@@ -1,5 +1,7 @@\n+#include <stent/livepatch.h>\n+\n int fixed(int x)\n {\n-\treturn x + 1;\n+\treturn x + STENT_TEST;\n }\n \n"
+	fix := filepath.Join(t.TempDir(), "fix.patch")
+	writeFiles(t, filepath.Dir(fix), map[string]string{"fix.patch": patch})
+	changes, err := ParsePatch([]byte(patch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !usesHeader([]byte(patch)) || usesHeader([]byte(fixPatch)) {
+		t.Errorf("usesHeader = %v for a fix with the include, %v for one without; want true, false", usesHeader([]byte(patch)), usesHeader([]byte(fixPatch)))
+	}
+	tr := &Tree{Dir: dir, CC: "gcc", Release: "test", state: filepath.Join(dir, ".stent")}
+	files := map[string][]byte{HeaderPath: []byte("#define STENT_TEST 42\n")}
+	pairs, _, err := tr.Compile(context.Background(), cache, Fix{Patches: []string{fix}, Changes: changes, Files: files}, []string{"foo.o"}, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatalf("Compile(fix including stent/livepatch.h) = %v", err)
+	}
+	if o, p := funcBytes(t, pairs[0].Orig, "fixed"), funcBytes(t, pairs[0].Patched, "fixed"); bytes.Equal(o, p) || !bytes.Contains(p, []byte{42}) {
+		t.Errorf("patched fixed() = % x, want it to add 42 (from the added header)", p)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "include")); !os.IsNotExist(err) {
+		t.Errorf("after Compile, the tree's include folder: %v, want it gone", err)
+	}
+	// Without the file the fix does not compile: the header came from Files.
+	_, _, err = tr.Compile(context.Background(), cache, Fix{Patches: []string{fix}, Changes: changes}, []string{"foo.o"}, t.TempDir(), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "stent/livepatch.h") {
+		t.Errorf("Compile(without Files) = %v, want a compile error about stent/livepatch.h", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/stent-dev/stent/elfdiff"
+	"github.com/stent-dev/stent/internal/safeelf"
 )
 
 // Vmlinux returns the uncompressed kernel ELF inside a bzImage (vmlinuz),
@@ -54,16 +55,11 @@ func Vmlinux(ctx context.Context, vmlinuz, cacheFile string) ([]byte, error) {
 
 // wholeELF reports whether b is an ELF file whose section headers and
 // section contents all lie inside it.
-func wholeELF(b []byte) (ok bool) {
-	defer func() {
-		if recover() != nil {
-			ok = false
-		}
-	}()
+func wholeELF(b []byte) bool {
 	if len(b) < 4 || string(b[:4]) != "\x7fELF" {
 		return false
 	}
-	f, err := elf.NewFile(bytes.NewReader(b))
+	f, err := safeelf.NewBytes("vmlinux", b)
 	if err != nil {
 		return false
 	}
@@ -124,38 +120,38 @@ func inflate(ctx context.Context, p []byte) ([]byte, error) {
 
 // BuildID returns the GNU build-id note of a vmlinux, as the kernel shows it
 // in /sys/kernel/notes, in lowercase hex.
-func BuildID(vmlinux []byte) (id string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("read vmlinux notes: %v", r)
-		}
-	}()
-	f, err := elf.NewFile(bytes.NewReader(vmlinux))
+func BuildID(vmlinux []byte) (string, error) {
+	f, err := safeelf.NewBytes("vmlinux", vmlinux)
 	if err != nil {
 		return "", err
 	}
-	for _, s := range f.Sections {
-		if s.Type != elf.SHT_NOTE {
-			continue
-		}
-		d, err := s.Data()
-		if err != nil {
-			continue
-		}
-		for len(d) >= 12 {
-			nsz, dsz, typ := binary.LittleEndian.Uint32(d), binary.LittleEndian.Uint32(d[4:]), binary.LittleEndian.Uint32(d[8:])
-			name := 12 + (int(nsz)+3)&^3
-			end := name + (int(dsz)+3)&^3
-			if name > len(d) || end > len(d) || 12+int(nsz) > len(d) || name+int(dsz) > len(d) {
-				break
+	var id string
+	err = f.Do(func() error {
+		for _, s := range f.Sections {
+			if s.Type != elf.SHT_NOTE {
+				continue
 			}
-			if typ == 3 && string(bytes.TrimRight(d[12:12+nsz], "\x00")) == "GNU" { // NT_GNU_BUILD_ID
-				return hex.EncodeToString(d[name : name+int(dsz)]), nil
+			d, err := s.Data()
+			if err != nil {
+				continue
 			}
-			d = d[end:]
+			for len(d) >= 12 {
+				nsz, dsz, typ := binary.LittleEndian.Uint32(d), binary.LittleEndian.Uint32(d[4:]), binary.LittleEndian.Uint32(d[8:])
+				name := 12 + (int(nsz)+3)&^3
+				end := name + (int(dsz)+3)&^3
+				if name > len(d) || end > len(d) || 12+int(nsz) > len(d) || name+int(dsz) > len(d) {
+					break
+				}
+				if typ == 3 && string(bytes.TrimRight(d[12:12+nsz], "\x00")) == "GNU" { // NT_GNU_BUILD_ID
+					id = hex.EncodeToString(d[name : name+int(dsz)])
+					return nil
+				}
+				d = d[end:]
+			}
 		}
-	}
-	return "", errors.New("no GNU build-id note in vmlinux")
+		return errors.New("no GNU build-id note in vmlinux")
+	})
+	return id, err
 }
 
 // Symvers is a kernel's Module.symvers: exported symbol -> the object

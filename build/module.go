@@ -22,7 +22,8 @@ var klpSource = template.Must(template.New("livepatch.c").Parse(`// SPDX-License
 #include <linux/kernel.h>
 #include <linux/livepatch.h>
 {{range .Objects}}{{range .Funcs}}
-extern void {{.NewName}}(void);{{end}}{{end}}
+extern void {{.NewName}}(void);{{end}}{{range .Callbacks}}
+extern {{if eq .Kind "pre_patch"}}int{{else}}void{{end}} {{.NewName}}(struct klp_object *obj); /* {{.Func}}, {{.File}} */{{end}}{{end}}
 {{range $i, $o := .Objects}}
 static struct klp_func funcs_{{$i}}[] = {
 {{- range .Funcs}}
@@ -33,7 +34,8 @@ static struct klp_func funcs_{{$i}}[] = {
 {{end}}
 static struct klp_object objs[] = {
 {{- range $i, $o := .Objects}}
-	{ .name = {{if eq .Name "vmlinux"}}NULL{{else}}"{{.Name}}"{{end}}, .funcs = funcs_{{$i}} },
+	{ .name = {{if eq .Name "vmlinux"}}NULL{{else}}"{{.Name}}"{{end}}, .funcs = funcs_{{$i}}
+	{{- if .Callbacks}}, .callbacks = { {{range $j, $c := .Callbacks}}{{if $j}}, {{end}}.{{$c.Kind}} = {{$c.NewName}}{{end}} }{{end}} },
 {{- end}}
 	{ }
 };
@@ -61,27 +63,43 @@ MODULE_DESCRIPTION({{printf "%q" .Description}});
 `))
 
 type klpObject struct {
-	Name  string
-	Funcs []elfdiff.Func
+	Name      string
+	Funcs     []elfdiff.Func
+	Callbacks []elfdiff.Callback // in elfdiff.CallbackKinds order
 }
 
-// LinkModule writes the patch objects, the generated livepatch.c and a
-// Kbuild file into dir, builds the module with the kernel's headers (so
-// vermagic, modversions and modinfo match the kernel), and turns its
-// .klp.sym references into livepatch relocations. It returns the module.
-// owners maps code sections to the livepatch object they patch.
-func LinkModule(ctx context.Context, dir, headers, cc, name, description string, replace bool, objects map[string][]byte, funcs []elfdiff.Func, owners map[string]string) ([]byte, []byte, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, nil, err
-	}
+// klpObjects groups the replaced functions by the object they patch, vmlinux
+// first, then modules by name. An object whose code the module carries
+// without replacing any of its functions (a function the fix adds to
+// vmlinux that only a patched module calls) gets a klp_object with no
+// functions: the kernel writes an object's livepatch relocations
+// (.klp.rela.<object>.*) only for the objects the patch names.
+//
+// Callbacks go to the object they belong to, in the kernel's order.
+func klpObjects(funcs []elfdiff.Func, owners map[string]string, callbacks []elfdiff.Callback) []*klpObject {
 	byObj := map[string]*klpObject{}
-	for _, f := range funcs {
-		o := byObj[f.Object]
+	add := func(name string) *klpObject {
+		o := byObj[name]
 		if o == nil {
-			o = &klpObject{Name: f.Object}
-			byObj[f.Object] = o
+			o = &klpObject{Name: name}
+			byObj[name] = o
 		}
+		return o
+	}
+	for _, f := range funcs {
+		o := add(f.Object)
 		o.Funcs = append(o.Funcs, f)
+	}
+	for _, name := range owners {
+		add(name)
+	}
+	for _, kind := range elfdiff.CallbackKinds {
+		for _, c := range callbacks {
+			if c.Kind == kind {
+				o := add(c.Object)
+				o.Callbacks = append(o.Callbacks, c)
+			}
+		}
 	}
 	var objs []*klpObject
 	for _, o := range byObj {
@@ -93,6 +111,20 @@ func LinkModule(ctx context.Context, dir, headers, cc, name, description string,
 		}
 		return objs[i].Name < objs[j].Name
 	})
+	return objs
+}
+
+// LinkModule writes the patch objects, the generated livepatch.c and a
+// Kbuild file into dir, builds the module with the kernel's headers (so
+// vermagic, modversions and modinfo match the kernel), and turns its
+// .klp.sym references into livepatch relocations. It returns the module.
+// callbacks become the klp_callbacks of their objects; owners maps code
+// sections to the livepatch object they patch.
+func LinkModule(ctx context.Context, dir, headers, cc, name, description string, replace bool, objects map[string][]byte, funcs []elfdiff.Func, callbacks []elfdiff.Callback, owners map[string]string) ([]byte, []byte, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	objs := klpObjects(funcs, owners, callbacks)
 	var src bytes.Buffer
 	if err := klpSource.Execute(&src, struct {
 		Name, Description string

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/stent-dev/stent/internal/testenv"
 )
 
 func TestParseHunks(t *testing.T) {
@@ -73,7 +75,7 @@ const twoHunks = `--- a/a.c
 // applies only with fuzz (its context differs from the tree) is refused,
 // leaving the tree untouched, unless fuzz is allowed, and then reported.
 func TestApplyPatchOffsetAndFuzz(t *testing.T) {
-	needTools(t, "patch")
+	testenv.NeedTools(t, "patch")
 	shifted := numbered(40, 1, "added at the top")
 	fuzzy := strings.Replace(shifted, "line 26\n", "line 26 edited\n", 1)
 	tests := []struct {

@@ -18,11 +18,13 @@ import (
 
 // realObjects are kernel files with plenty of special sections: bug table,
 // exception tables, jump labels, alternatives, static calls, retpoline and
-// return sites, ORC, paravirt, per-CPU data, lockdep keys, dynamic debug.
+// return sites, ORC, paravirt, per-CPU data, lockdep keys, dynamic debug;
+// tracepoint output functions with several static print tables each
+// (compaction, fs-writeback).
 var realObjects = []string{
 	"fs/proc/base.c", "fs/namei.c", "kernel/fork.c", "kernel/sched/core.c",
 	"mm/memory.c", "net/ipv4/tcp.c", "kernel/workqueue.c", "arch/x86/kernel/process.c",
-	"fs/ext4/inode.c", "lib/iov_iter.c",
+	"fs/ext4/inode.c", "lib/iov_iter.c", "mm/compaction.c", "fs/fs-writeback.c",
 }
 
 // prepared returns the prepared tree of the test kernel, skipping the test
@@ -192,7 +194,9 @@ echo 0 > /sys/kernel/livepatch/stent_carry_all/enabled
 for i in $(seq 50); do [ -d /sys/kernel/livepatch/stent_carry_all ] || break; sleep 0.2; done
 dmesg | grep -E 'BUG|Oops|WARNING|general protection|livepatch: .*(fail|error)' || true
 `
-	wctx, wcancel := context.WithTimeout(ctx, 3*time.Minute)
+	// Loading resolves some 500 livepatch symbols, each a walk of kallsyms:
+	// 2.5 min of emulated time on a busy 2-core machine.
+	wctx, wcancel := context.WithTimeout(ctx, 8*time.Minute)
 	defer wcancel()
 	r, err := vm.Sh(wctx, script)
 	t.Logf("guest:\n%s%s", r.Stdout, r.Stderr)

@@ -1,8 +1,9 @@
 package build_test
 
 // End-to-end tests of the builder: fixes under testdata/patches are built
-// against Debian's 6.1.0-56-amd64 packages with build.Build, signed into
-// bundles, and applied with stent apply in that kernel booted under QEMU.
+// against Debian's 6.1.0-56-amd64 packages with build.Build, which signs
+// them into bundles, and applied with stent apply in that kernel booted
+// under QEMU.
 
 import (
 	"bytes"
@@ -29,7 +30,9 @@ const testKernel = vmtest.DefaultABI
 // at once (Build also locks; this only keeps the logs readable).
 var buildLock sync.Mutex
 
-func buildFix(t *testing.T, ctx context.Context, patch string) (*build.Result, error) {
+// buildFix builds testdata/patches/patch, signing the bundle with key when
+// it is not nil.
+func buildFix(t *testing.T, ctx context.Context, patch string, key ed25519.PrivateKey) (*build.Result, error) {
 	t.Helper()
 	buildLock.Lock()
 	defer buildLock.Unlock()
@@ -38,6 +41,7 @@ func buildFix(t *testing.T, ctx context.Context, patch string) (*build.Result, e
 		Kernel:   testKernel,
 		Patches:  []string{filepath.Join("testdata", "patches", patch)},
 		Progress: testLog{t},
+		Key:      key,
 	})
 	t.Logf("build %s: %v in %.1fs", patch, err, time.Since(start).Seconds())
 	return res, err
@@ -48,15 +52,6 @@ type testLog struct{ t *testing.T }
 func (w testLog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
-}
-
-func signed(t *testing.T, res *build.Result, key ed25519.PrivateKey) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := bundle.Create(&b, res.Manifest, res.Module, key); err != nil {
-		t.Fatalf("bundle.Create(%s) = %v", res.Manifest.Name, err)
-	}
-	return b.Bytes()
 }
 
 type guest struct {
@@ -97,12 +92,15 @@ func TestBuiltPatchesInGuest(t *testing.T) {
 	files := []vmtest.File{{Path: "/etc/stent/keys/test.pub", Data: pub}}
 	results := map[string]*build.Result{}
 	for _, p := range []string{"cmdline", "binfmt_misc", "drop_caches", "consoles"} {
-		res, err := buildFix(t, ctx, p+".patch")
+		res, err := buildFix(t, ctx, p+".patch", key)
 		if err != nil {
 			t.Fatalf("Build(%s.patch) = %v", p, err)
 		}
+		if res.KeyID != kf.ID || len(res.Bundle) == 0 {
+			t.Fatalf("Build(%s.patch) signed %d bytes with key %s, want a bundle signed with %s", p, len(res.Bundle), res.KeyID, kf.ID)
+		}
 		results[p] = res
-		files = append(files, vmtest.File{Path: "/root/" + p + ".bundle", Data: signed(t, res, key)})
+		files = append(files, vmtest.File{Path: "/root/" + p + ".bundle", Data: res.Bundle})
 	}
 	if f := results["consoles"].Funcs; len(f) != 1 || f[0].Name != "c_start" || f[0].Sympos != 2 {
 		t.Errorf("consoles.patch functions = %+v, want c_start with sympos 2 (the second of three in kallsyms)", f)
@@ -202,7 +200,7 @@ func TestDataChangeRefused(t *testing.T) {
 	vmtest.Kernel(t, testKernel) // skips under -short or without the tools
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	_, err := buildFix(t, ctx, "data_init.patch")
+	_, err := buildFix(t, ctx, "data_init.patch", nil)
 	var re *elfdiff.RefusedError
 	if !errors.As(err, &re) || !errors.Is(err, elfdiff.ErrRefused) {
 		t.Fatalf("Build(data_init.patch) = %v, want a refusal", err)
@@ -233,7 +231,7 @@ func TestPatchDoesNotApply(t *testing.T) {
 		t.Errorf("error %q does not quote patch's message", err)
 	}
 	// The tree is untouched: the next build of a good fix works.
-	if _, err := buildFix(t, ctx, "cmdline.patch"); err != nil {
+	if _, err := buildFix(t, ctx, "cmdline.patch", nil); err != nil {
 		t.Errorf("Build(cmdline.patch) after a failed one = %v", err)
 	}
 	cache, _ := kpkg.CacheDir()

@@ -93,9 +93,6 @@ func (b *Bundle) Module() []byte { return b.module }
 // KeyID returns the id of the key the bundle says signed it.
 func (b *Bundle) KeyID() KeyID { return b.keyID }
 
-// Signature returns the ed25519 signature.
-func (b *Bundle) Signature() []byte { return b.sig }
-
 // header is the decoded fixed header.
 type header struct {
 	manLen, modLen int64

@@ -16,6 +16,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/stent-dev/stent/internal/testenv"
 )
 
 func TestGenerateKey(t *testing.T) {
@@ -200,9 +202,7 @@ func TestLoadPrivateKeyRefuses(t *testing.T) {
 // TestOpenSSLKeys checks that keys made by openssl load, and that ours are
 // what openssl expects, when openssl is installed.
 func TestOpenSSLKeys(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	testenv.NeedTools(t, "openssl")
 	dir := t.TempDir()
 	priv, pub := filepath.Join(dir, "o.key"), filepath.Join(dir, "o.pub")
 	if out, err := exec.Command("openssl", "genpkey", "-algorithm", "ed25519", "-out", priv).CombinedOutput(); err != nil {

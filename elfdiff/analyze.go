@@ -3,6 +3,7 @@ package elfdiff
 import (
 	"debug/dwarf"
 	"debug/elf"
+	"fmt"
 	"regexp"
 	"sort"
 	"strings"
@@ -192,11 +193,19 @@ func (o *object) target(sec *Section, r Reloc) (*Symbol, int64) {
 	return nil, off
 }
 
-var numSuffix = regexp.MustCompile(`\.[0-9]+`)
+var (
+	numSuffix = regexp.MustCompile(`\.[0-9]+`)
+	uniqueID  = regexp.MustCompile(`^(__UNIQUE_ID_[A-Za-z_]+?)[0-9]+(\.|$)`)
+)
 
 // stripNumbers removes the compiler's numeric suffixes (foo.isra.0 ->
-// foo.isra, count.3 -> count, foo.cold.12 -> foo.cold).
+// foo.isra, count.3 -> count, foo.cold.12 -> foo.cold) and the
+// __COUNTER__ of __UNIQUE_ID names (__UNIQUE_ID_ddebug412.7 ->
+// __UNIQUE_ID_ddebug), which moves whenever a fix adds a user above.
 func stripNumbers(name string) string {
+	if strings.HasPrefix(name, "__UNIQUE_ID_") {
+		name = uniqueID.ReplaceAllString(name, "$1$2")
+	}
 	if !strings.Contains(name, ".") {
 		return name
 	}
@@ -205,9 +214,14 @@ func stripNumbers(name string) string {
 
 // declLine returns the source line a function is declared on, from the
 // object's DWARF, or false when the object has none.
-func (o *object) declLine(name string) (int64, bool) {
+// Reading the object's DWARF the first time, a failure is a warning: line
+// number changes then count as real changes.
+func (d *differ) declLine(o *object, name string) (int64, bool) {
 	if o.declLines == nil {
-		o.declLines = declLines(o.f.raw)
+		var err error
+		if o.declLines, err = declLines(o.f.raw); err != nil {
+			d.warnings = append(d.warnings, fmt.Sprintf("%s: cannot read declaration lines from DWARF (functions that moved in the file count as changed): %v", d.opts.File, err))
+		}
 	}
 	base, _, _ := strings.Cut(name, ".")
 	l, ok := o.declLines[base]
@@ -215,39 +229,41 @@ func (o *object) declLine(name string) (int64, bool) {
 }
 
 // declLines reads DW_AT_decl_line of every function defined in the
-// object. Any trouble reading DWARF yields an empty map: callers then
-// treat differing line numbers as real changes.
-func declLines(raw []byte) (m map[string]int64) {
-	m = map[string]int64{}
-	defer func() {
-		if recover() != nil {
-			m = map[string]int64{}
-		}
-	}()
-	dw := objectDWARF(raw)
+// object. Without DWARF, or when its reader stops on an error, the map
+// holds what was read: callers then treat differing line numbers as real
+// changes. A panic of the DWARF reader yields an empty map and the error.
+func declLines(raw []byte) (map[string]int64, error) {
+	m := map[string]int64{}
+	ef, dw, err := objectDWARF(raw)
 	if dw == nil {
-		return m
+		return m, err
 	}
-	r := dw.Reader()
-	for {
-		e, err := r.Next()
-		if err != nil || e == nil {
-			return m
-		}
-		if e.Tag == dwarf.TagSubprogram {
-			name, _ := e.Val(dwarf.AttrName).(string)
-			line, ok := e.Val(dwarf.AttrDeclLine).(int64)
-			decl, _ := e.Val(dwarf.AttrDeclaration).(bool)
-			if name != "" && ok && !decl {
-				if _, seen := m[name]; !seen {
-					m[name] = line
+	err = ef.Do(func() error {
+		r := dw.Reader()
+		for {
+			e, err := r.Next()
+			if err != nil || e == nil {
+				return nil
+			}
+			if e.Tag == dwarf.TagSubprogram {
+				name, _ := e.Val(dwarf.AttrName).(string)
+				line, ok := e.Val(dwarf.AttrDeclLine).(int64)
+				decl, _ := e.Val(dwarf.AttrDeclaration).(bool)
+				if name != "" && ok && !decl {
+					if _, seen := m[name]; !seen {
+						m[name] = line
+					}
 				}
 			}
+			if e.Children && e.Tag != dwarf.TagCompileUnit {
+				r.SkipChildren()
+			}
 		}
-		if e.Children && e.Tag != dwarf.TagCompileUnit {
-			r.SkipChildren()
-		}
+	})
+	if err != nil {
+		return map[string]int64{}, err
 	}
+	return m, nil
 }
 
 // hasFentry reports whether function s starts with a call to __fentry__,

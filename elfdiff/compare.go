@@ -3,6 +3,7 @@ package elfdiff
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"regexp"
 	"sort"
 	"strings"
@@ -21,11 +22,13 @@ var lineFuncs = map[string]bool{
 
 // freshStatics are static locals a patched function may get a new copy of
 // instead of sharing the original's: once-flags, lockdep keys, rate limit
-// state, constant names. Their numbered names change whenever lines move.
+// state, constant names, the print tables of __print_symbolic and
+// __print_flags. Their numbered names change whenever lines move (and
+// vmlinux holds hundreds of symbols.N: a copy needs no symbol position).
 var freshStatics = []string{
 	"__already_done", "__warned", "__print_once", "__key", "__func__", "__FUNCTION__",
 	"_rs", "CSWTCH", "descriptor", "_entry", "_entry_ptr", "__UNIQUE_ID_",
-	"__tpstrtab", "__msg", "__fmt",
+	"__tpstrtab", "__msg", "__fmt", "symbols", "__flags",
 }
 
 func isFreshStatic(s *Symbol) bool {
@@ -85,6 +88,20 @@ func (d *differ) sameTarget(ps *Section, rp Reloc, os *Section, ro Reloc) bool {
 			// moves with the lines too.
 			return bytes.Equal(a, b) || bytes.Equal(fileLine.ReplaceAll(a, []byte("$1:#")), fileLine.ReplaceAll(b, []byte("$1:#")))
 		}
+		if sp.Flags&elf.SHF_EXECINSTR != 0 && sp.Type != elf.SHT_NOBITS {
+			// A code fragment outside any function, such as the
+			// .altinstr_aux tail of static_cpu_has(): the section holds
+			// every function's fragment, so compare this one only, up
+			// to its final jump (what the carried code copies), and
+			// wherever it sits.
+			endp, ok1 := fragmentEnd(sp.Data, offp)
+			endo, ok2 := fragmentEnd(so.Data, offo)
+			if !ok1 || !ok2 || endp-offp != endo-offo || rp.Addend-offp != ro.Addend-offo {
+				return false
+			}
+			return bytes.Equal(sp.Data[offp:endp], so.Data[offo:endo]) &&
+				d.sameRelocs(sp, so, uint64(offp), uint64(offo), uint64(endp-offp))
+		}
 		if offp != offo || sp.Size != so.Size {
 			return false
 		}
@@ -101,11 +118,21 @@ func (d *differ) sameTarget(ps *Section, rp Reloc, os *Section, ro Reloc) bool {
 	if d.twin[tp] == to {
 		return true
 	}
-	if isFreshStatic(tp) && isFreshStatic(to) && stripNumbers(tp.Name) == stripNumbers(to.Name) {
-		return tp.Size == to.Size && bytes.Equal(bytesOf(tp), bytesOf(to)) &&
+	if (isFreshStatic(tp) && isFreshStatic(to) || isConstLocal(tp) && isConstLocal(to)) && stripNumbers(tp.Name) == stripNumbers(to.Name) {
+		return tp.Size == to.Size && sameBytes(tp, to) &&
 			d.sameRelocs(tp.Section, to.Section, tp.Value, to.Value, tp.Size)
 	}
 	return false
+}
+
+// isConstLocal reports whether s is a file- or function-scope static
+// constant (a __print_symbolic table, symbols.N): which copy of equal
+// contents code reads makes no difference, so references to such objects
+// compare by contents when the symbols did not pair (or paired with
+// another copy of the same contents).
+func isConstLocal(s *Symbol) bool {
+	return s.Bind == elf.STB_LOCAL && s.Type == elf.STT_OBJECT && s.Section != nil &&
+		s.Section.Flags&elf.SHF_WRITE == 0 && s.Section.Type != elf.SHT_NOBITS && !isInit(s.Section)
 }
 
 // sameRelocs compares the relocations of two byte ranges of equal length.
@@ -188,8 +215,8 @@ func (d *differ) compareFunc(p, o *Symbol) change {
 // all moved by one distance.
 func (d *differ) lineOnlyCode(p, o *Symbol, bp, bo []byte) bool {
 	shift, known := int64(0), false
-	if lp, ok := d.p.declLine(p.Name); ok {
-		if lo, ok := d.o.declLine(o.Name); ok {
+	if lp, ok := d.declLine(d.p, p.Name); ok {
+		if lo, ok := d.declLine(d.o, o.Name); ok {
 			shift, known = lp-lo, true
 		}
 	}
@@ -441,8 +468,30 @@ func (d *differ) compareData(p, o *Symbol) bool {
 	if p.Section.Type != o.Section.Type {
 		return false
 	}
-	if !bytes.Equal(bytesOf(p), bytesOf(o)) {
+	if !sameBytes(p, o) {
 		return false
 	}
 	return d.sameRelocs(p.Section, o.Section, p.Value, o.Value, p.Size)
 }
+
+// sameBytes compares the initial bytes of data symbols p and o, leaving
+// out the line number of a dynamic debug descriptor (struct _ddebug in
+// __dyndbg: lineno is the low 18 bits of the word at 32): it moves with
+// the lines above, and only dynamic debug's control file shows it.
+func sameBytes(p, o *Symbol) bool {
+	bp, bo := bytesOf(p), bytesOf(o)
+	if p.Section.Name != "__dyndbg" || o.Section.Name != "__dyndbg" || len(bp) != len(bo) || len(bp) < ddebugLine+4 {
+		return bytes.Equal(bp, bo)
+	}
+	mask := func(b []byte) []byte {
+		b = append([]byte(nil), b...)
+		w := binary.LittleEndian.Uint32(b[ddebugLine:])
+		binary.LittleEndian.PutUint32(b[ddebugLine:], w&^(1<<18-1))
+		return b
+	}
+	return bytes.Equal(mask(bp), mask(bo))
+}
+
+// ddebugLine is the offset of struct _ddebug's lineno bit field (after
+// modname, function, filename and format) on x86-64.
+const ddebugLine = 32

@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -25,6 +26,15 @@ type Options struct {
 	// Prefix makes the global symbols this diff adds unique when several
 	// files are linked into one module.
 	Prefix string
+	// Provided reports whether another object of the same live patch
+	// defines the named global anew (a function the fix adds to another
+	// patched file): carried code reaches it as an ordinary undefined
+	// symbol, which the module link resolves, not in the running kernel.
+	Provided func(name string) bool
+	// Export reports whether a global function this object adds is
+	// called from another object of the same live patch: it is carried
+	// even if nothing here calls it, under its own global name.
+	Export func(name string) bool
 	// Force makes Diff carry the named functions as if they had changed,
 	// leaving out those a live patch cannot replace. Tests use it to run
 	// the extraction over every function of real objects.
@@ -47,7 +57,9 @@ type Result struct {
 	New      []string // new functions carried along
 	Data     []string // new or per-call-site data carried along
 	LineOnly []string // functions whose only change is a __LINE__ number
-	Warnings []string
+	// Callbacks the fix registers with stent/livepatch.h, carried in Object.
+	Callbacks []Callback
+	Warnings  []string
 	// Sections names the sections of Object holding code, for
 	// ConvertModule's owners.
 	Sections []string
@@ -72,6 +84,9 @@ func (d *differ) refuse(rule Rule, sym, reason, suggest string) {
 // file and extracts what a live patch needs. It returns a *RefusedError
 // (wrapping ErrRefused) when the fix cannot be live patched safely.
 func Diff(orig, patched *File, opts Options) (res *Result, err error) {
+	// Not a guard around debug/elf (the objects are parsed already, and
+	// the DWARF read here goes through safeelf): a panic here is a bug in
+	// the differ, reported as one instead of ending the build.
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("diff %s: internal error: %v\n%s", opts.File, r, firstLines(debug.Stack(), 16))
@@ -84,9 +99,16 @@ func Diff(orig, patched *File, opts Options) (res *Result, err error) {
 	if opts.Exported == nil {
 		opts.Exported = func(string) (string, bool) { return "", false }
 	}
+	if opts.Provided == nil {
+		opts.Provided = func(string) bool { return false }
+	}
+	if opts.Export == nil {
+		opts.Export = func(string) bool { return false }
+	}
 	d := &differ{o: index(orig), p: index(patched), opts: opts}
 	d.twin = correlate(d.o, d.p)
 	d.correlateByContent()
+	d.correlateObjectsByContent()
 	return d.run()
 }
 
@@ -151,6 +173,79 @@ func (d *differ) correlateByContent() {
 			used[lo[0]] = true
 		}
 	}
+}
+
+// correlateObjectsByContent pairs the static objects correlate left alone
+// because several of one stem share their users: a function printing two
+// tables (__print_symbolic's symbols.N), whose numbers all move when a
+// table is added below them. A patched object pairs with an unpaired
+// original of its stem, used by the twins of its users, whose contents
+// (size, bytes, what its relocations reach) are equal: first the one its
+// users' twins reference at the same place, then the one of the same name,
+// then the first. An object whose contents changed stays unpaired, as
+// before (new data for the code that uses it).
+func (d *differ) correlateObjectsByContent() {
+	used := map[*Symbol]bool{}
+	for _, o := range d.twin {
+		used[o] = true
+	}
+	var ps, os []*Symbol
+	for _, s := range d.p.f.Symbols[1:] {
+		if s.Section != nil && s.Type == elf.STT_OBJECT && d.twin[s] == nil {
+			ps = append(ps, s)
+		}
+	}
+	for _, s := range d.o.f.Symbols[1:] {
+		if s.Section != nil && s.Type == elf.STT_OBJECT && !used[s] {
+			os = append(os, s)
+		}
+	}
+	for _, p := range ps {
+		var cands []*Symbol
+		for _, o := range os {
+			if !used[o] && stripNumbers(o.Name) == stripNumbers(p.Name) && o.Bind == p.Bind &&
+				sameUsers(d.p, d.o, d.twin, p, o) && d.compareData(p, o) {
+				cands = append(cands, o)
+			}
+		}
+		if len(cands) == 0 {
+			continue
+		}
+		best := cands[0]
+		for _, o := range cands {
+			if d.sameRefSites(p, o) {
+				best = o
+				break
+			}
+			if o.Name == p.Name && best.Name != p.Name {
+				best = o
+			}
+		}
+		d.twin[p] = best
+		used[best] = true
+	}
+}
+
+// sameRefSites reports whether some user of p references it at the same
+// offset of its code as that user's twin references o.
+func (d *differ) sameRefSites(p, o *Symbol) bool {
+	for _, u := range d.p.users[p] {
+		t := d.twin[u]
+		if t == nil {
+			continue
+		}
+		for _, rp := range d.p.relocsOf(u) {
+			if tp, _ := d.p.target(u.Section, rp); tp != p {
+				continue
+			}
+			for _, ro := range d.o.relocsOf(t) {
+				if to, _ := d.o.target(t.Section, ro); to == o && ro.Offset-t.Value == rp.Offset-u.Value {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func isInit(s *Section) bool {
@@ -265,20 +360,47 @@ func (d *differ) run() (*Result, error) {
 	}
 	sort.Slice(roots, func(i, j int) bool { return roots[i].Name < roots[j].Name })
 	for _, p := range roots {
-		if !d.p.hasFentry(p) {
-			d.refuse(RuleNoFtrace, p.Name, fmt.Sprintf("function %s changed but has no ftrace entry (no call to __fentry__: notrace, or built without -pg)", p.Name), suggestNoFtrace)
+		if d.p.hasFentry(p) {
+			continue
+		}
+		if call, ok := syscallBody(p.Name); ok {
+			d.refuse(RuleNoFtrace, p.Name, fmt.Sprintf("function %s, the body of syscall %s, changed: the kernel's SYSCALL_DEFINEn makes it inline, so notrace, and the compiler kept it out of line, where ftrace cannot redirect it", p.Name, call), suggestSyscall(call))
+			continue
+		}
+		d.refuse(RuleNoFtrace, p.Name, fmt.Sprintf("function %s changed but has no ftrace entry (no call to __fentry__: notrace, or built without -pg)", p.Name), suggestNoFtrace)
+	}
+	// New global functions other patched objects call.
+	var exports []*Symbol
+	for _, p := range funcs {
+		if d.twin[p] == nil && p.Bind == elf.STB_GLOBAL && d.p.parent[p] == nil && !isInit(p.Section) && d.opts.Export(p.Name) {
+			exports = append(exports, p)
 		}
 	}
+	// Callbacks the fix registers (stent/livepatch.h): carried, each
+	// under a global name for the generated klp_callbacks.
+	cbs := d.callbacks()
 	if len(d.refusals) > 0 {
 		return nil, &RefusedError{Refusals: d.refusals}
 	}
-	if len(roots) == 0 {
+	if len(roots) == 0 && len(exports) == 0 && len(cbs) == 0 {
 		res.Warnings = d.warnings
 		return res, nil
 	}
 	b := newBuilder(d, changedFn, constChanged)
-	if err := b.build(roots); err != nil {
+	carry := append(slices.Clone(roots), exports...)
+	for _, c := range cbs {
+		carry = append(carry, c.fn)
+	}
+	if err := b.build(carry); err != nil {
 		return nil, err
+	}
+	for _, p := range exports {
+		b.alias(p, p.Name)
+	}
+	for _, c := range cbs {
+		name := fmt.Sprintf("__stent_%s_%s", d.opts.Prefix, c.kind)
+		b.alias(c.fn, name)
+		res.Callbacks = append(res.Callbacks, Callback{Kind: c.kind, Object: d.opts.Object, Func: c.fn.Name, File: d.opts.File, NewName: name})
 	}
 	if len(d.refusals) > 0 {
 		return nil, &RefusedError{Refusals: d.refusals}

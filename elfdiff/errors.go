@@ -23,6 +23,7 @@ const (
 	RuleUnresolvable  Rule = "unresolvable-symbol"
 	RuleWritableAnon  Rule = "anonymous-data"
 	RuleExportChanged Rule = "export-changed"
+	RuleCallback      Rule = "callback" // a klp callback stent/livepatch.h cannot register
 )
 
 // Refusal is one reason a fix cannot become a live patch.
@@ -65,8 +66,25 @@ func (e *RefusedError) Unwrap() error { return ErrRefused }
 
 // Suggestions shown with refusals.
 const (
-	suggestShadow   = "keep the old layout and value and store new state in a shadow variable (klp_shadow_alloc), or change the data from a klp pre/post-patch callback, or reboot into a fixed kernel"
+	suggestShadow   = "keep the old layout and value and store new state in a shadow variable (STENT_SHADOW in stent/livepatch.h, over klp_shadow_*), or change the data from a post-patch callback (STENT_POST_PATCH), or reboot into a fixed kernel"
 	suggestInit     = "__init code has already run and been freed: apply the fix to the runtime paths only, or reboot into a fixed kernel"
 	suggestNoFtrace = "the function cannot be redirected by ftrace: patch its callers instead (move the fix into a traceable caller), or reboot into a fixed kernel"
 	suggestReboot   = "reboot into a fixed kernel"
 )
+
+// syscallBody returns the syscall whose SYSCALL_DEFINEn body fn is
+// (__do_sys_NAME; __do_compat_sys_NAME for COMPAT_SYSCALL_DEFINEn).
+func syscallBody(fn string) (string, bool) {
+	for _, p := range []string{"__do_sys_", "__do_compat_sys_"} {
+		if name, ok := strings.CutPrefix(fn, p); ok && name != "" {
+			name, _, _ = strings.Cut(name, ".") // .isra.0, .constprop.0
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// suggestSyscall says how to write a syscall fix that can be live patched.
+func suggestSyscall(name string) string {
+	return fmt.Sprintf("write the syscall in the fix with Stent's macro: STENT_SYSCALL_DEFINEn(%[1]s, ...) in place of SYSCALL_DEFINEn(%[1]s, ...) (COMPAT_: STENT_COMPAT_SYSCALL_DEFINEn), and #include <stent/livepatch.h>; its entry points (__x64_sys_%[1]s, ...) are then replaced and call the new body (docs/builder.md, \"Syscalls\")", name)
+}

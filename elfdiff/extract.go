@@ -340,10 +340,17 @@ func (b *builder) external(s *Symbol) (*Symbol, error) {
 		}
 		name, global = o.Name, o.Bind != elf.STB_LOCAL
 	}
+	if !defined && global && b.d.opts.Provided(name) {
+		return b.undef(name), nil // added by another file of the fix
+	}
 	obj := b.d.opts.Object
 	owner, exported := b.d.opts.Exported(name)
 	switch {
 	case obj == "vmlinux" && exported && owner == "vmlinux" && global:
+		return b.undef(name), nil
+	case obj == "vmlinux" && !defined && (b.d.opts.Symtab == nil || !b.d.opts.Symtab.Has(name)):
+		b.d.refuse(RuleUnresolvable, name, fmt.Sprintf("carried code refers to %s, which is not in vmlinux's symbol table and which no other file of the fix defines", name),
+			"if the fix adds "+name+" in another file, include that file's change in the fix (or build it with --object); otherwise reboot into a fixed kernel")
 		return b.undef(name), nil
 	case obj == "vmlinux":
 		pos, err := b.symPos(name, global, defined)

@@ -5,7 +5,8 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
-	"runtime/debug"
+
+	"github.com/stent-dev/stent/internal/safeelf"
 )
 
 // ParseKallsyms reads the kallsyms tables that scripts/kallsyms.c compiled
@@ -14,17 +15,23 @@ import (
 // kallsyms_on_each_symbol walks them: the order that livepatch symbol
 // positions count in. It handles the base-relative layout with
 // kallsyms_seqs_of_names (6.1.y and later) and without.
-func ParseKallsyms(vmlinux []byte) (t *Symtab, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: kallsyms reader panic: %v\n%s", ErrFormat, r, firstLines(debug.Stack(), 12))
-			t = nil
-		}
-	}()
-	ef, err := elf.NewFile(bytes.NewReader(vmlinux))
+func ParseKallsyms(vmlinux []byte) (*Symtab, error) {
+	ef, err := safeelf.NewBytes("vmlinux", vmlinux)
 	if err != nil {
-		return nil, fmt.Errorf("%w: vmlinux: %v", ErrFormat, err)
+		return nil, withStack(err)
 	}
+	var t *Symtab
+	err = ef.Do(func() (err error) {
+		t, err = parseKallsyms(ef.File, vmlinux)
+		return err
+	})
+	if err != nil {
+		return nil, withStack(err)
+	}
+	return t, nil
+}
+
+func parseKallsyms(ef *elf.File, vmlinux []byte) (*Symtab, error) {
 	ro := ef.Section(".rodata")
 	if ro == nil || ro.Type != elf.SHT_PROGBITS {
 		return nil, fmt.Errorf("%w: vmlinux has no .rodata section", ErrFormat)

@@ -1,45 +1,52 @@
 package elfdiff
 
 import (
-	"bytes"
 	"debug/dwarf"
-	"debug/elf"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/stent-dev/stent/internal/safeelf"
 )
 
-// objectDWARF returns the DWARF of the relocatable object raw, or nil when
-// it has none or it cannot be read. debug/elf and debug/dwarf may panic on
-// malformed input: callers recover.
-func objectDWARF(raw []byte) *dwarf.Data {
-	ef, err := elf.NewFile(bytes.NewReader(raw))
-	if err != nil {
-		return nil
+// objectDWARF returns the relocatable object raw and its DWARF, or a nil
+// *dwarf.Data when it has none or debug/elf cannot read it; the error is
+// set only when reading panicked. Walk the DWARF inside the File's Do:
+// debug/dwarf may panic on malformed input too.
+func objectDWARF(raw []byte) (*safeelf.File, *dwarf.Data, error) {
+	ef, err := safeelf.NewBytes("object", raw)
+	if err == nil {
+		var dw *dwarf.Data
+		if dw, err = ef.DWARF(); err == nil {
+			return ef, dw, nil
+		}
 	}
-	dw, err := ef.DWARF()
-	if err != nil {
-		return nil
+	if _, ok := errors.AsType[*safeelf.PanicError](err); ok {
+		return nil, nil, err
 	}
-	return dw
+	return nil, nil, nil
 }
 
 // structLayouts reads the named struct and union types of an object's DWARF
 // and describes each one's layout: size, and every member's name, offset,
 // bit position and size. A name defined more than once (in different
-// scopes) keeps all its layouts, sorted. Without DWARF, or on any trouble
-// reading it, the map is empty.
-func structLayouts(raw []byte) (m map[string]string) {
-	m = map[string]string{}
-	defer func() {
-		if recover() != nil {
-			m = map[string]string{}
-		}
-	}()
-	dw := objectDWARF(raw)
+// scopes) keeps all its layouts, sorted. Without DWARF the map is empty;
+// when reading it panicked, the error says so.
+func structLayouts(raw []byte) (map[string]string, error) {
+	m := map[string]string{}
+	ef, dw, err := objectDWARF(raw)
 	if dw == nil {
-		return m
+		return m, err
 	}
+	if err := ef.Do(func() error { layouts(dw, m); return nil }); err != nil {
+		return map[string]string{}, err
+	}
+	return m, nil
+}
+
+// layouts adds the layout of every struct and union type of dw to m.
+func layouts(dw *dwarf.Data, m map[string]string) {
 	all := map[string]map[string]bool{}
 	r := dw.Reader()
 	for {
@@ -85,7 +92,6 @@ func structLayouts(raw []byte) (m map[string]string) {
 		sort.Strings(l)
 		m[k] = strings.Join(l, " | ")
 	}
-	return m
 }
 
 // checkLayouts refuses a fix that changes the layout of a struct or union
@@ -93,7 +99,13 @@ func structLayouts(raw []byte) (m map[string]string) {
 // instances keep the old layout, which the patched code would misread.
 // Without DWARF on both sides nothing is checked.
 func (d *differ) checkLayouts() {
-	lo, lp := structLayouts(d.o.f.raw), structLayouts(d.p.f.raw)
+	lo, errO := structLayouts(d.o.f.raw)
+	lp, errP := structLayouts(d.p.f.raw)
+	for _, err := range []error{errO, errP} {
+		if err != nil {
+			d.warnings = append(d.warnings, fmt.Sprintf("%s: struct layouts not checked: cannot read DWARF: %v", d.opts.File, err))
+		}
+	}
 	var names []string
 	for name, p := range lp {
 		if o, ok := lo[name]; ok && o != p {

@@ -7,8 +7,8 @@
 // Documentation/livepatch/module-elf-format.rst).
 //
 // Everything here is pure: bytes in, bytes out. Reading uses debug/elf, which
-// is not hardened against hostile input, so every entry point recovers from
-// its panics and reports them as errors.
+// is not hardened against hostile input, through internal/safeelf: its
+// panics are reported as errors wrapping ErrFormat.
 package elfdiff
 
 import (
@@ -17,8 +17,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strings"
+
+	"github.com/stent-dev/stent/internal/safeelf"
 )
 
 // SHF_RELA_LIVEPATCH and SHN_LIVEPATCH keep their kernel spelling
@@ -28,8 +29,9 @@ const (
 	SHN_LIVEPATCH      = elf.SectionIndex(0xff20)
 )
 
-// ErrFormat is wrapped by every error about a malformed input object.
-var ErrFormat = errors.New("malformed ELF object")
+// ErrFormat is wrapped by every error about a malformed input object. It
+// is safeelf's: a panic debug/elf raised on the input wraps it too.
+var ErrFormat = safeelf.ErrFormat
 
 // File is a relocatable ELF64 object held in memory: sections with their
 // bytes, symbols and relocations linked by pointers so it can be edited and
@@ -100,23 +102,35 @@ func (s *Symbol) Defined() bool { return s.Section != nil }
 func (s *Symbol) String() string { return s.Name }
 
 // Read parses a relocatable little-endian ELF64 object. It never panics:
-// debug/elf's panics on hostile input are returned as errors wrapping
-// ErrFormat, with the offset being read when it is known.
-func Read(data []byte) (f *File, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: reader panic: %v\n%s", ErrFormat, r, firstLines(debug.Stack(), 12))
-			f = nil
-		}
-	}()
-	return read(data)
+// debug/elf's panics on hostile input (and this package's own) are returned
+// as *safeelf.FormatError, wrapping ErrFormat, with the offset being read
+// when it is known.
+func Read(data []byte) (*File, error) {
+	ef, err := safeelf.NewBytes("object", data)
+	if err != nil {
+		return nil, withStack(err)
+	}
+	var f *File
+	err = ef.Do(func() (err error) {
+		f, err = read(ef.File, data)
+		return err
+	})
+	if err != nil {
+		return nil, withStack(err)
+	}
+	return f, nil
 }
 
-func read(data []byte) (*File, error) {
-	ef, err := elf.NewFile(bytes.NewReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+// withStack adds the stack of a recovered panic to its error: a panic on
+// any input is a bug to report, with where it happened.
+func withStack(err error) error {
+	if pe, ok := errors.AsType[*safeelf.PanicError](err); ok {
+		return fmt.Errorf("%w\n%s", err, pe.Stack)
 	}
+	return err
+}
+
+func read(ef *elf.File, data []byte) (*File, error) {
 	if ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB {
 		return nil, fmt.Errorf("%w: only little-endian ELF64 objects are supported", ErrFormat)
 	}
@@ -311,18 +325,6 @@ func (f *File) SectionSymbol(s *Section) *Symbol {
 	sym := &Symbol{Name: s.Name, Bind: elf.STB_LOCAL, Type: elf.STT_SECTION, Section: s}
 	f.Symbols = append(f.Symbols, sym)
 	return sym
-}
-
-// SymbolsIn returns the function and object symbols defined in s, in
-// symbol-table order.
-func (f *File) SymbolsIn(s *Section) []*Symbol {
-	var out []*Symbol
-	for _, sym := range f.Symbols[1:] {
-		if sym.Section == s && (sym.Type == elf.STT_FUNC || sym.Type == elf.STT_OBJECT) {
-			out = append(out, sym)
-		}
-	}
-	return out
 }
 
 func firstLines(b []byte, n int) string {

@@ -67,6 +67,7 @@ func ignoredSection(name string) bool {
 		"__ksymtab", "___ksymtab", "__kcrctab", "__ksymtab_strings",
 		".modinfo", "__param", "__modver", ".orc_unwind", ".altinstr_replacement",
 		".initcall", ".con_initcall", ".init.", ".exit.", ".llvm",
+		callbackSection, // read by Diff's callbacks step, not carried
 	} {
 		if strings.HasPrefix(name, p) {
 			return true

@@ -11,7 +11,7 @@ import (
 // FuzzDecode: Decode never panics, and what it accepts it accepts again
 // after a round trip through JSON.
 func FuzzDecode(f *testing.F) {
-	for _, p := range []string{"testdata/debian-host.golden.json", "testdata/alma-host.golden.json", "../policy/testdata/fleet/web2.json"} {
+	for _, p := range []string{"collect/testdata/debian-host.golden.json", "collect/testdata/alma-host.golden.json", "../policy/testdata/fleet/web2.json"} {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}

@@ -1,8 +1,8 @@
 // Package kinfo reads what the running kernel says about itself: release,
 // version string and the distribution package version it carries, the GNU
 // build ID from /sys/kernel/notes, os-release, taint flags and whether live
-// patching can work here. It only reads files; every exported function has
-// an unexported twin that takes a root folder so tests run on fake trees.
+// patching can work here. It only reads files, under the filesystem root
+// its functions take ("/" on the host, a fake tree in tests).
 package kinfo
 
 import (
@@ -28,10 +28,9 @@ type Kernel struct {
 	BootID         string `json:"boot_id,omitempty"`
 }
 
-// Read reads the running kernel's identity from /proc and /sys.
-func Read() (*Kernel, error) { return read("/") }
-
-func read(root string) (*Kernel, error) {
+// Read reads the running kernel's identity from /proc and /sys under the
+// filesystem root root ("/" on the host).
+func Read(root string) (*Kernel, error) {
 	k := &Kernel{}
 	var err error
 	if k.Release, err = readTrim(root, "proc/sys/kernel/osrelease"); err != nil {
@@ -184,10 +183,9 @@ type Distro struct {
 	Source     string   `json:"source"` // the file read: /etc/os-release or /usr/lib/os-release
 }
 
-// ReadDistro reads /etc/os-release (falling back to /usr/lib/os-release).
-func ReadDistro() (*Distro, error) { return readDistro("/") }
-
-func readDistro(root string) (*Distro, error) {
+// ReadDistro reads /etc/os-release (falling back to /usr/lib/os-release)
+// under the filesystem root root.
+func ReadDistro(root string) (*Distro, error) {
 	var data []byte
 	d := &Distro{}
 	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
@@ -227,9 +225,3 @@ func readDistro(root string) (*Distro, error) {
 	}
 	return d, nil
 }
-
-// ReadAt is Read for a filesystem root other than "/" (containers, tests).
-func ReadAt(root string) (*Kernel, error) { return read(root) }
-
-// ReadDistroAt is ReadDistro for a filesystem root other than "/".
-func ReadDistroAt(root string) (*Distro, error) { return readDistro(root) }

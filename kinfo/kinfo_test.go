@@ -85,7 +85,7 @@ func TestReadAndSupport(t *testing.T) {
 	write(t, root, "proc/version", "Linux version 6.1.0-56-amd64 ... Debian 6.1.192-2 (2026-11-16)\n")
 	write(t, root, "sys/kernel/notes", string(note("GNU", 3, []byte{1, 2, 3, 4})))
 	write(t, root, "proc/sys/kernel/random/boot_id", "b00t\n")
-	k, err := ReadAt(root)
+	k, err := Read(root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,40 +93,40 @@ func TestReadAndSupport(t *testing.T) {
 		ProcVersion: "Linux version 6.1.0-56-amd64 ... Debian 6.1.192-2 (2026-11-16)", PackageVersion: "6.1.192-2",
 		BuildID: "01020304", Arch: "amd64", BootID: "b00t"}
 	if diff := cmp.Diff(want, k); diff != "" {
-		t.Errorf("ReadAt mismatch (-want +got):\n%s", diff)
+		t.Errorf("Read mismatch (-want +got):\n%s", diff)
 	}
 
 	// No livepatch sysfs and a config without CONFIG_LIVEPATCH.
 	write(t, root, "boot/config-6.1.0-56-amd64", "CONFIG_MODULES=y\n# CONFIG_LIVEPATCH is not set\n")
-	s := CheckSupportAt(root, k.Release)
+	s := CheckSupport(root, k.Release)
 	if s.Supported || len(s.Reasons) != 1 || s.Reasons[0] != "CONFIG_LIVEPATCH is not set in the kernel config" {
-		t.Errorf("CheckSupportAt(no livepatch) = %+v", s)
+		t.Errorf("CheckSupport(no livepatch) = %+v", s)
 	}
 	// Supported, but locked down and modules disabled.
 	write(t, root, "sys/kernel/livepatch/.keep", "")
 	write(t, root, "sys/kernel/security/lockdown", "none [integrity] confidentiality\n")
-	s = CheckSupportAt(root, k.Release)
+	s = CheckSupport(root, k.Release)
 	if !s.Supported || s.Lockdown != "integrity" {
-		t.Errorf("CheckSupportAt(lockdown) = %+v, want supported with lockdown integrity", s)
+		t.Errorf("CheckSupport(lockdown) = %+v, want supported with lockdown integrity", s)
 	}
 	write(t, root, "proc/sys/kernel/modules_disabled", "1\n")
-	if s = CheckSupportAt(root, k.Release); s.Supported {
-		t.Errorf("CheckSupportAt(modules_disabled) = %+v, want not supported", s)
+	if s = CheckSupport(root, k.Release); s.Supported {
+		t.Errorf("CheckSupport(modules_disabled) = %+v, want not supported", s)
 	}
 }
 
 func TestReadDistro(t *testing.T) {
 	root := t.TempDir()
 	write(t, root, "usr/lib/os-release", "# comment\nNAME=\"AlmaLinux\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID='9.3'\nPRETTY_NAME=\"AlmaLinux 9.3 (Shamrock Pampas Cat)\"\n")
-	d, err := ReadDistroAt(root)
+	d, err := ReadDistro(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &Distro{ID: "almalinux", VersionID: "9.3", PrettyName: "AlmaLinux 9.3 (Shamrock Pampas Cat)", IDLike: []string{"rhel", "centos", "fedora"}, Source: "/usr/lib/os-release"}
 	if diff := cmp.Diff(want, d); diff != "" {
-		t.Errorf("ReadDistroAt mismatch (-want +got):\n%s", diff)
+		t.Errorf("ReadDistro mismatch (-want +got):\n%s", diff)
 	}
-	if _, err := ReadDistroAt(t.TempDir()); err == nil {
-		t.Error("ReadDistroAt with no os-release succeeded")
+	if _, err := ReadDistro(t.TempDir()); err == nil {
+		t.Error("ReadDistro with no os-release succeeded")
 	}
 }

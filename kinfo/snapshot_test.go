@@ -5,14 +5,14 @@ import "testing"
 // The snapshot in ../klp/testdata was taken from Debian's 6.1.0-56-amd64
 // under QEMU; its /sys/kernel/notes is the real vmlinux note section.
 func TestRealSnapshot(t *testing.T) {
-	k, err := ReadAt("../klp/testdata/debian-6.1-stall")
+	k, err := Read("../klp/testdata/debian-6.1-stall")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if k.Release != "6.1.0-56-amd64" || k.PackageVersion != "6.1.192-2" || k.BuildID != "eb4fbcd037e7253717950bf2b93bd5566f47c56f" {
-		t.Errorf("ReadAt(real snapshot) = %+v", k)
+		t.Errorf("Read(real snapshot) = %+v", k)
 	}
-	tn, err := ReadTaintAt("../klp/testdata/debian-6.1-stall")
+	tn, err := ReadTaint("../klp/testdata/debian-6.1-stall")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,9 @@ type Support struct {
 	Lockdown  string   `json:"lockdown,omitempty"`
 }
 
-// CheckSupport inspects the running kernel for live patching support.
-func CheckSupport(release string) Support { return checkSupport("/", release) }
-
-func checkSupport(root, release string) Support {
+// CheckSupport inspects the running kernel (release, under the filesystem
+// root root) for live patching support.
+func CheckSupport(root, release string) Support {
 	s := Support{Supported: true}
 	fail := func(why string) {
 		s.Supported = false
@@ -80,6 +79,3 @@ func kernelConfig(root, release string) (map[string]string, error) {
 	}
 	return cfg, sc.Err()
 }
-
-// CheckSupportAt is CheckSupport for a filesystem root other than "/".
-func CheckSupportAt(root, release string) Support { return checkSupport(root, release) }

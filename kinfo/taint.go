@@ -70,10 +70,9 @@ func DecodeTaint(v uint64) Taint {
 	return t
 }
 
-// ReadTaint reads and decodes /proc/sys/kernel/tainted.
-func ReadTaint() (Taint, error) { return readTaint("/") }
-
-func readTaint(root string) (Taint, error) {
+// ReadTaint reads and decodes /proc/sys/kernel/tainted under the
+// filesystem root root.
+func ReadTaint(root string) (Taint, error) {
 	s, err := readTrim(root, filepath.Join("proc/sys/kernel/tainted"))
 	if err != nil {
 		return Taint{}, err
@@ -84,6 +83,3 @@ func readTaint(root string) (Taint, error) {
 	}
 	return DecodeTaint(v), nil
 }
-
-// ReadTaintAt is ReadTaint for a filesystem root other than "/".
-func ReadTaintAt(root string) (Taint, error) { return readTaint(root) }

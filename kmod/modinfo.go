@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/stent-dev/stent/internal/safeelf"
 )
 
 // ErrNotModule means the bytes are not a loadable kernel module.
@@ -44,24 +46,39 @@ func (i *Info) Release() string {
 }
 
 // ModInfo parses a module file's bytes. It never panics: debug/elf is not
-// hardened against hostile input, so its panics are recovered and reported.
-func ModInfo(data []byte) (info *Info, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			info, err = nil, fmt.Errorf("%w: malformed ELF (%v)", ErrNotModule, r)
-		}
-	}()
+// hardened against hostile input, so it is read through safeelf, which
+// reports its panics as errors.
+func ModInfo(data []byte) (*Info, error) {
 	signed := false
 	body := data
 	if bytes.HasSuffix(data, []byte(sigMagic)) {
 		signed = true
 		body = stripSignature(data)
 	}
-	f, err := elf.NewFile(bytes.NewReader(body))
+	f, err := safeelf.NewBytes("", body)
 	if err != nil {
-		return nil, fmt.Errorf("%w: not an ELF file: %v", ErrNotModule, err)
+		if fe, ok := errors.AsType[*safeelf.FormatError](err); ok && !isPanic(err) {
+			err = fe.Err // debug/elf's own error says what it found
+		}
+		return nil, fmt.Errorf("%w: not an ELF file: %w", ErrNotModule, err)
 	}
-	defer f.Close()
+	var info *Info
+	err = f.Do(func() (err error) {
+		info, err = modInfo(f.File, body, signed)
+		return err
+	})
+	if isPanic(err) {
+		return nil, fmt.Errorf("%w: %w", ErrNotModule, err)
+	}
+	return info, err
+}
+
+func isPanic(err error) bool {
+	_, ok := errors.AsType[*safeelf.PanicError](err)
+	return ok
+}
+
+func modInfo(f *elf.File, body []byte, signed bool) (*Info, error) {
 	if f.Type != elf.ET_REL {
 		return nil, fmt.Errorf("%w: ELF type is %v, want a relocatable kernel module (ET_REL)", ErrNotModule, f.Type)
 	}
@@ -76,7 +93,7 @@ func ModInfo(data []byte) (info *Info, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: read .modinfo at offset %d: %v", ErrNotModule, sec.Offset, err)
 	}
-	info = parseModinfo(raw)
+	info := parseModinfo(raw)
 	info.Signed = signed
 	info.ThisModule = thisModuleName(f)
 	// Every module built by kbuild records exactly one name= (modpost).

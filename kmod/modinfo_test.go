@@ -7,14 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/stent-dev/stent/internal/testenv"
 )
 
 // compile builds testdata/fake_modinfo.c into an object with extra flags.
 func compile(t testing.TB, flags ...string) []byte {
 	t.Helper()
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc not installed: cannot build the ELF fixture")
-	}
+	testenv.NeedTools(t, "gcc") // builds the ELF fixture
 	out := filepath.Join(t.TempDir(), "m.o")
 	args := append([]string{"-c", "-o", out, "testdata/fake_modinfo.c"}, flags...)
 	if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
@@ -61,7 +61,7 @@ func TestModInfo(t *testing.T) {
 }
 
 func TestModInfoRefuses(t *testing.T) {
-	obj := compile(t)
+	obj := fixture(t)
 	for name, data := range map[string][]byte{
 		"empty":     nil,
 		"text":      []byte("hello, this is not ELF"),
@@ -75,7 +75,7 @@ func TestModInfoRefuses(t *testing.T) {
 }
 
 func FuzzModInfo(f *testing.F) {
-	f.Add(compile(f))
+	f.Add(fixture(f))
 	f.Add([]byte("\x7fELF"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ModInfo(data) // must not panic

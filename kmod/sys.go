@@ -12,28 +12,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Load loads a module file into the kernel with finit_module(2), falling
-// back to init_module(2) on kernels without it (ENOSYS).
-func Load(path, params string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := load(f, params); err != nil {
-		return fmt.Errorf("load module %s: %w", path, err)
-	}
-	return nil
-}
-
 // LoadBytes loads a module from memory. The bytes go into a sealed
 // memfd(2) so that what finit_module(2) reads is exactly what the caller
 // verified: no file on disk that could be swapped or left behind.
+//
+// A refused load is explained from the errno and from what the kernel
+// logged meanwhile (/dev/kmsg, read from its end before loading).
 func LoadBytes(name string, data []byte, params string) error {
+	klog := followKernelLog()
+	defer klog.close()
 	fd, err := unix.MemfdCreate("stent:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if errors.Is(err, unix.ENOSYS) {
 		if err := unix.InitModule(data, params); err != nil {
-			return fmt.Errorf("load module %s: %w", name, explainLoadErr(err))
+			return fmt.Errorf("load module %s: %w", name, explainLoadErr(err, klog.lines(), ftraceEnabled()))
 		}
 		return nil
 	}
@@ -50,7 +41,7 @@ func LoadBytes(name string, data []byte, params string) error {
 		return fmt.Errorf("load module %s: seal memfd: %w", name, err)
 	}
 	if err := load(f, params); err != nil {
-		return fmt.Errorf("load module %s: %w", name, err)
+		return fmt.Errorf("load module %s: %w", name, explainLoadErr(err, klog.lines(), ftraceEnabled()))
 	}
 	return nil
 }
@@ -64,14 +55,38 @@ func load(f *os.File, params string) error {
 		}
 		err = unix.InitModule(data, params)
 	}
-	if err != nil {
-		return explainLoadErr(err)
-	}
-	return nil
+	return err
 }
 
-// explainLoadErr adds what the errno usually means for module loading.
-func explainLoadErr(err error) error {
+// ErrCallback is wrapped when a live patch's own pre-patch callback
+// refused to load it.
+var ErrCallback = errors.New("pre-patch callback refused the live patch")
+
+// ErrFtrace is wrapped when the kernel's ftrace refused to attach a live
+// patch to a function it replaces.
+var ErrFtrace = errors.New("ftrace refused the live patch")
+
+// explainLoadErr adds what the errno means for module loading. klog holds
+// the kernel's log lines since the load began and ftraceOn the contents
+// of /proc/sys/kernel/ftrace_enabled ("" when unknown).
+//
+// EBUSY while a live patch module loads is ftrace's (stent refuses to load
+// during another patch's transition before it gets here): livepatch
+// registers its ftrace handlers FTRACE_OPS_FL_PERMANENT|IPMODIFY, which
+// ftrace refuses with EBUSY when kernel.ftrace_enabled is 0 and when
+// another user that modifies the instruction pointer (a kprobe with a
+// post handler, a BPF trampoline, a live patch of another tool) already
+// hooks the function; livepatch then logs "failed to register ftrace
+// handler for function '...' (-16)".
+func explainLoadErr(err error, klog []string, ftraceOn string) error {
+	// A live patch's pre-patch callback refused: livepatch logs
+	// "pre-patch callback failed for object '...'" and the module's init
+	// returns the callback's error, whatever it is.
+	for _, l := range klog {
+		if strings.Contains(l, "pre-patch callback failed") {
+			return fmt.Errorf("%w: %w (kernel: %q); the kernel unloaded it and nothing was changed", err, ErrCallback, l)
+		}
+	}
 	var why string
 	switch {
 	case errors.Is(err, unix.EEXIST):
@@ -85,7 +100,26 @@ func explainLoadErr(err error) error {
 	case errors.Is(err, unix.EINVAL):
 		why = "the kernel refused the module (see the kernel log: version magic, symbol or live patch target mismatch)"
 	case errors.Is(err, unix.EBUSY):
-		why = "another live patch transition is in progress (stent status shows it); wait for it or revert that patch"
+		var said string
+		for _, l := range klog {
+			if strings.Contains(l, "ftrace") {
+				said = l
+				break
+			}
+		}
+		switch {
+		case said == "" && ftraceOn != "0":
+			why = "the kernel was busy: ftrace refused the patch (another ftrace user redirects one of its functions; the kernel log then says \"failed to register ftrace handler\"), or a live patch transition started outside stent is in progress (stent status shows it)"
+			return fmt.Errorf("%w: %s", err, why)
+		case ftraceOn == "0":
+			why = "kernel.ftrace_enabled is 0, and live patches redirect functions through ftrace: enable it (sysctl kernel.ftrace_enabled=1) and apply again"
+		default:
+			why = "another ftrace user that redirects the same function (a kprobe, a BPF trampoline, a live patch of another tool) holds it: remove it and apply again"
+		}
+		if said != "" {
+			why += fmt.Sprintf(" (kernel: %q)", said)
+		}
+		return fmt.Errorf("%w: %w: %s", err, ErrFtrace, why)
 	case errors.Is(err, unix.ENOENT):
 		why = "a symbol or function the module needs is missing in this kernel (see the kernel log)"
 	default:
@@ -164,4 +198,62 @@ func IsLoaded(root, name string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// kernelLog follows the kernel's log from the moment it was opened.
+type kernelLog struct{ fd int }
+
+// followKernelLog opens /dev/kmsg at its end; nil when it cannot be read
+// (not root, no CONFIG_PRINTK): a refused load is then explained from
+// its errno alone.
+func followKernelLog() *kernelLog {
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	return &kernelLog{fd: fd}
+}
+
+// lines returns the messages logged since followKernelLog, without
+// /dev/kmsg's "level,seq,time,flags;" prefix.
+func (k *kernelLog) lines() []string {
+	if k == nil {
+		return nil
+	}
+	var out []string
+	buf := make([]byte, 8192) // a record is at most 1024 bytes of text plus its dictionary
+	for range 1000 {
+		n, err := unix.Read(k.fd, buf)
+		if errors.Is(err, unix.EPIPE) {
+			continue // records overwritten before they were read
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+		rec, _, _ := strings.Cut(string(buf[:n]), "\n")
+		if _, msg, ok := strings.Cut(rec, ";"); ok {
+			out = append(out, msg)
+		}
+	}
+	return out
+}
+
+func (k *kernelLog) close() {
+	if k != nil {
+		unix.Close(k.fd)
+	}
+}
+
+// ftraceEnabled reads the kernel.ftrace_enabled sysctl: "1", "0", or ""
+// when it cannot be read.
+func ftraceEnabled() string {
+	b, err := os.ReadFile("/proc/sys/kernel/ftrace_enabled")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

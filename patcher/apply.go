@@ -189,7 +189,7 @@ func (rt *Runtime) apply(ctx context.Context, path string, opts ApplyOptions) (*
 	}
 	name := p.info.Name
 	if !klp.Supported(rt.cfg.Root) {
-		sup := kinfo.CheckSupportAt(rt.cfg.Root, k.Release)
+		sup := kinfo.CheckSupport(rt.cfg.Root, k.Release)
 		return nil, refuse("this kernel cannot be live patched: %s", strings.Join(sup.Reasons, "; "))
 	}
 	if q, _ := rt.quarantined(name); q != nil && opts.viaBoot {
@@ -319,7 +319,7 @@ func sha(b []byte) string {
 
 // readKernel reads the running kernel's identity under root.
 func readKernel(root string) (*kinfo.Kernel, error) {
-	k, err := kinfo.ReadAt(root)
+	k, err := kinfo.Read(root)
 	if err != nil {
 		return nil, fmt.Errorf("read running kernel: %w", err)
 	}

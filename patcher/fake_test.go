@@ -15,6 +15,7 @@ import (
 
 	"github.com/stent-dev/stent/bundle"
 	"github.com/stent-dev/stent/internal/fakesys"
+	"github.com/stent-dev/stent/internal/testenv"
 	"github.com/stent-dev/stent/klp"
 	"github.com/stent-dev/stent/kmod"
 )
@@ -128,9 +129,7 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc not installed: cannot build module fixtures")
-	}
+	testenv.NeedTools(t, "gcc") // builds the module fixtures
 	f := &fixture{t: t, dir: t.TempDir(), keysDir: t.TempDir()}
 	kf, err := bundle.GenerateKey(f.dir, "test", false)
 	if err != nil {

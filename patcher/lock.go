@@ -3,12 +3,9 @@ package patcher
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
-	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/stent-dev/stent/internal/flock"
 )
 
 // lock takes the runtime's exclusive lock (flock(2) on RunDir/lock), so
@@ -16,33 +13,19 @@ import (
 // disable or unload live patches at the same time. It waits, saying so,
 // until the lock is free or ctx ends.
 func (rt *Runtime) lock(ctx context.Context, progress Progress) (unlock func(), err error) {
-	if err := os.MkdirAll(rt.cfg.RunDir, 0o755); err != nil {
-		return nil, err
+	unlock, err = flock.Lock(ctx, filepath.Join(rt.cfg.RunDir, "lock"), flock.Options{
+		Perm: 0o600,
+		OnWait: func(pid int) {
+			e := Event{Step: "lock", Message: "waiting for another stent operation on this host to finish"}
+			if pid > 0 {
+				e.Holder = flock.Describe(pid)
+				e.Message += " (" + e.Holder + " holds the lock)"
+			}
+			progress.emit(e)
+		},
+	})
+	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+		return nil, ctxErr // cancelled while waiting: ctx's error as it is (the CLI prints no error for it)
 	}
-	path := filepath.Join(rt.cfg.RunDir, "lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	told := false
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if !told {
-			progress.emit(Event{Step: "lock", Message: "waiting for another stent operation on this host to finish"})
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return unlock, err
 }

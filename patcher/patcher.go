@@ -22,9 +22,11 @@ import (
 	"github.com/stent-dev/stent/kmod"
 )
 
-// Config wires a Runtime to the host's folders.
+// Config wires a Runtime to the host's folders. Root is the filesystem
+// root /proc and /sys are read under; StateDir, RunDir and KeysDir are used
+// as given, not under Root.
 type Config struct {
-	Root     string // filesystem root holding proc/ and sys/; "/" on a host
+	Root     string // filesystem root holding proc/ and sys/; "/" on a host, and when empty
 	StateDir string // persistent state (/var/lib/stent)
 	RunDir   string // per-boot state (/run/stent), empty after a reboot
 	KeysDir  string // trusted public keys (/etc/stent/keys)
@@ -95,6 +97,7 @@ type Event struct {
 	Pending  int        // tasks still to switch, during a transition
 	Blockers []klp.Task // during a transition, the tasks still on old code
 	Elapsed  time.Duration
+	Holder   string // "lock": who holds the lock, when known ("stent apply fix.stb (pid 42)")
 }
 
 // Progress receives events; nil discards them.

@@ -45,11 +45,11 @@ func (rt *Runtime) Status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	st := &Status{Kernel: k, Patches: []PatchStatus{}, Stored: []Stored{}, Quarantined: []Quarantine{}}
-	if d, err := kinfo.ReadDistroAt(rt.cfg.Root); err == nil {
+	if d, err := kinfo.ReadDistro(rt.cfg.Root); err == nil {
 		st.Distro = d
 	}
-	st.Support = kinfo.CheckSupportAt(rt.cfg.Root, k.Release)
-	if t, err := kinfo.ReadTaintAt(rt.cfg.Root); err == nil {
+	st.Support = kinfo.CheckSupport(rt.cfg.Root, k.Release)
+	if t, err := kinfo.ReadTaint(rt.cfg.Root); err == nil {
 		st.Taint = t
 	}
 	recs, err := rt.Records()

@@ -111,11 +111,14 @@ th{background:#f9fafb}.muted{color:#6b7280;font-size:.85rem}
 .status{font-weight:600;padding:.1rem .45rem;border-radius:.3rem;white-space:nowrap}
 .compliant{background:#dcfce7;color:#166534}.at-risk{background:#fef3c7;color:#92400e}.breached{background:#fee2e2;color:#991b1b}.excepted{background:#e0e7ff;color:#3730a3}
 ul{margin:.2rem 0 .2rem 1.2rem;padding:0}li{margin:.1rem 0}
+@media print{body{margin:0;max-width:none;padding:0;font-size:10pt}a{color:inherit;text-decoration:none}
+h2{break-after:avoid}section,tr,svg{break-inside:avoid}thead{display:table-header-group}
+.status{border:1px solid currentColor}@page{margin:1.5cm}}
 </style>
 </head>
 <body>
 <h1>Kernel patching compliance</h1>
-<p class="muted">Generated {{.GeneratedAt.Format "2006-01-02 15:04 MST"}} by stent report for {{len .Hosts}} host(s).
+<p class="muted">Generated {{.GeneratedAt.Format "2006-01-02 15:04 MST"}} by stent report for {{len .Hosts}} host(s){{if .PolicyVersion}} under policy version {{.PolicyVersion}}{{end}}.
 Feeds: {{range $i, $f := .Feeds}}{{if $i}}, {{end}}{{$f.Kind}} ({{$f.Records}} records{{if $f.Skipped}}, {{$f.Skipped}} skipped as unreadable{{end}}{{if $f.Newest}}, newest {{$f.Newest}}{{end}}){{end}}.</p>
 
 <h2>Fleet</h2>

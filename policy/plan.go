@@ -190,7 +190,7 @@ func Plan(in Input) (*FleetPlan, error) {
 	if p == nil {
 		p = Default()
 	}
-	pl := &planner{in: in, policy: p, now: in.Now.UTC(), core: map[coreKey]*hostCore{}, judged: map[judgedKey]*judgedCore{}, resolved: map[*vuln.Exposure][]ResolvedFixes{}, slots: map[string]*Slot{}}
+	pl := &planner{in: in, policy: p, now: in.Now.UTC(), core: map[coreKey]*hostCore{}, judged: map[judgedKey]*judgedCore{}, resolved: map[*vuln.Exposure][]ResolvedFixes{}, slots: map[string]*Slot{}, hostActs: map[string][]Action{}}
 	pl.patchReleased = map[string]time.Time{}
 	for _, lp := range in.DB.Patches {
 		pl.patchReleased[lp.Name] = lp.Released
@@ -245,21 +245,44 @@ func Plan(in Input) (*FleetPlan, error) {
 		}
 	}
 	sort.Slice(fp.Hosts, func(i, j int) bool { return fp.Hosts[i].Hostname < fp.Hosts[j].Hostname })
+	fp.Fleet = Summarize(p, fp.Hosts)
+	return fp, nil
+}
+
+// Summarize is the fleet's standing under each rule of p: hosts per
+// status, and the breached hosts in the order of hosts. A plan put
+// together from parts (the server's live plan, planned group by group)
+// gets the Fleet that Plan would give it.
+func Summarize(p *Policy, hosts []HostPlan) []FleetRule {
+	var out []FleetRule
 	for _, r := range p.Rules {
 		fr := FleetRule{Rule: r.ID, Reference: r.Reference, Hosts: map[string]int{Compliant: 0, Excepted: 0, AtRisk: 0, Breached: 0}}
-		for i := range fp.Hosts {
-			for _, rr := range fp.Hosts[i].Compliance {
+		for i := range hosts {
+			for _, rr := range hosts[i].Compliance {
 				if rr.Rule == r.ID {
 					fr.Hosts[rr.Status]++
 					if rr.Status == Breached {
-						fr.Breached = append(fr.Breached, fp.Hosts[i].Hostname)
+						fr.Breached = append(fr.Breached, hosts[i].Hostname)
 					}
 				}
 			}
 		}
-		fp.Fleet = append(fp.Fleet, fr)
+		out = append(out, fr)
 	}
-	return fp, nil
+	return out
+}
+
+// Situation is the key of inv's kernel situation (distribution, running
+// and newest kernel builds, applied live patches): hosts with equal keys
+// share one evaluation, so a planner that keeps a plan current re-plans
+// a host's situation group when its inventory changes. An inventory the
+// planner cannot judge is an error, as in Plan.
+func Situation(inv *inventory.Inventory) (string, error) {
+	h, err := vuln.HostFromInventory(inv)
+	if err != nil {
+		return "", err
+	}
+	return h.Key(), nil
 }
 
 type planner struct {
@@ -271,7 +294,8 @@ type planner struct {
 	core          map[coreKey]*hostCore
 	judged        map[judgedKey]*judgedCore
 	resolved      map[*vuln.Exposure][]ResolvedFixes
-	slots         map[string]*Slot // window name → next slot
+	slots         map[string]*Slot    // window name → next slot
+	hostActs      map[string][]Action // hostActions' lists, by what they depend on
 }
 
 // judgedKey identifies what compliance depends on: the exposure and the
@@ -373,7 +397,7 @@ func (pl *planner) host(inv *inventory.Inventory) (HostPlan, error) {
 			pl.judged[jk] = jc
 			pl.mu.Unlock()
 		}
-		core = &hostCore{compliance: jc.compliance, actions: pl.cveActions(exp, jc.deadlines, jc.fully, jc.exceptedUrgent, slot, meta, h)}
+		core = &hostCore{compliance: jc.compliance, actions: pl.cveActions(exp, jc, slot, meta, h)}
 		pl.mu.Lock()
 		pl.core[key] = core
 		pl.mu.Unlock()
@@ -602,6 +626,7 @@ func (pl *planner) judgeAll(exp *vuln.Exposure, exc []int) *judgedCore {
 	deadlines := make([]*time.Time, len(exp.Findings))
 	fully := make([]bool, len(exp.Findings))
 	exceptedUrgent := make([]bool, len(exp.Findings))
+	notes := map[string]string{}
 	for ri := range pl.policy.Rules {
 		r := &pl.policy.Rules[ri]
 		rr := RuleResult{Rule: r.ID, Status: Compliant, Counts: map[string]int{}}
@@ -635,356 +660,20 @@ func (pl *planner) judgeAll(exp *vuln.Exposure, exc []int) *judgedCore {
 				}
 			}
 			if j.item.Status != Compliant || j.item.Note != "" {
+				if n, ok := notes[j.item.Note]; ok {
+					j.item.Note = n // one copy of each: many items say the same
+				} else {
+					notes[j.item.Note] = j.item.Note
+				}
 				rr.Items = append(rr.Items, j.item)
 			}
+		}
+		if cap(rr.Items) > len(rr.Items) {
+			// Kept as long as the plan: without append's spare room.
+			rr.Items = append(make([]Item, 0, len(rr.Items)), rr.Items...)
 		}
 		c.compliance = append(c.compliance, rr)
 	}
 	c.deadlines, c.fully, c.exceptedUrgent = deadlines, fully, exceptedUrgent
 	return c
-}
-
-// group gathers the CVEs and rules behind one action.
-type group struct {
-	cves     []string
-	rules    map[string]bool
-	deadline *time.Time
-	version  string
-	kernel   string
-}
-
-func (g *group) add(f *vuln.Finding, d *time.Time) {
-	g.cves = append(g.cves, f.CVE)
-	if g.rules == nil {
-		g.rules = map[string]bool{}
-	}
-	if d != nil && (g.deadline == nil || d.Before(*g.deadline)) {
-		g.deadline = d
-	}
-}
-
-func (g *group) ruleList() []string {
-	out := make([]string, 0, len(g.rules))
-	for r := range g.rules {
-		out = append(out, r)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func (pl *planner) rulesFor(f *vuln.Finding) []string {
-	var out []string
-	for i := range pl.policy.Rules {
-		r := &pl.policy.Rules[i]
-		if r.covers(f.Severity) && !(r.Kind == KindMaxKernelAge && f.State == vuln.NoFix) {
-			out = append(out, r.ID)
-		}
-	}
-	return out
-}
-
-func (pl *planner) cveActions(exp *vuln.Exposure, deadlines []*time.Time, fully, exceptedUrgent []bool, slot *Slot, meta string, h vuln.Host) []Action {
-	var urgent *Rule
-	for i := range pl.policy.Rules {
-		if pl.policy.Rules[i].Kind == KindUrgent {
-			urgent = &pl.policy.Rules[i]
-			break
-		}
-	}
-	patches := map[string]*group{}
-	var patchOrder []string
-	var upgradeNow, emergency, mitigate, upgrade, reboot, unknown group
-	unknownPatches := map[string][]string{} // live patch -> the unknown CVEs it names
-	var unknownPatchOrder []string
-	maxVersion := func(g *group, v string) {
-		if v == "" {
-			return
-		}
-		if g.version == "" {
-			g.version = v
-		} else if c, err := vuln.CompareVersions(h.Scheme, v, g.version); err == nil && c > 0 {
-			g.version = v
-		}
-	}
-	for fi := range exp.Findings {
-		f := &exp.Findings[fi]
-		if fully[fi] {
-			continue
-		}
-		d := deadlines[fi]
-		isUrgent := urgent != nil && urgent.covers(f.Severity) && !exceptedUrgent[fi] && f.State != vuln.FixedLivePatch
-		urgentDeadline := d
-		if isUrgent {
-			urgentDeadline = pl.urgentDeadline(f, urgent)
-		}
-		rules := pl.rulesFor(f)
-		addAll := func(g *group, dl *time.Time) {
-			g.add(f, dl)
-			for _, r := range rules {
-				g.rules[r] = true
-			}
-		}
-		switch {
-		case f.State == vuln.Unknown && !(isUrgent && f.AvailablePatch != ""):
-			// Nothing tells whether this kernel is affected: no action
-			// can be chosen, only the data gap closed. A live patch for
-			// this build that names the CVE is said in the note; only an
-			// urgent CVE makes applying it an action of its own.
-			addAll(&unknown, nil)
-			if p := f.AvailablePatch; p != "" {
-				if unknownPatches[p] == nil {
-					unknownPatchOrder = append(unknownPatchOrder, p)
-				}
-				unknownPatches[p] = append(unknownPatches[p], f.CVE)
-			}
-		case isUrgent && f.AvailablePatch != "":
-			g := patches[f.AvailablePatch]
-			if g == nil {
-				g = &group{}
-				patches[f.AvailablePatch] = g
-				patchOrder = append(patchOrder, f.AvailablePatch)
-			}
-			addAll(g, urgentDeadline)
-			// The kernel update still follows at the next scheduled reboot.
-			if f.State == vuln.UpdateNeeded {
-				addAll(&upgrade, d)
-				maxVersion(&upgrade, f.FixedIn)
-			}
-			if f.State == vuln.UpdateNeeded || f.State == vuln.FixedInstalled {
-				addAll(&reboot, d)
-			}
-		case isUrgent && f.State == vuln.FixedInstalled:
-			addAll(&emergency, urgentDeadline)
-		case isUrgent && f.State == vuln.UpdateNeeded:
-			addAll(&upgradeNow, urgentDeadline)
-			maxVersion(&upgradeNow, f.FixedIn)
-			addAll(&emergency, urgentDeadline)
-		case isUrgent:
-			addAll(&mitigate, urgentDeadline)
-		case f.State == vuln.FixedLivePatch:
-			if f.Kernel != "" || f.FixedIn != "" {
-				addAll(&reboot, d)
-				if f.Kernel == "" {
-					addAll(&upgrade, d)
-					maxVersion(&upgrade, f.FixedIn)
-				}
-			}
-		case f.State == vuln.FixedInstalled:
-			addAll(&reboot, d)
-		case f.State == vuln.UpdateNeeded:
-			addAll(&upgrade, d)
-			maxVersion(&upgrade, f.FixedIn)
-			addAll(&reboot, d)
-		}
-	}
-	var acts []Action
-	for _, name := range patchOrder {
-		g := patches[name]
-		acts = append(acts, Action{Kind: ActApplyLivePatch, LivePatch: name, Summary: fmt.Sprintf("apply live patch %s now", name),
-			Deadline: g.deadline, CVEs: g.cves, Rules: g.ruleList()})
-	}
-	target := h.Newest.Release
-	if len(upgradeNow.cves) > 0 {
-		acts = append(acts, Action{Kind: ActUpgradeUrgent, Package: meta, Version: upgradeNow.version,
-			Summary:  fmt.Sprintf("upgrade %s to %s or later now", meta, upgradeNow.version),
-			Deadline: upgradeNow.deadline, CVEs: upgradeNow.cves, Rules: upgradeNow.ruleList()})
-		target = fmt.Sprintf("the kernel of %s %s or later", meta, upgradeNow.version)
-		// The urgent upgrade covers the others too.
-		if len(upgrade.cves) > 0 {
-			maxVersion(&upgradeNow, upgrade.version)
-			acts[len(acts)-1].Version = upgradeNow.version
-			acts[len(acts)-1].Summary = fmt.Sprintf("upgrade %s to %s or later now", meta, upgradeNow.version)
-			acts[len(acts)-1].CVEs = append(acts[len(acts)-1].CVEs, upgrade.cves...)
-			for r := range upgrade.rules {
-				upgradeNow.rules[r] = true
-			}
-			acts[len(acts)-1].Rules = upgradeNow.ruleList()
-			upgrade = group{}
-		}
-	}
-	if len(emergency.cves) > 0 {
-		// One reboot takes every fix: fold the window's reboot into it.
-		cves := append(append([]string(nil), emergency.cves...), reboot.cves...)
-		for r := range reboot.rules {
-			emergency.rules[r] = true
-		}
-		a := Action{Kind: ActEmergencyReboot, Kernel: target, Deadline: emergency.deadline, CVEs: dedup(cves), Rules: emergency.ruleList()}
-		a.Summary = fmt.Sprintf("emergency reboot into %s", target)
-		if emergency.deadline != nil {
-			a.Summary += " before " + emergency.deadline.Format(time.RFC3339)
-			if emergency.deadline.Before(pl.now) {
-				a.Note = "overdue: the urgent deadline has passed"
-			}
-		} else {
-			a.Summary += " now"
-		}
-		acts = append(acts, a)
-		reboot = group{}
-	}
-	if len(mitigate.cves) > 0 {
-		acts = append(acts, Action{Kind: ActMitigate, Deadline: mitigate.deadline, CVEs: mitigate.cves, Rules: mitigate.ruleList(),
-			Summary: "no fixed kernel or live patch is released for these urgent CVEs: mitigate (disable the affected feature or module) and watch for a fix"})
-	}
-	if len(upgrade.cves) > 0 {
-		a := Action{Kind: ActUpgrade, Package: meta, Version: upgrade.version, Deadline: upgrade.deadline, CVEs: upgrade.cves, Rules: upgrade.ruleList(),
-			Summary: fmt.Sprintf("upgrade %s to %s or later before the reboot", meta, upgrade.version)}
-		target = fmt.Sprintf("the kernel of %s %s or later", meta, upgrade.version)
-		acts = append(acts, a)
-	}
-	if len(reboot.cves) > 0 {
-		acts = append(acts, pl.windowReboot(target, dedup(reboot.cves), reboot.ruleList(), reboot.deadline, slot))
-	}
-	if len(unknown.cves) > 0 {
-		a := Action{Kind: ActReviewUnknown, CVEs: unknown.cves, Rules: unknown.ruleList(),
-			Summary: fmt.Sprintf("%d CVEs cannot be judged for this kernel: add a feed that covers %s kernels (its OSV advisories or changelog); until then they count as at risk", len(unknown.cves), h.Distro)}
-		if len(unknownPatchOrder) > 0 {
-			var named []string
-			n := 0
-			for _, p := range unknownPatchOrder {
-				named = append(named, fmt.Sprintf("%s (%s)", p, strings.Join(unknownPatches[p], ", ")))
-				n += len(unknownPatches[p])
-			}
-			a.Note = fmt.Sprintf("live patches for this exact build name %d of them and can be applied meanwhile: %s", n, strings.Join(named, "; "))
-		}
-		acts = append(acts, a)
-	}
-	// Every action whose deadline is already behind us says so, not only
-	// the emergency reboot: "apply now (deadline last week)" reads as if
-	// there were time left.
-	for i := range acts {
-		a := &acts[i]
-		if a.Deadline == nil || !a.Deadline.Before(pl.now) || strings.HasPrefix(a.Note, "overdue") {
-			continue
-		}
-		note := "overdue: the deadline passed " + a.Deadline.Format(time.RFC3339)
-		if a.Note != "" {
-			note += "; " + a.Note
-		}
-		a.Note = note
-	}
-	return acts
-}
-
-// urgentDeadline is when an urgent CVE must be dealt with: the urgent rule's
-// deadline, or now when its clock has not started (no dated remedy).
-func (pl *planner) urgentDeadline(f *vuln.Finding, r *Rule) *time.Time {
-	if since, ok := pl.clock(f, r); ok {
-		return tp(since.Add(time.Duration(r.Within)))
-	}
-	return tp(pl.now)
-}
-
-func (pl *planner) windowReboot(target string, cves, rules []string, deadline *time.Time, slot *Slot) Action {
-	a := Action{Kind: ActReboot, Kernel: target, CVEs: cves, Rules: rules, Deadline: deadline}
-	switch {
-	case slot != nil:
-		a.Window = slot
-		a.Summary = fmt.Sprintf("reboot into %s in window %s (%s to %s)", target, slot.Window, slot.Start.Format(time.RFC3339), slot.End.Format(time.RFC3339))
-		if deadline != nil && slot.Start.After(*deadline) {
-			a.Note = fmt.Sprintf("the next window opens after the deadline: reboot before %s", deadline.Format(time.RFC3339))
-		}
-	case deadline != nil:
-		a.Summary = fmt.Sprintf("reboot into %s before %s (no maintenance window for this host)", target, deadline.Format(time.RFC3339))
-	default:
-		a.Summary = fmt.Sprintf("reboot into %s at the next opportunity (no maintenance window for this host)", target)
-	}
-	return a
-}
-
-func dedup(s []string) []string {
-	seen := map[string]bool{}
-	out := s[:0:0]
-	for _, x := range s {
-		if !seen[x] {
-			seen[x] = true
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-// hostActions adds what comes from the host's own inventory to the shared
-// CVE actions: reboot reasons, services to restart, old kernels to remove.
-func (pl *planner) hostActions(inv *inventory.Inventory, shared []Action, slot *Slot) []Action {
-	acts := append([]Action(nil), shared...)
-	rebootIdx := -1
-	emergency := false
-	for i, a := range acts {
-		if a.Kind == ActReboot || a.Kind == ActEmergencyReboot {
-			rebootIdx = i
-			emergency = a.Kind == ActEmergencyReboot
-		}
-	}
-	var reasons []string
-	for _, r := range inv.Reboot.Reasons {
-		reasons = append(reasons, "inventory:"+r.Code)
-	}
-	if len(reasons) > 0 {
-		if rebootIdx >= 0 {
-			a := acts[rebootIdx]
-			a.Rules = append(append([]string(nil), a.Rules...), reasons...)
-			acts[rebootIdx] = a
-		} else {
-			target := inv.NewestKernel
-			if target == "" {
-				target = inv.Kernel.Release
-			}
-			a := pl.windowReboot(target, nil, reasons, nil, slot)
-			acts = append(acts, a)
-		}
-	}
-	if len(inv.StaleProcesses) > 0 {
-		units := map[string]bool{}
-		for _, p := range inv.StaleProcesses {
-			u := p.Unit
-			if u == "" || strings.HasSuffix(u, ".scope") {
-				u = fmt.Sprintf("pid %d (%s)", p.PID, p.Comm)
-			}
-			units[u] = true
-		}
-		var list []string
-		for u := range units {
-			list = append(list, u)
-		}
-		sort.Strings(list)
-		a := Action{Kind: ActRestartServices, Services: list, Rules: []string{"inventory:stale-libraries"},
-			Summary: "restart " + strings.Join(list, ", ") + ": they still map deleted or replaced libraries (a restart, not a reboot, clears this)"}
-		if emergency {
-			a.Note = "the emergency reboot restarts them"
-		}
-		acts = append(acts, a)
-	}
-	if rm := oldKernels(inv, pl.policy.FallbackKernels); len(rm) > 0 {
-		a := Action{Kind: ActRemoveKernels, Packages: rm, Rules: []string{"inventory:old-kernels"},
-			Summary: fmt.Sprintf("remove %s (keeping the running, the newest and %d fallback kernel(s))", strings.Join(rm, ", "), pl.policy.FallbackKernels)}
-		if b := inv.Boot; b.TotalBytes > 0 {
-			a.Note = fmt.Sprintf("/boot is %d%% full", b.UsedBytes*100/b.TotalBytes)
-		}
-		acts = append(acts, a)
-	}
-	if acts == nil {
-		acts = []Action{}
-	}
-	return acts
-}
-
-// oldKernels lists the kernel packages to remove: all but the running one,
-// the newest one and the newest `fallback` others.
-func oldKernels(inv *inventory.Inventory, fallback int) []string {
-	pkgs := inv.KernelPackages // oldest first
-	keep := map[string]bool{inv.Kernel.Release: true, inv.NewestKernel: true}
-	left := fallback
-	for i := len(pkgs) - 1; i >= 0 && left > 0; i-- {
-		if !keep[pkgs[i].Release] {
-			keep[pkgs[i].Release] = true
-			left--
-		}
-	}
-	var out []string
-	for _, p := range pkgs {
-		if !keep[p.Release] {
-			out = append(out, p.Name+" "+p.Version)
-		}
-	}
-	return out
 }

@@ -147,3 +147,29 @@ func FuzzDecodePlan(f *testing.F) {
 		}
 	})
 }
+
+// A report built a host at a time (ReportBuilder, hosts in any order) is
+// BuildReport's of the whole plan, in every format: the server's live
+// plan of any size is reported that way.
+func TestReportBuilder(t *testing.T) {
+	fp := realFleet(t)
+	if len(fp.Hosts) < 3 {
+		t.Fatalf("the test fleet has %d hosts; want a few", len(fp.Hosts))
+	}
+	for _, days := range []int{0, 1, 90} {
+		want := reportBytes(t, BuildReport(fp, days))
+		b := NewReportBuilder(fp.Policy, fp.Feeds, fp.GeneratedAt, days)
+		for i := len(fp.Hosts) - 1; i >= 0; i-- { // reversed: the builder sorts
+			b.Add(&fp.Hosts[i])
+		}
+		if b.Hosts() != len(fp.Hosts) {
+			t.Errorf("Hosts() = %d, want %d", b.Hosts(), len(fp.Hosts))
+		}
+		got := reportBytes(t, b.Report())
+		for _, format := range []string{"json", "csv", "html"} {
+			if diff := cmp.Diff(string(want[format]), string(got[format])); diff != "" {
+				t.Errorf("--days %d --format %s: the builder's report differs (-BuildReport +builder):\n%s", days, format, diff)
+			}
+		}
+	}
+}

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,6 +99,26 @@ type Policy struct {
 	// MaxInventoryAgeDays is how old a host's inventory may be before the
 	// plan stops trusting it: such a host is never compliant.
 	MaxInventoryAgeDays int `json:"max_inventory_age_days"`
+	// Unattended are the action kinds stent-server carries out without an
+	// operator's approval (apply-livepatch, emergency-reboot, reboot);
+	// the server proposes the others and waits. Empty: everything waits.
+	Unattended []string `json:"unattended,omitempty"`
+}
+
+// UnattendedKinds are the action kinds stent-server can carry out itself:
+// through a rollout of the live patch, or the kernel rollout and reboot
+// scheduler.
+var UnattendedKinds = []string{ActApplyLivePatch, ActEmergencyReboot, ActReboot}
+
+// AllowsUnattended tells whether the policy lets the server carry out
+// actions of kind without approval.
+func (p *Policy) AllowsUnattended(kind string) bool {
+	for _, k := range p.Unattended {
+		if k == kind {
+			return true
+		}
+	}
+	return false
 }
 
 // Rule returns the rule with id, or nil.
@@ -161,6 +184,7 @@ type policyFile struct {
 	Exceptions      []exceptionFile `json:"exceptions"`
 	FallbackKernels *int            `json:"fallback_kernels"`
 	MaxInventoryAge *int            `json:"max_inventory_age_days"`
+	Unattended      []string        `json:"unattended"`
 }
 
 type ruleFile struct {
@@ -175,31 +199,153 @@ type ruleFile struct {
 	Disabled        bool         `json:"disabled"`
 }
 
-// Parse reads a policy file. name names it in errors.
+// Parse reads a policy file. name names it in errors, which give the line
+// and column of what is wrong and the field: "policy p.json:7:5:
+// rules[1].kind: ...".
 func Parse(name string, r io.Reader) (*Policy, error) {
 	data, err := io.ReadAll(io.LimitReader(r, 8<<20))
 	if err != nil {
 		return nil, fmt.Errorf("read policy %s: %w", name, err)
 	}
+	at := func(off int64) string {
+		line, col := lineCol(data, off)
+		return fmt.Sprintf("%s:%d:%d", name, line, col)
+	}
 	var f policyFile
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			line, col := lineCol(data, se.Offset)
-			return nil, fmt.Errorf("policy %s:%d:%d: %w", name, line, col, err)
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return nil, fmt.Errorf("policy %s: %w", at(se.Offset), err)
+		case errors.As(err, &te):
+			field := te.Field
+			if field == "" {
+				field = "the policy"
+			}
+			return nil, fmt.Errorf("policy %s: %s: want a JSON %s, not %s", at(te.Offset), field, te.Type, te.Value)
+		}
+		// A value's own parser (a duration, a severity) failed: find the
+		// field by decoding again field by field.
+		if off, path, ok := badValue(data); ok {
+			return nil, fmt.Errorf("policy %s: %s: %w", at(off), path, err)
 		}
 		return nil, fmt.Errorf("policy %s: %w", name, err)
 	}
+	if off, path, ok := unknownField(data, reflect.TypeFor[policyFile]()); !ok {
+		key := path[strings.LastIndexAny(path, ".]")+1:]
+		return nil, fmt.Errorf("policy %s: %s: unknown field %q (docs/policy.md lists the fields)", at(off), path, key)
+	}
 	if f.SchemaVersion != SchemaVersion {
-		return nil, fmt.Errorf("policy %s: schema_version %d, this stent reads %d", name, f.SchemaVersion, SchemaVersion)
+		return nil, fmt.Errorf("policy %s: schema_version %d, this stent reads %d", at(valueOffset(data, "schema_version")), f.SchemaVersion, SchemaVersion)
 	}
 	p, err := build(f)
 	if err != nil {
-		return nil, fmt.Errorf("policy %s: %w", name, err)
+		// Errors start with the field's path: "rules[1].kind: ...".
+		path := fieldPath.FindString(err.Error())
+		return nil, fmt.Errorf("policy %s: %w", at(valueOffset(data, path)), err)
 	}
 	return p, nil
+}
+
+// fieldPath is the path an error of build starts with.
+var fieldPath = regexp.MustCompile(`^[a-z_]+(\[\d+\])?(\.[a-z_]+)?`)
+
+// valueOffset is the offset of the value at path ("rules[1].kind", "presets")
+// in data, or of the deepest part of it that exists; 0 when none does.
+func valueOffset(data []byte, path string) int64 {
+	var segs []any
+	for _, part := range strings.Split(path, ".") {
+		key, idx, ok := strings.Cut(part, "[")
+		if key != "" {
+			segs = append(segs, key)
+		}
+		if ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(idx, "]"))
+			segs = append(segs, n)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	best := int64(0)
+	for _, seg := range segs {
+		t, err := dec.Token()
+		if err != nil {
+			return best
+		}
+		found := false
+		switch want := seg.(type) {
+		case string:
+			if t != json.Delim('{') {
+				return best
+			}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return best
+				}
+				if kt == want {
+					best, found = skipSpace(data, dec.InputOffset()), true
+					break
+				}
+				var skip json.RawMessage
+				if dec.Decode(&skip) != nil {
+					return best
+				}
+			}
+		case int:
+			if t != json.Delim('[') {
+				return best
+			}
+			for i := 0; dec.More(); i++ {
+				if i == want {
+					best, found = skipSpace(data, dec.InputOffset()), true
+					break
+				}
+				var skip json.RawMessage
+				if dec.Decode(&skip) != nil {
+					return best
+				}
+			}
+		}
+		if !found {
+			return best
+		}
+	}
+	return best
+}
+
+// badValue finds the first field of a policy file whose value fails its
+// own parser (a duration, a severity, a time), by decoding each top-level
+// field, and each element of an array, on its own.
+func badValue(data []byte) (int64, string, bool) {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil {
+		return 0, "", false
+	}
+	ft := reflect.TypeFor[policyFile]()
+	for key, raw := range top {
+		t, ok := jsonField(ft, key)
+		if !ok {
+			continue
+		}
+		if json.Unmarshal(raw, reflect.New(t).Interface()) == nil {
+			continue
+		}
+		if t.Kind() == reflect.Slice {
+			var elems []json.RawMessage
+			if json.Unmarshal(raw, &elems) == nil {
+				for i, e := range elems {
+					if json.Unmarshal(e, reflect.New(t.Elem()).Interface()) != nil {
+						path := fmt.Sprintf("%s[%d]", key, i)
+						return valueOffset(data, path), path, true
+					}
+				}
+			}
+		}
+		return valueOffset(data, key), key, true
+	}
+	return 0, "", false
 }
 
 func lineCol(data []byte, off int64) (int, int) {
@@ -316,6 +462,14 @@ func build(f policyFile) (*Policy, error) {
 			return nil, errors.New("max_inventory_age_days: must be at least 1")
 		}
 		p.MaxInventoryAgeDays = *f.MaxInventoryAge
+	}
+	for i, k := range f.Unattended {
+		if !slices.Contains(UnattendedKinds, k) {
+			return nil, fmt.Errorf("unattended[%d]: %q: want one of %s (the server carries out only those; the other actions wait for approval)", i, k, strings.Join(UnattendedKinds, ", "))
+		}
+		if !slices.Contains(p.Unattended, k) {
+			p.Unattended = append(p.Unattended, k)
+		}
 	}
 	return p, nil
 }

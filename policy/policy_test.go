@@ -54,6 +54,13 @@ func TestParsePolicyErrors(t *testing.T) {
 		{`{"schema_version":1,"windows":[{"name":"w","when":"Tue 03:00-05:00 Nowhere/Land"}]}`, "windows[0]: w: when:"},
 		{`{"schema_version":1,"surprise":true}`, `unknown field "surprise"`},
 		{"{\"schema_version\":1,\n\"rules\":[}", "policy.json:2:11"},
+		// The line and column of the field at fault, and its path.
+		{"{\"schema_version\": 1,\n \"rules\": [\n  {\"id\": \"urgent\"},\n  {\"id\": \"mine\"}\n ]\n}", `policy.json:4:3: rules[1].kind: missing required field`},
+		{"{\"schema_version\": 1,\n \"rules\": [{\"id\": \"urgent\", \"within\": \"soon\"}]}", `policy.json:2:12: rules[0]: duration "soon"`},
+		{"{\"schema_version\": 1,\n \"rules\": [{\"id\": \"urgent\",\n   \"min_cvs\": 9}]}", `policy.json:3:4: rules[0].min_cvs: unknown field "min_cvs"`},
+		{"{\"schema_version\": 1,\n \"unattended\": [\"apply-livepatch\", \"upgrade-package\"]}", `policy.json:2:36: unattended[1]: "upgrade-package": want one of apply-livepatch, emergency-reboot, reboot`},
+		{"{\"schema_version\": 1,\n \"fallback_kernels\": \"two\"}", `policy.json:2:`},
+		{"{\"schema_version\": 1,\n\n \"presets\": [\"default\", \"sox\"]}", `policy.json:3:13: presets: unknown preset "sox"`},
 	} {
 		if _, err := Parse("policy.json", strings.NewReader(tt.in)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Parse(%s) = %v, want %q", tt.in, err, tt.want)

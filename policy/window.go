@@ -226,6 +226,10 @@ func skippedToChange(t time.Time, minutes int) time.Time {
 }
 
 // appliesTo tells whether the window is for host.
+// AppliesTo reports whether the window covers the host named host (its
+// Hosts globs; none: every host).
+func (w *Window) AppliesTo(host string) bool { return w.appliesTo(host) }
+
 func (w *Window) appliesTo(host string) bool {
 	if len(w.Hosts) == 0 {
 		return true

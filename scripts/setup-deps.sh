@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(
   qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs kmod
   bc bison flex libelf-dev libssl-dev dwarves xz-utils zstd
-  gcc binutils make patch chromium
+  gcc binutils make patch chromium openssl
   systemd git
   mmdebstrap fdisk dpkg-dev apt-utils grub-pc-bin grub2-common e2fsprogs util-linux
   rpm

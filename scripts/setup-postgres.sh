@@ -58,8 +58,10 @@ fi
 if [ "$(cluster_status)" != "online" ]; then
   log "starting cluster $VER/$CLUSTER"
   # Something other than this script (an init system, a person) may start
-  # it meanwhile: what counts is that it runs afterwards.
-  if ! pg_ctlcluster "$VER" "$CLUSTER" start 9>&- && [ "$(cluster_status)" != "online" ]; then
+  # it meanwhile: what counts is that it runs afterwards. Its messages
+  # ("Removed stale pid file." after a machine restart) go to stderr:
+  # stdout is the DSN alone.
+  if ! pg_ctlcluster "$VER" "$CLUSTER" start >&2 9>&- && [ "$(cluster_status)" != "online" ]; then
     log "cluster $VER/$CLUSTER did not start; see /var/log/postgresql/postgresql-$VER-$CLUSTER.log"
     exit 1
   fi

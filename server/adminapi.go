@@ -34,33 +34,60 @@ func (s *Server) routes(mux *http.ServeMux) {
 	})
 	mux.Handle("GET "+api.PathMetrics, s.metricsHandler())
 
-	s.handle(mux, "POST "+api.PathEnroll, needNone, s.handleEnroll)
-	s.handle(mux, "POST "+api.PathSync, needHost, s.handleSync)
-	s.handle(mux, "POST "+api.PathReport, needHost, s.handleReport)
-	s.handle(mux, "GET "+api.PathBundles+"{sha}", needReader, s.handleBundle)
+	for _, rt := range s.apiRoutes() {
+		s.handle(mux, rt.pattern, rt.need, rt.h)
+	}
+}
 
-	s.handle(mux, "GET "+api.PathHosts, api.RoleViewer, s.handleHosts)
-	s.handle(mux, "GET "+api.PathHosts+"/{id}", api.RoleViewer, s.handleHost)
-	s.handle(mux, "DELETE "+api.PathHosts+"/{id}", api.RoleAdmin, s.handleRevokeHost)
-	s.handle(mux, "GET "+api.PathInventories, api.RoleViewer, s.handleInventories)
-	s.handle(mux, "POST "+api.PathAdminBundle, api.RoleOperator, s.handlePublish)
-	s.handle(mux, "GET "+api.PathAdminBundle, api.RoleViewer, s.handleBundles)
-	s.handle(mux, "POST "+api.PathRollouts, api.RoleOperator, s.handleCreateRollout)
-	s.handle(mux, "GET "+api.PathRollouts, api.RoleViewer, s.handleRollouts)
-	s.handle(mux, "GET "+api.PathRollouts+"/{id}", api.RoleViewer, s.handleRollout)
-	s.handle(mux, "POST "+api.PathRollouts+"/{id}/{action}", api.RoleOperator, s.handleRolloutAction)
-	s.handle(mux, "POST "+api.PathRevert, api.RoleOperator, s.handleFleetRevert)
-	s.handle(mux, "GET "+api.PathFleet, api.RoleViewer, s.handleFleet)
-	s.handle(mux, "GET "+api.PathAudit, api.RoleViewer, s.handleAudit)
-	s.handle(mux, "POST "+api.PathTokens, api.RoleAdmin, s.handleCreateToken)
-	s.handle(mux, "GET "+api.PathTokens, api.RoleAdmin, s.handleTokens)
-	s.handle(mux, "DELETE "+api.PathTokens+"/{id}", api.RoleAdmin, s.handleRevokeToken)
-	s.handle(mux, "POST "+api.PathEnrollToken, api.RoleOperator, s.handleCreateEnrollToken)
-	s.handle(mux, "GET "+api.PathEnrollToken, api.RoleOperator, s.handleEnrollTokens)
-	s.handle(mux, "DELETE "+api.PathEnrollToken+"/{id}", api.RoleOperator, s.handleRevokeEnrollToken)
-	s.handle(mux, "GET "+api.PathSettings, api.RoleViewer, s.handleSettings)
-	s.handle(mux, "PUT "+api.PathSettings, api.RoleAdmin, s.handlePutSettings)
-	s.rebootRoutes(mux)
+// route is one API endpoint: its "METHOD path" pattern, the
+// authentication it needs ("" none, "host", or an admin role) and its
+// handler.
+type route struct {
+	pattern, need string
+	h             handlerFunc
+}
+
+// apiRoutes is the API's route table. Every admin route has an api.Client
+// method (TestAdminRoutesHaveClientMethods).
+func (s *Server) apiRoutes() []route {
+	rs := []route{
+		{"POST " + api.PathEnroll, needNone, s.handleEnroll},
+		{"POST " + api.PathSync, needHost, s.handleSync},
+		{"POST " + api.PathReport, needHost, s.handleReport},
+		{"GET " + api.PathBundles + "{sha}", needReader, s.handleBundle},
+
+		{"GET " + api.PathHosts, api.RoleViewer, s.handleHosts},
+		{"GET " + api.PathHosts + "/{id}", api.RoleViewer, s.handleHost},
+		{"DELETE " + api.PathHosts + "/{id}", api.RoleAdmin, s.handleRevokeHost},
+		{"PUT " + api.PathHosts + "/{id}/labels", api.RoleOperator, s.handleSetHostLabels},
+		{"GET " + api.PathInventories, api.RoleViewer, s.handleInventories},
+		{"POST " + api.PathAdminBundle, api.RoleOperator, s.handlePublish},
+		{"GET " + api.PathAdminBundle, api.RoleViewer, s.handleBundles},
+		{"POST " + api.PathRollouts, api.RoleOperator, s.handleCreateRollout},
+		{"GET " + api.PathRollouts, api.RoleViewer, s.handleRollouts},
+		{"GET " + api.PathRollouts + "/{id}", api.RoleViewer, s.handleRollout},
+		{"POST " + api.PathRollouts + "/{id}/{action}", api.RoleOperator, s.handleRolloutAction},
+		{"POST " + api.PathRevert, api.RoleOperator, s.handleFleetRevert},
+		{"GET " + api.PathFleet, api.RoleViewer, s.handleFleet},
+		{"GET " + api.PathAudit, api.RoleViewer, s.handleAudit},
+		{"POST " + api.PathTokens, api.RoleAdmin, s.handleCreateToken},
+		{"GET " + api.PathTokens, api.RoleAdmin, s.handleTokens},
+		{"DELETE " + api.PathTokens + "/{id}", api.RoleAdmin, s.handleRevokeToken},
+		{"POST " + api.PathEnrollToken, api.RoleOperator, s.handleCreateEnrollToken},
+		{"GET " + api.PathEnrollToken, api.RoleOperator, s.handleEnrollTokens},
+		{"DELETE " + api.PathEnrollToken + "/{id}", api.RoleOperator, s.handleRevokeEnrollToken},
+		{"GET " + api.PathSettings, api.RoleViewer, s.handleSettings},
+		{"PUT " + api.PathSettings, api.RoleAdmin, s.handlePutSettings},
+	}
+	rs = append(rs, s.rebootRoutes()...)
+	rs = append(rs, s.planRoutes()...)
+	rs = append(rs, s.cveRoutes()...)
+	rs = append(rs, s.exposureRoutes()...)
+	rs = append(rs, s.policyRoutes()...)
+	rs = append(rs, s.searchRoutes()...)
+	rs = append(rs, s.actionRoutes()...)
+	rs = append(rs, s.factoryRoutes()...)
+	return append(rs, s.feedRoutes()...)
 }
 
 func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) error {
@@ -102,6 +129,7 @@ func (s *Server) handleRevokeHost(w http.ResponseWriter, r *http.Request) error 
 		s.mu.Lock()
 		s.revokeHostLocked(id, at)
 		s.mu.Unlock()
+		s.lp.removeHost(id)
 		s.kickEngine()
 	})
 }
@@ -165,6 +193,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) error {
 		info = s.bundles[info.SHA256]
 	}
 	s.mu.Unlock()
+	if inserted {
+		s.notePublished(info, data)
+		s.syncPublishedFeed(r.Context())
+	}
 	return writeJSON(w, status, info)
 }
 
@@ -324,6 +356,8 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := store.AuditFilter{Action: q.Get("action"), Target: q.Get("target")}
 	f.AfterID, _ = strconv.ParseInt(q.Get("after"), 10, 64)
+	f.BeforeID, _ = strconv.ParseInt(q.Get("before"), 10, 64)
+	f.Newest = q.Get("order") == "newest"
 	f.Limit, _ = strconv.Atoi(q.Get("limit"))
 	f.Limit = min(f.Limit, 10000)
 	out, err := s.st.ListAudit(r.Context(), f)

@@ -32,8 +32,10 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The planner reads stored inventories with the same decoder: one it
 	// cannot read must not get in (it would fail "stent plan" for the fleet).
+	var inv *inventory.Inventory
 	if len(c.Inventory) > 0 {
-		if _, err := inventory.Decode("in the check-in", bytes.NewReader(c.Inventory)); err != nil {
+		var err error
+		if inv, err = inventory.Decode("in the check-in", bytes.NewReader(c.Inventory)); err != nil {
 			return errorf(http.StatusBadRequest, "bad_request", "check-in: %v", err)
 		}
 	}
@@ -88,6 +90,9 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
 		return internal(err)
 	}
 	s.met.checkins.Inc()
+	if inv != nil {
+		s.lp.setInventory(h.ID, inv) // re-plans the host's kernel situation
+	}
 	if err := s.syncKernel(r.Context(), h, &c); err != nil {
 		return internal(err)
 	}

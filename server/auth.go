@@ -347,6 +347,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 		s.revokeHostLocked(id, now)
 	}
 	s.mu.Unlock()
+	for _, id := range replaced {
+		s.lp.removeHost(id) // revoked: it leaves the plan
+	}
 	s.log.Info("host enrolled", "host", h.ID, "hostname", h.Hostname, "channel", h.Channel, "replaces", replaced)
 	return writeJSON(w, http.StatusCreated, api.EnrollResponse{HostID: h.ID, Credential: secret, Channel: h.Channel, Labels: h.Labels})
 }

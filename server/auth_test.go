@@ -22,6 +22,10 @@ func (e *env) enroll(token, hostname string) (*agent.Credentials, error) {
 	return agent.Enroll(context.Background(), e.admin.HTTP, e.url, api.TLSOptions{Fingerprint: e.fp}, token, hostname, "", nil)
 }
 
+// errOf is the error of a call's results, for tests that look at the
+// status only.
+func errOf[T any](_ T, err error) error { return err }
+
 func status(err error) int {
 	if err == nil {
 		return 200
@@ -43,15 +47,15 @@ func TestEnrollmentTokens(t *testing.T) {
 			t.Errorf("enrollment #%d with a 2-use token: err = %v, want success %v", i, err, want)
 		}
 	}
-	var short api.Token
-	e.do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "short", TTL: api.Duration(300 * time.Millisecond)}, &short)
+	short, err := e.admin.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "short", TTL: api.Duration(300 * time.Millisecond)})
+	e.ok(err)
 	time.Sleep(400 * time.Millisecond)
 	if _, err := e.enroll(short.Secret, "h"); err == nil {
 		t.Errorf("enrollment with an expired token succeeded")
 	}
-	var rev api.Token
-	e.do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "rev"}, &rev)
-	e.do(http.MethodDelete, api.PathEnrollToken+"/"+rev.ID, nil, nil)
+	rev, err := e.admin.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "rev"})
+	e.ok(err)
+	e.ok(e.admin.RevokeEnrollToken(ctx, rev.ID))
 	if _, err := e.enroll(rev.Secret, "h"); err == nil {
 		t.Errorf("enrollment with a revoked token succeeded")
 	}
@@ -59,8 +63,8 @@ func TestEnrollmentTokens(t *testing.T) {
 		t.Errorf("enrollment with an unknown token succeeded")
 	}
 	// Labels and channel come from the token (TestEnrollLabelsFromToken).
-	var lt api.Token
-	e.do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "l", Channel: "canary", Labels: map[string]string{"dc": "fra"}}, &lt)
+	lt, err := e.admin.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "l", Channel: "canary", Labels: map[string]string{"dc": "fra"}})
+	e.ok(err)
 	c, err := agent.Enroll(ctx, e.admin.HTTP, e.url, api.TLSOptions{Fingerprint: e.fp}, lt.Secret, "web-9", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -82,11 +86,12 @@ func TestCredentials(t *testing.T) {
 	sync := func(c *api.Client) error {
 		return c.Do(ctx, http.MethodPost, api.PathSync, api.Checkin{KernelRelease: kernel, Health: api.HealthOK}, &api.SyncResponse{})
 	}
-	var tv, to api.Token
-	e.do(http.MethodPost, api.PathTokens, api.TokenRequest{Name: "v", Role: api.RoleViewer}, &tv)
-	e.do(http.MethodPost, api.PathTokens, api.TokenRequest{Name: "o", Role: api.RoleOperator}, &to)
-	var expiring api.Token
-	e.do(http.MethodPost, api.PathTokens, api.TokenRequest{Name: "x", Role: api.RoleAdmin, TTL: api.Duration(300 * time.Millisecond)}, &expiring)
+	tv, err := e.admin.CreateToken(ctx, api.TokenRequest{Name: "v", Role: api.RoleViewer})
+	e.ok(err)
+	to, err := e.admin.CreateToken(ctx, api.TokenRequest{Name: "o", Role: api.RoleOperator})
+	e.ok(err)
+	expiring, err := e.admin.CreateToken(ctx, api.TokenRequest{Name: "x", Role: api.RoleAdmin, TTL: api.Duration(300 * time.Millisecond)})
+	e.ok(err)
 	viewer, operator := e.client(tv.Secret), e.client(to.Secret)
 
 	tests := []struct {
@@ -98,32 +103,32 @@ func TestCredentials(t *testing.T) {
 		{"no credential", func() error { return sync(e.client("")) }, 401},
 		{"unknown host credential", func() error { return sync(e.client("sth_bogus")) }, 401},
 		{"garbage credential", func() error { return sync(e.client("hello")) }, 401},
-		{"host on admin API", func() error { return hostA.Get(ctx, api.PathHosts, &[]api.Host{}) }, 403},
+		{"host on admin API", func() error { return errOf(hostA.Hosts(ctx)) }, 403},
 		{"admin token on agent API", func() error { return sync(e.admin) }, 403},
-		{"viewer reads fleet", func() error { return viewer.Get(ctx, api.PathFleet, &api.FleetStatus{}) }, 200},
+		{"viewer reads fleet", func() error { return errOf(viewer.Fleet(ctx)) }, 200},
 		{"viewer cannot roll out", func() error {
-			return viewer.Do(ctx, http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: "x"}, nil)
+			return errOf(viewer.CreateRollout(ctx, api.RolloutRequest{Bundle: "x"}))
 		}, 403},
 		{"viewer cannot create enrollment tokens", func() error {
-			return viewer.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "n"}, nil)
+			return errOf(viewer.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "n"}))
 		}, 403},
 		{"operator creates enrollment tokens", func() error {
-			return operator.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "n"}, &api.Token{})
+			return errOf(operator.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "n"}))
 		}, 200},
 		{"operator cannot create admin tokens", func() error {
-			return operator.Do(ctx, http.MethodPost, api.PathTokens, api.TokenRequest{Name: "n", Role: api.RoleAdmin}, nil)
+			return errOf(operator.CreateToken(ctx, api.TokenRequest{Name: "n", Role: api.RoleAdmin}))
 		}, 403},
-		{"operator cannot revoke hosts", func() error { return operator.Do(ctx, http.MethodDelete, api.PathHosts+"/"+a.HostID, nil, nil) }, 403},
+		{"operator cannot revoke hosts", func() error { return operator.RevokeHost(ctx, a.HostID) }, 403},
 		{"admin token with a negative ttl", func() error {
-			return e.admin.Do(ctx, http.MethodPost, api.PathTokens, api.TokenRequest{Name: "neg", Role: api.RoleViewer, TTL: api.Duration(-time.Hour)}, &api.Token{})
+			return errOf(e.admin.CreateToken(ctx, api.TokenRequest{Name: "neg", Role: api.RoleViewer, TTL: api.Duration(-time.Hour)}))
 		}, 400},
 		{"enrollment token with a negative ttl", func() error {
-			return e.admin.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "neg", TTL: api.Duration(-time.Hour)}, &api.Token{})
+			return errOf(e.admin.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "neg", TTL: api.Duration(-time.Hour)}))
 		}, 400},
-		{"unknown host credential on admin API", func() error { return e.client("sth_bogus").Get(ctx, api.PathHosts, &[]api.Host{}) }, 401},
+		{"unknown host credential on admin API", func() error { return errOf(e.client("sth_bogus").Hosts(ctx)) }, 401},
 		{"expired admin token", func() error {
 			time.Sleep(400 * time.Millisecond)
-			return e.client(expiring.Secret).Get(ctx, api.PathFleet, &api.FleetStatus{})
+			return errOf(e.client(expiring.Secret).Fleet(ctx))
 		}, 401},
 	}
 	for _, tt := range tests {
@@ -133,19 +138,18 @@ func TestCredentials(t *testing.T) {
 	}
 
 	// Revocation takes effect at once, for hosts and admin tokens.
-	e.do(http.MethodDelete, api.PathHosts+"/"+a.HostID, nil, nil)
+	e.ok(e.admin.RevokeHost(ctx, a.HostID))
 	if got := status(sync(hostA)); got != 401 {
 		t.Errorf("sync after host revocation: status %d, want 401", got)
 	}
-	if got := status(hostA.Get(ctx, api.PathHosts, &[]api.Host{})); got != 401 {
+	if got := status(errOf(hostA.Hosts(ctx))); got != 401 {
 		t.Errorf("admin API with a revoked host credential: status %d, want 401", got)
 	}
-	e.do(http.MethodDelete, api.PathTokens+"/"+tv.ID, nil, nil)
-	if got := status(viewer.Get(ctx, api.PathFleet, &api.FleetStatus{})); got != 401 {
+	e.ok(e.admin.RevokeToken(ctx, tv.ID))
+	if got := status(errOf(viewer.Fleet(ctx))); got != 401 {
 		t.Errorf("viewer after revocation: status %d, want 401", got)
 	}
-	var audit []api.AuditEntry
-	e.do(http.MethodGet, api.PathAudit+"?action=host.revoke", nil, &audit)
+	audit := e.audit(api.AuditQuery{Action: "host.revoke"})
 	if len(audit) != 1 || audit[0].Target != a.HostID {
 		t.Errorf("audit host.revoke = %+v, want one entry for %s", audit, a.HostID)
 	}
@@ -171,8 +175,7 @@ func TestHostIsolation(t *testing.T) {
 		h.Runtime.SetApplyDelay(time.Hour) // stay "released" so a forged report would show
 	}
 	b := e.publish("lp_iso", 1, true, 512)
-	var r api.Rollout
-	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 3}, &r)
+	r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Canary: 3})
 	// The outsider claims to have failed in that rollout.
 	var resp api.ReportResponse
 	err = outsider.Do(ctx, http.MethodPost, api.PathReport, api.Report{RequestID: "forged", Action: api.ActionApply, Rollout: r.ID,
@@ -234,8 +237,7 @@ func TestBundleDownloadScope(t *testing.T) {
 	if got := status(download(in, api.PathBundles+b.SHA256)); got != 404 {
 		t.Errorf("host downloading a bundle before any rollout: status %d, want 404", got)
 	}
-	var r api.Rollout
-	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 1}, &r)
+	r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Canary: 1})
 	if d := sync(in); len(d.Patches) != 1 || d.Patches[0].Bundle != b.SHA256 {
 		t.Fatalf("released host's desired state = %+v, want apply %s", d, b.SHA256)
 	}
@@ -271,7 +273,7 @@ func TestBundleDownloadScope(t *testing.T) {
 	}
 
 	// Reverted: the host is told to revert, which downloads nothing.
-	e.do(http.MethodPost, api.PathRollouts+"/"+r.ID+"/revert", api.RolloutActionRequest{}, nil)
+	e.ok(errOf(e.admin.RolloutAction(ctx, r.ID, "revert", api.RolloutActionRequest{})))
 	if d := sync(in); len(d.Patches) != 1 || d.Patches[0].Action != api.ActionRevert {
 		t.Fatalf("desired state after revert = %+v, want one revert", d)
 	}

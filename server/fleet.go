@@ -31,6 +31,7 @@ type rollout struct {
 	replace bool // the bundle is cumulative
 	buildID string
 	size    int64
+	only    map[string]bool // OnlyHosts as a set; nil: no limit
 	hosts   map[string]*rolloutHost
 	waves   [][]*rolloutHost // by wave, 0 = canary
 }
@@ -94,6 +95,12 @@ func (s *Server) load(ctx context.Context) error {
 	if err := s.loadReboots(ctx); err != nil {
 		return err
 	}
+	if err := s.loadPolicy(ctx); err != nil {
+		return err
+	}
+	if err := s.loadActions(ctx); err != nil {
+		return err
+	}
 	for _, h := range s.hosts {
 		s.recompute(h)
 	}
@@ -105,6 +112,7 @@ func (s *Server) addHost(sh *store.Host) *host {
 	h := &host{Host: *sh, wake: make(chan struct{})}
 	h.desired = api.DesiredState{ETag: etagOf(nil), Patches: []api.DesiredPatch{}}
 	s.hosts[h.ID] = h
+	s.hostsGen++
 	if h.RevokedAt.IsZero() {
 		s.byToken[h.TokenHash] = h
 	}
@@ -117,19 +125,32 @@ func (s *Server) revokeHostLocked(id string, at time.Time) {
 		return
 	}
 	h.RevokedAt = at
+	s.hostsGen++
 	delete(s.byToken, h.TokenHash)
 	close(h.wake) // ends a held long-poll; the next call is refused
 	h.wake = make(chan struct{})
 }
 
 func (s *Server) addRollout(sr *store.Rollout) *rollout {
-	r := &rollout{Rollout: *sr, hosts: map[string]*rolloutHost{}, waves: make([][]*rolloutHost, len(sr.Waves)+1)}
+	r := &rollout{Rollout: *sr, hosts: map[string]*rolloutHost{}, waves: make([][]*rolloutHost, len(sr.Waves)+1), only: onlySet(sr.OnlyHosts)}
 	if b := s.bundles[sr.Bundle]; b != nil {
 		r.replace, r.buildID, r.size = b.Replace, b.BuildID, b.Size
 	}
 	s.rollouts = append(s.rollouts, r)
 	s.rolloutByID[r.ID] = r
 	return r
+}
+
+// onlySet is a rollout's OnlyHosts as a set, nil for none.
+func onlySet(ids []string) map[string]bool {
+	if len(ids) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m
 }
 
 // attach links a host's rollout row into both sides.
@@ -150,6 +171,9 @@ func eligible(r *rollout, h *host) bool {
 		return false
 	}
 	if r.buildID != "" && h.BuildID != "" && r.buildID != h.BuildID {
+		return false
+	}
+	if r.only != nil && !r.only[h.ID] {
 		return false
 	}
 	return hasLabels(h.Labels, r.Selector)

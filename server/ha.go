@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/internal/flock"
 )
 
 // Active/standby on PostgreSQL (docs/server.md, "Active and standby").
@@ -149,17 +149,20 @@ func writeStandby(w http.ResponseWriter) {
 // lockDataDir takes an exclusive flock(2) on the data folder for the life
 // of the process, so a second server on the same SQLite database fails at
 // start instead of writing next to the first.
-func lockDataDir(dir string) (*os.File, error) {
-	f, err := os.Open(dir)
+func lockDataDir(dir string) (unlock func(), err error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	unlock, err = flock.TryLock(dir)
+	if errors.Is(err, flock.ErrLocked) {
+		by := ""
+		if pid := flock.Holder(dir); pid > 0 {
+			by = fmt.Sprintf(" (process %d)", pid)
+		}
+		return nil, fmt.Errorf("data folder %s is in use by another stent-server%s: SQLite allows one server per database (stop the other one, or use PostgreSQL with --db for an active/standby pair)", dir, by)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("data folder %s is in use by another stent-server: SQLite allows one server per database (stop the other one, or use PostgreSQL with --db for an active/standby pair)", dir)
-		}
-		return nil, fmt.Errorf("lock data folder %s: %w", dir, err)
-	}
-	return f, nil
+	return unlock, nil
 }

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,8 +45,7 @@ func checkStandby(t *testing.T, addr, fp string) {
 	}
 	hc, _ := api.NewHTTPClient(api.TLSOptions{Fingerprint: fp})
 	c := &api.Client{BaseURL: "https://" + addr, Token: "sta_whatever", HTTP: hc}
-	var st api.FleetStatus
-	err := c.Get(context.Background(), api.PathFleet, &st)
+	_, err := c.Fleet(context.Background())
 	var se *api.StatusError
 	if !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable || se.Code != api.CodeStandby {
 		t.Errorf("standby GET %s = %v, want 503 with code %q", api.PathFleet, err, api.CodeStandby)
@@ -59,7 +57,6 @@ func checkStandby(t *testing.T, addr, fp string) {
 type balancer struct {
 	ln       net.Listener
 	backends []string
-	wg       sync.WaitGroup
 }
 
 func newBalancer(t *testing.T, backends ...string) *balancer {
@@ -162,8 +159,7 @@ func testTakeOver(t *testing.T, bin string, balanced bool) {
 	})
 	e.waitHosts(n)
 	b := e.publish("lp_failover", 1, true, 4096)
-	var r api.Rollout
-	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 3, Waves: []int{30, 60, 100}}, &r)
+	r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Canary: 3, Waves: []int{30, 60, 100}})
 	e.waitFor(60*time.Second, "wave 1 under way", func() bool {
 		r = e.rollout(r.ID)
 		return r.Wave >= 1 && r.Counts.Applied >= 3
@@ -186,8 +182,7 @@ func testTakeOver(t *testing.T, bin string, balanced bool) {
 		t.Errorf("take-over took %v, want a few seconds", took)
 	}
 	// The new active one has what the old one wrote.
-	var hosts []api.Host
-	e.do(http.MethodGet, api.PathHosts, nil, &hosts)
+	hosts := e.hosts()
 	if len(hosts) != n {
 		t.Errorf("after the take-over: %d hosts, want %d", len(hosts), n)
 	}
@@ -277,8 +272,7 @@ func TestActiveLosesLock(t *testing.T) {
 	}
 	e.admin.BaseURL = "https://" + ln.Addr().String()
 	e.admin.HTTP, _ = api.NewHTTPClient(api.TLSOptions{Fingerprint: sb.Fingerprint()})
-	var hosts []api.Host
-	e.do(http.MethodGet, api.PathHosts, nil, &hosts)
+	hosts := e.hosts()
 	if len(hosts) != 3 {
 		t.Errorf("the new active server has %d hosts, want the 3 the old one enrolled", len(hosts))
 	}

@@ -52,8 +52,7 @@ func TestReportsFromUnreleasedHosts(t *testing.T) {
 			ctx := context.Background()
 			creds, cls := e.manualHosts("rel", 3)
 			b := e.publish("lp_rel", 1, true, 512)
-			var r api.Rollout
-			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 1, MaxFailurePct: ptr(50.0)}, &r)
+			r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Canary: 1, MaxFailurePct: ptr(50.0)})
 			r = e.waitState(r.ID, api.RolloutRunning, 10*time.Second)
 			unreleased := -1
 			for _, rh := range r.Hosts {
@@ -134,17 +133,17 @@ func (e *env) sync(cred string, c api.Checkin) error {
 
 func (e *env) host(id string) api.Host {
 	e.t.Helper()
-	var h api.Host
-	e.do(http.MethodGet, api.PathHosts+"/"+id, nil, &h)
-	return h
+	h, err := e.admin.Host(context.Background(), id)
+	e.ok(err)
+	return *h
 }
 
 // TestEnrollLabelsFromToken: a host gets the enrollment token's labels
 // only; a label the token does not set is refused (issue 12, part 6).
 func TestEnrollLabelsFromToken(t *testing.T) {
 	e := startEnv(t, envOpt{})
-	var tok api.Token
-	e.do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "fra", Channel: "stable", Labels: map[string]string{"dc": "fra"}}, &tok)
+	tok, err := e.admin.CreateEnrollToken(context.Background(), api.EnrollTokenRequest{Name: "fra", Channel: "stable", Labels: map[string]string{"dc": "fra"}})
+	e.ok(err)
 	for _, labels := range []map[string]string{{"canary": "true"}, {"dc": "ams"}, {"dc": "fra", "role": "db"}} {
 		c, err := e.enrollReq(api.EnrollRequest{Token: tok.Secret, Hostname: "lab-x", Labels: labels})
 		if got := status(err); got != http.StatusBadRequest {
@@ -202,7 +201,7 @@ func TestEnrollReplaceNeedsCredential(t *testing.T) {
 				t.Errorf("replacement host = %+v, want web-1 enrolled", h)
 			}
 			// An operator's approval: revoke, then the machine enrolls.
-			e.do(http.MethodDelete, api.PathHosts+"/"+again.HostID, nil, nil)
+			e.ok(e.admin.RevokeHost(context.Background(), again.HostID))
 			if _, err := e.enrollReq(api.EnrollRequest{Token: shared, Hostname: "web-1", MachineID: "0123456789abcdef0123456789abcdef"}); err != nil {
 				t.Errorf("enroll after the operator revoked the old host: %v", err)
 			}
@@ -343,13 +342,13 @@ func TestPublisherKeysRequired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = e.admin.Do(context.Background(), http.MethodPost, api.PathAdminBundle, data, &api.BundleInfo{})
+	_, err = e.admin.PublishBundle(context.Background(), data)
 	if !api.IsStatus(err, http.StatusBadRequest) && !api.IsStatus(err, http.StatusUnprocessableEntity) {
 		t.Errorf("publishing a bundle of an untrusted key = %v, want it refused", err)
 	}
 
 	e2 := startEnv(t, envOpt{anySigner: true})
-	if err := e2.admin.Do(context.Background(), http.MethodPost, api.PathAdminBundle, data, &api.BundleInfo{}); err != nil {
+	if _, err := e2.admin.PublishBundle(context.Background(), data); err != nil {
 		t.Errorf("publishing with --accept-any-signer: %v", err)
 	}
 }

@@ -42,10 +42,10 @@ func TestInventories(t *testing.T) {
 			})
 			e.waitHosts(4)
 			revoked := f.Hosts[3].Creds.HostID
-			e.do(http.MethodDelete, api.PathHosts+"/"+revoked, nil, nil)
+			e.ok(e.admin.RevokeHost(context.Background(), revoked))
 
-			var viewer api.Token
-			e.do(http.MethodPost, api.PathTokens, api.TokenRequest{Name: "ro", Role: api.RoleViewer}, &viewer)
+			viewer, err := e.admin.CreateToken(context.Background(), api.TokenRequest{Name: "ro", Role: api.RoleViewer})
+			e.ok(err)
 			vc := &api.Client{BaseURL: e.admin.BaseURL, Token: viewer.Secret, HTTP: e.admin.HTTP}
 			read := func(c *api.Client, sel map[string]string) (map[string]api.HostInventory, error) {
 				got := map[string]api.HostInventory{}

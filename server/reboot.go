@@ -182,17 +182,21 @@ func (s *Server) groupOf(w *window) []*host {
 	return out
 }
 
-func (s *Server) rebootRoutes(mux *http.ServeMux) {
-	s.handle(mux, "GET "+api.PathWindows, api.RoleViewer, s.handleWindows)
-	s.handle(mux, "PUT "+api.PathWindows+"/{name}", api.RoleOperator, s.handlePutWindow)
-	s.handle(mux, "DELETE "+api.PathWindows+"/{name}", api.RoleOperator, s.handleDeleteWindow)
-	s.handle(mux, "POST "+api.PathKernelRollouts, api.RoleOperator, s.handleCreateKernelRollout)
-	s.handle(mux, "GET "+api.PathKernelRollouts, api.RoleViewer, s.handleKernelRollouts)
-	s.handle(mux, "GET "+api.PathKernelRollouts+"/{id}", api.RoleViewer, s.handleKernelRollout)
-	s.handle(mux, "POST "+api.PathKernelRollouts+"/{id}/{action}", api.RoleOperator, s.handleKernelRolloutAction)
-	s.handle(mux, "GET "+api.PathReboots, api.RoleViewer, s.handleReboots)
-	s.handle(mux, "POST "+api.PathReboots+"/{id}/approve", api.RoleOperator, s.handleApproveReboot)
-	s.handle(mux, "POST "+api.PathRebootLease, needHost, s.handleRebootLease)
+// rebootRoutes are the routes of kernel updates and reboots, part of
+// apiRoutes.
+func (s *Server) rebootRoutes() []route {
+	return []route{
+		{"GET " + api.PathWindows, api.RoleViewer, s.handleWindows},
+		{"PUT " + api.PathWindows + "/{name}", api.RoleOperator, s.handlePutWindow},
+		{"DELETE " + api.PathWindows + "/{name}", api.RoleOperator, s.handleDeleteWindow},
+		{"POST " + api.PathKernelRollouts, api.RoleOperator, s.handleCreateKernelRollout},
+		{"GET " + api.PathKernelRollouts, api.RoleViewer, s.handleKernelRollouts},
+		{"GET " + api.PathKernelRollouts + "/{id}", api.RoleViewer, s.handleKernelRollout},
+		{"POST " + api.PathKernelRollouts + "/{id}/{action}", api.RoleOperator, s.handleKernelRolloutAction},
+		{"GET " + api.PathReboots, api.RoleViewer, s.handleReboots},
+		{"POST " + api.PathReboots + "/{id}/approve", api.RoleOperator, s.handleApproveReboot},
+		{"POST " + api.PathRebootLease, needHost, s.handleRebootLease},
+	}
 }
 
 func (s *Server) apiWindows() []api.MaintenanceWindow {
@@ -248,6 +252,7 @@ func (s *Server) handlePutWindow(w http.ResponseWriter, r *http.Request) error {
 	sort.Slice(ws, func(i, j int) bool { return ws[i].Name < ws[j].Name })
 	s.rb.windows = ws
 	s.mu.Unlock()
+	s.lp.replanAll()
 	s.log.Info("maintenance window set", "window", name, "when", win.When, "selector", win.Selector, "max_unavailable", win.MaxUnavailable)
 	return writeJSON(w, http.StatusOK, win.MaintenanceWindow)
 }
@@ -278,6 +283,7 @@ func (s *Server) handleDeleteWindow(w http.ResponseWriter, r *http.Request) erro
 	}
 	s.rb.windows = ws
 	s.mu.Unlock()
+	s.lp.replanAll()
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -301,7 +307,7 @@ type rebootCollector struct{ s *Server }
 func (c rebootCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descRebootHosts }
 
 func (c rebootCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.s.rebootStatus()
+	st := c.s.rebootStatus(api.RebootQuery{})
 	n := map[string]int{"waiting": 0, "rebooting": 0, "fell-back": 0, "blocked": 0}
 	for _, h := range st.Hosts {
 		switch {

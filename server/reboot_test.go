@@ -83,16 +83,34 @@ func (h *rebootHost) lease(t *testing.T, req api.LeaseRequest) api.LeaseResponse
 
 func (e *env) auditCount(action string) int {
 	e.t.Helper()
-	var audit []api.AuditEntry
-	e.do(http.MethodGet, api.PathAudit+"?limit=10000&action="+action, nil, &audit)
-	return len(audit)
+	return len(e.audit(api.AuditQuery{Action: action, Limit: 10000}))
 }
 
 func (e *env) kernelRollout(id string) api.KernelRollout {
 	e.t.Helper()
-	var kr api.KernelRollout
-	e.do(http.MethodGet, api.PathKernelRollouts+"/"+id, nil, &kr)
-	return kr
+	kr, err := e.admin.KernelRollout(context.Background(), id)
+	e.ok(err)
+	return *kr
+}
+
+func (e *env) createKernelRollout(req api.KernelRolloutRequest) api.KernelRollout {
+	e.t.Helper()
+	kr, err := e.admin.CreateKernelRollout(context.Background(), req)
+	e.ok(err)
+	return *kr
+}
+
+func (e *env) putWindow(w api.MaintenanceWindow) {
+	e.t.Helper()
+	_, err := e.admin.PutWindow(context.Background(), w)
+	e.ok(err)
+}
+
+func (e *env) reboots() api.RebootStatus {
+	e.t.Helper()
+	st, err := e.admin.Reboots(context.Background())
+	e.ok(err)
+	return *st
 }
 
 // TestRebootLeases runs six simulated hosts of one group with
@@ -115,23 +133,24 @@ func TestRebootLeases(t *testing.T) {
 				{api.MaintenanceWindow{When: "Tue 03:00-05:00 Europe/Berlin", MaxUnavailable: "lots"}, "max_unavailable"},
 				{api.MaintenanceWindow{When: "Tue 03:00-05:00 Europe/Berlin", MaxUnavailable: "1", Selector: map[string]string{"a b": "c"}}, "selector"},
 			} {
-				err := e.admin.Do(ctx, http.MethodPut, api.PathWindows+"/web", bad.w, nil)
+				w := bad.w
+				w.Name = "web"
+				_, err := e.admin.PutWindow(ctx, w)
 				if status(err) != http.StatusBadRequest || !strings.Contains(err.Error(), bad.want) {
 					t.Errorf("PUT window %+v: %v, want 400 naming %s", bad.w, err, bad.want)
 				}
 			}
-			var ws []api.MaintenanceWindow
-			e.do(http.MethodGet, api.PathWindows, nil, &ws)
+			ws, err := e.admin.Windows(ctx)
+			e.ok(err)
 			if len(ws) != 0 || e.auditCount("window.set") != 0 {
 				t.Fatalf("after bad windows: %+v stored, want none", ws)
 			}
-			e.do(http.MethodPut, api.PathWindows+"/web", api.MaintenanceWindow{When: "Tue 03:00-05:00 Europe/Berlin", MaxUnavailable: "2",
-				LeaseTTL: api.Duration(10 * time.Minute)}, nil)
+			e.putWindow(api.MaintenanceWindow{Name: "web", When: "Tue 03:00-05:00 Europe/Berlin", MaxUnavailable: "2",
+				LeaseTTL: api.Duration(10 * time.Minute)})
 
 			hs := e.rebootHosts(t, "rb", 6)
 			before := hs[0].sync(t, kernel)
-			var kr api.KernelRollout
-			e.do(http.MethodPost, api.PathKernelRollouts, api.KernelRolloutRequest{Release: newKernel, Version: newVersion, Reason: "CVE-2026-0001"}, &kr)
+			kr := e.createKernelRollout(api.KernelRolloutRequest{Release: newKernel, Version: newVersion, Reason: "CVE-2026-0001"})
 			if kr.Counts[api.KernelInstalling] != 6 || kr.State != api.RolloutRunning {
 				t.Fatalf("new kernel rollout = %+v, want 6 hosts installing", kr)
 			}
@@ -180,8 +199,7 @@ func TestRebootLeases(t *testing.T) {
 			if n := e.auditCount("reboot.lease-grant"); n != 2 {
 				t.Errorf("audit has %d reboot.lease-grant entries, want 2", n)
 			}
-			var st api.RebootStatus
-			e.do(http.MethodGet, api.PathReboots, nil, &st)
+			st := e.reboots()
 			leased, waiting := 0, 0
 			for _, h := range st.Hosts {
 				switch {
@@ -270,8 +288,7 @@ func TestRebootLeases(t *testing.T) {
 					}
 				}
 			}
-			st = api.RebootStatus{}
-			e.do(http.MethodGet, api.PathReboots, nil, &st)
+			st = e.reboots()
 			for _, h := range st.Hosts {
 				if h.Hostname == fb.name && (h.State != api.KernelFellBack || h.Lease != "") {
 					t.Errorf("reboot status of %s = %+v, want fell-back without a lease (now %v, status at %v)", fb.name, h, clock.Now(), st.At)
@@ -279,8 +296,8 @@ func TestRebootLeases(t *testing.T) {
 			}
 
 			// A revoked host is refused and changes nothing.
-			e.do(http.MethodDelete, api.PathHosts+"/"+hs[5].cred.HostID, nil, nil)
-			err := hs[5].cl.Do(ctx, http.MethodPost, api.PathRebootLease, api.LeaseRequest{}, &api.LeaseResponse{})
+			e.ok(e.admin.RevokeHost(ctx, hs[5].cred.HostID))
+			err = hs[5].cl.Do(ctx, http.MethodPost, api.PathRebootLease, api.LeaseRequest{}, &api.LeaseResponse{})
 			if status(err) != http.StatusUnauthorized {
 				t.Errorf("lease request from a revoked host: %v, want 401", err)
 			}
@@ -295,13 +312,12 @@ func TestRebootLeases(t *testing.T) {
 func TestRebootWindowOpens(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 12, 1, 6, 0, 0, 0, berlin)} // Tuesday, after the window
 	e := startEnv(t, envOpt{now: clock.Now})
-	e.do(http.MethodPut, api.PathWindows+"/all", api.MaintenanceWindow{When: "Tue 03:00-05:00 Europe/Berlin", MaxUnavailable: "50%", RequireApproval: true}, nil)
+	e.putWindow(api.MaintenanceWindow{Name: "all", When: "Tue 03:00-05:00 Europe/Berlin", MaxUnavailable: "50%", RequireApproval: true})
 	hs := e.rebootHosts(t, "wo", 4)
-	var normal, urgent api.KernelRollout
-	e.do(http.MethodPost, api.PathKernelRollouts, api.KernelRolloutRequest{Release: newKernel, Version: newVersion, Hosts: []string{"wo-0", "wo-1", "wo-2"}}, &normal)
+	normal := e.createKernelRollout(api.KernelRolloutRequest{Release: newKernel, Version: newVersion, Hosts: []string{"wo-0", "wo-1", "wo-2"}})
 	deadline := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
-	e.do(http.MethodPost, api.PathKernelRollouts, api.KernelRolloutRequest{Release: newKernel, Version: newVersion, Hosts: []string{hs[3].cred.HostID},
-		Emergency: true, Deadline: &deadline, Reason: "CVE-2026-0002 exploited, no live patch"}, &urgent)
+	urgent := e.createKernelRollout(api.KernelRolloutRequest{Release: newKernel, Version: newVersion, Hosts: []string{hs[3].cred.HostID},
+		Emergency: true, Deadline: &deadline, Reason: "CVE-2026-0002 exploited, no live patch"})
 	if normal.Counts[api.KernelInstalling] != 3 || urgent.Counts[api.KernelInstalling] != 1 {
 		t.Fatalf("rollouts: %+v / %+v", normal.Counts, urgent.Counts)
 	}
@@ -322,14 +338,13 @@ func TestRebootWindowOpens(t *testing.T) {
 	if r.Granted || !r.Approval || !strings.Contains(r.Wait, "awaiting approval") {
 		t.Errorf("emergency lease before approval = %+v, want awaiting approval", r)
 	}
-	var st api.RebootStatus
-	e.do(http.MethodGet, api.PathReboots, nil, &st)
+	st := e.reboots()
 	for _, h := range st.Hosts {
 		if h.Hostname == "wo-3" && !h.Approval {
 			t.Errorf("reboot status of wo-3 = %+v, want awaiting approval", h)
 		}
 	}
-	e.do(http.MethodPost, api.PathReboots+"/wo-3/approve", api.RebootApproval{Reason: "exploited in the wild"}, nil)
+	e.ok(e.admin.ApproveReboot(context.Background(), "wo-3", api.RebootApproval{Reason: "exploited in the wild"}))
 	if r = hs[3].lease(t, api.LeaseRequest{}); !r.Granted {
 		t.Errorf("approved emergency lease = %+v, want granted outside the window", r)
 	}

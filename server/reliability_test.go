@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,8 +114,7 @@ func TestServerKilledMidRollout(t *testing.T) {
 			})
 			e.waitHosts(n)
 			b := e.publish("lp_crash", 1, true, 8192)
-			var r api.Rollout
-			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 3, Waves: []int{20, 60, 100}}, &r)
+			r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Canary: 3, Waves: []int{20, 60, 100}})
 			e.waitFor(90*time.Second, "wave 2 under way", func() bool {
 				r = e.rollout(r.ID)
 				return r.Wave >= 2 && r.Counts.Applied > 12
@@ -138,8 +136,7 @@ func TestServerKilledMidRollout(t *testing.T) {
 					t.Errorf("%s applied lp_crash %d times, want 1", h.Name, got)
 				}
 			}
-			var audit []api.AuditEntry
-			e.do(http.MethodGet, api.PathAudit+"?action=host.apply&limit=1000", nil, &audit)
+			audit := e.audit(api.AuditQuery{Action: "host.apply", Limit: 1000})
 			if len(audit) != n {
 				t.Errorf("audit log has %d host.apply entries, want %d (one per host)", len(audit), n)
 			}
@@ -162,8 +159,7 @@ func TestAgentResumesDownload(t *testing.T) {
 	// stopping the agent, the first download cannot finish.
 	e.holdAfter.Store(size / 2)
 	defer e.holdAfter.Store(0)
-	var r api.Rollout
-	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 1}, &r)
+	r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Canary: 1})
 	part := filepath.Join(f.Config().Dir, h.Name, "downloads", b.SHA256+".stb.part")
 	var got int64
 	e.waitFor(60*time.Second, "a partial download", func() bool {
@@ -222,9 +218,9 @@ func TestTamperedBundleRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var info api.BundleInfo
-			e.do(http.MethodPost, api.PathAdminBundle, data, &info)
-			return info
+			info, err := e.admin.PublishBundle(context.Background(), data)
+			e.ok(err)
+			return *info
 		}, "not among"},
 		{"altered in the server's store", func(t *testing.T, e *env) api.BundleInfo {
 			info := e.publish("lp_evil", 1, true, 2048)
@@ -253,8 +249,7 @@ func TestTamperedBundleRefused(t *testing.T) {
 			f := e.fleet(n, "stable", nil)
 			e.waitHosts(n)
 			info := tt.tamper(t, e)
-			var r api.Rollout
-			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: info.SHA256, Canary: n, MaxFailurePct: ptr(50.0)}, &r)
+			r := e.createRollout(api.RolloutRequest{Bundle: info.SHA256, Canary: n, MaxFailurePct: ptr(50.0)})
 			r = e.waitState(r.ID, api.RolloutHalted, 90*time.Second)
 			// The halt withdraws the bundle from hosts that have not
 			// reported yet, so how many refuse before it lands is a race:
@@ -271,8 +266,7 @@ func TestTamperedBundleRefused(t *testing.T) {
 						refusedHosts++
 					}
 				}
-				var audit []api.AuditEntry
-				e.do(http.MethodGet, api.PathAudit+"?action=host.apply", nil, &audit)
+				audit := e.audit(api.AuditQuery{Action: "host.apply"})
 				refusedAudit = 0
 				for _, a := range audit {
 					if strings.Contains(string(a.Detail), `"result":"refused"`) {
@@ -317,8 +311,7 @@ func TestServerDownAgentsRecover(t *testing.T) {
 	f := e.fleet(n, "stable", nil)
 	e.waitHosts(n)
 	b := e.publish("lp_keep", 1, true, 1024)
-	var r api.Rollout
-	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 2}, &r)
+	r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Canary: 2})
 	e.waitState(r.ID, api.RolloutCompleted, 90*time.Second)
 
 	addr := strings.TrimPrefix(e.url, "https://")
@@ -342,15 +335,14 @@ func TestServerDownAgentsRecover(t *testing.T) {
 	// the report on its next round, so wait for both.
 	var audit []api.AuditEntry
 	e.waitFor(60*time.Second, "every host back and the reboot reported", func() bool {
-		var hs []api.Host
-		e.do(http.MethodGet, api.PathHosts, nil, &hs)
+		hs := e.hosts()
 		back := 0
 		for _, h := range hs {
 			if h.LastSeen.After(down.Add(time.Second)) {
 				back++
 			}
 		}
-		e.do(http.MethodGet, api.PathAudit+"?action=host.reboot", nil, &audit)
+		audit = e.audit(api.AuditQuery{Action: "host.reboot"})
 		return back == n && len(audit) > 0
 	})
 	if len(audit) != 1 {
@@ -384,8 +376,7 @@ func TestAgentKilledAfterApply(t *testing.T) {
 		})
 	}
 	b := e.publish("lp_kill", 1, true, 1024)
-	var r api.Rollout
-	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: n}, &r)
+	r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Canary: n})
 	timeout := time.After(90 * time.Second)
 	for i := 0; i < n; i++ {
 		select {
@@ -413,8 +404,7 @@ func TestAgentKilledAfterApply(t *testing.T) {
 			t.Errorf("%s applied %d times, want 1", h.Name, got)
 		}
 	}
-	var audit []api.AuditEntry
-	e.do(http.MethodGet, api.PathAudit+"?action=host.apply", nil, &audit)
+	audit := e.audit(api.AuditQuery{Action: "host.apply"})
 	if len(audit) != n {
 		t.Errorf("audit has %d host.apply entries, want %d", len(audit), n)
 	}

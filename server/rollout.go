@@ -63,6 +63,9 @@ func (s *Server) createRollout(ctx context.Context, p *principal, req api.Rollou
 	if req.Channel == "" {
 		req.Channel = defaultChannel
 	}
+	if len(req.OnlyHosts) > 100000 {
+		return nil, errorf(http.StatusBadRequest, "bad_request", "only_hosts: %d hosts, at most 100000", len(req.OnlyHosts))
+	}
 	if len(req.Waves) == 0 {
 		req.Waves = defaultWaves
 	}
@@ -103,8 +106,9 @@ func (s *Server) createRollout(ctx context.Context, p *principal, req api.Rollou
 		ID: newID("r_"), Seq: s.lastSeq, Bundle: b.SHA256, Name: b.Name, KernelRelease: b.KernelRelease, Level: b.Level,
 		Channel: req.Channel, Selector: req.Selector, Waves: req.Waves, MaxFailurePct: maxFail,
 		OfflineAfter: time.Duration(req.OfflineAfter), State: api.RolloutRunning, CreatedAt: now, UpdatedAt: now, CreatedBy: p.actor(),
+		OnlyHosts: req.OnlyHosts,
 	}
-	probe := &rollout{Rollout: *sr, replace: b.Replace, buildID: b.BuildID}
+	probe := &rollout{Rollout: *sr, replace: b.Replace, buildID: b.BuildID, only: onlySet(sr.OnlyHosts)}
 	var target []*host
 	for _, h := range s.hosts {
 		if eligible(probe, h) {
@@ -124,7 +128,7 @@ func (s *Server) createRollout(ctx context.Context, p *principal, req api.Rollou
 	}
 	audit := &api.AuditEntry{At: now, Actor: p.actor(), Action: "rollout.create", Target: sr.ID, Detail: mustJSON(map[string]any{
 		"bundle": b.SHA256, "name": b.Name, "channel": sr.Channel, "selector": sr.Selector, "canary": sr.Canary,
-		"waves": sr.Waves, "max_failure_pct": sr.MaxFailurePct, "target": len(rows)})}
+		"waves": sr.Waves, "max_failure_pct": sr.MaxFailurePct, "only_hosts": len(sr.OnlyHosts), "target": len(rows)})}
 	err := s.w.do(ctx, func(tx *store.Tx) error {
 		if err := tx.InsertRollout(ctx, sr); err != nil {
 			return err
@@ -351,7 +355,7 @@ func (s *Server) rolloutAction(ctx context.Context, p *principal, id, action str
 func (s *Server) apiRollout(r *rollout, withHosts bool) api.Rollout {
 	out := api.Rollout{
 		ID: r.ID, Bundle: r.Bundle, Name: r.Name, KernelRelease: r.KernelRelease, Level: r.Level, Channel: r.Channel,
-		Selector: r.Selector, Canary: r.Canary, Waves: r.Waves, MaxFailurePct: r.MaxFailurePct,
+		Selector: r.Selector, OnlyHosts: r.OnlyHosts, Canary: r.Canary, Waves: r.Waves, MaxFailurePct: r.MaxFailurePct,
 		OfflineAfter: api.Duration(r.OfflineAfter), State: r.State, Wave: r.Wave, Reason: r.Reason,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, CreatedBy: r.CreatedBy,
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -30,8 +29,7 @@ func TestRolloutCompletes(t *testing.T) {
 			})
 			e.waitHosts(40)
 			b := e.publish("lp_test_1", 1, true, 4096)
-			var r api.Rollout
-			e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 2, Waves: []int{25, 100}}, &r)
+			r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Canary: 2, Waves: []int{25, 100}})
 			if r.Counts.Target != 40 || r.State != api.RolloutRunning {
 				t.Fatalf("new rollout = %+v, want 40 hosts running", r)
 			}
@@ -50,12 +48,11 @@ func TestRolloutCompletes(t *testing.T) {
 					t.Errorf("%s applied lp_test_1 %d times, want 1", h.Name, n)
 				}
 			}
-			var audit []api.AuditEntry
-			e.do(http.MethodGet, api.PathAudit+"?action=host.apply&limit=1000", nil, &audit)
+			audit := e.audit(api.AuditQuery{Action: "host.apply", Limit: 1000})
 			if len(audit) != 40 {
 				t.Errorf("audit has %d host.apply entries, want 40", len(audit))
 			}
-			e.do(http.MethodGet, api.PathAudit+"?action=rollout.wave", nil, &audit)
+			audit = e.audit(api.AuditQuery{Action: "rollout.wave"})
 			if len(audit) != 2 {
 				t.Errorf("audit has %d rollout.wave entries, want 2", len(audit))
 			}
@@ -73,8 +70,7 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 	}
 	e.waitHosts(20)
 	b := e.publish("lp_bad", 1, true, 1024)
-	var r api.Rollout
-	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Canary: 1}, &r)
+	r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Canary: 1})
 	r = e.waitState(r.ID, api.RolloutHalted, 90*time.Second)
 	if r.Wave != 0 || r.Counts.Failed != 1 {
 		t.Errorf("halted rollout = wave %d counts %+v; want halted in the canary wave with 1 failure", r.Wave, r.Counts)
@@ -103,7 +99,7 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 		})
 	}
 	good := e.publish("lp_good", 2, true, 1024)
-	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: good.SHA256, Canary: 2, Waves: []int{50, 100}}, &r)
+	r = e.createRollout(api.RolloutRequest{Bundle: good.SHA256, Canary: 2, Waves: []int{50, 100}})
 	timeout := time.After(90 * time.Second)
 	for i := 0; i < 2; i++ {
 		select {
@@ -112,7 +108,7 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 			t.Fatalf("%d of 2 canaries applied lp_good", i)
 		}
 	}
-	e.do(http.MethodPost, api.PathRollouts+"/"+r.ID+"/pause", api.RolloutActionRequest{Reason: "look first"}, &r)
+	r = e.rolloutAction(r.ID, "pause", api.RolloutActionRequest{Reason: "look first"})
 	close(paused)
 	if r.State != api.RolloutPaused {
 		t.Fatalf("after pause: state %s", r.State)
@@ -126,13 +122,13 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 	if r = e.rollout(r.ID); r.State != api.RolloutPaused || r.Wave != 0 || r.Counts.Applied != 2 {
 		t.Errorf("paused rollout moved on: state %s wave %d, counts %+v", r.State, r.Wave, r.Counts)
 	}
-	e.do(http.MethodPost, api.PathRollouts+"/"+r.ID+"/resume", nil, &r)
+	r = e.rolloutAction(r.ID, "resume", api.RolloutActionRequest{})
 	r = e.waitState(r.ID, api.RolloutCompleted, 90*time.Second)
 	if r.Counts.Healthy != 20 {
 		t.Errorf("completed counts %+v, want 20 healthy", r.Counts)
 	}
-	var rs []api.Rollout
-	e.do(http.MethodPost, api.PathRevert, api.RevertRequest{Name: "lp_good", Reason: "regression"}, &rs)
+	rs, err := e.admin.RevertPatch(context.Background(), api.RevertRequest{Name: "lp_good", Reason: "regression"})
+	e.ok(err)
 	if len(rs) != 1 {
 		t.Fatalf("fleet revert touched %d rollouts, want 1", len(rs))
 	}
@@ -142,8 +138,7 @@ func TestRolloutHaltsPauseResumeRevert(t *testing.T) {
 			t.Errorf("%s: lp_good loaded=%v reverts=%d, want unloaded once", h.Name, h.Runtime.Loaded("lp_good"), h.Runtime.Reverts("lp_good"))
 		}
 	}
-	var audit []api.AuditEntry
-	e.do(http.MethodGet, api.PathAudit+"?limit=1000", nil, &audit)
+	audit := e.audit(api.AuditQuery{Limit: 1000})
 	seen := map[string]int{}
 	for _, a := range audit {
 		seen[a.Action]++
@@ -176,8 +171,7 @@ func TestAgentRuntimeRefusals(t *testing.T) {
 	e.waitHosts(2)
 	b := e.publish("lp_wait", 1, false, 1024)
 
-	var r api.Rollout
-	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Selector: map[string]string{"n": "0"}, Canary: 1}, &r)
+	r := e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Selector: map[string]string{"n": "0"}, Canary: 1})
 	time.Sleep(1500 * time.Millisecond)
 	if r = e.rollout(r.ID); r.State != api.RolloutRunning || r.Counts.Failed != 0 {
 		t.Fatalf("rollout while another patch is in transition = %s, counts %+v; want running, nothing failed", r.State, r.Counts)
@@ -189,7 +183,7 @@ func TestAgentRuntimeRefusals(t *testing.T) {
 		t.Errorf("lp_wait applied %d times after the transition ended, want 1", n)
 	}
 
-	e.do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: b.SHA256, Selector: map[string]string{"n": "1"}, Canary: 1}, &r)
+	r = e.createRollout(api.RolloutRequest{Bundle: b.SHA256, Selector: map[string]string{"n": "1"}, Canary: 1})
 	r = e.waitState(r.ID, api.RolloutHalted, 90*time.Second)
 	full := e.rollout(r.ID)
 	if len(full.Hosts) != 1 || full.Hosts[0].State != api.HostRefused {

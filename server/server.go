@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/server/web"
 	"github.com/stent-dev/stent/store"
 )
 
@@ -48,14 +49,17 @@ type Server struct {
 	kick        chan struct{} // wakes the rollout engine
 	polls       atomic.Int64  // long-polls being held
 	lock        *store.Lock   // PostgreSQL: the database lock; nil on SQLite
-	dirLock     *os.File      // SQLite: flock on the data folder
+	dirLock     func()        // SQLite: releases the flock on the data folder
 	active      atomic.Bool   // serving the API (see ha.go)
 	fatal       chan error    // makes Serve stop: lock lost, take-over failed
 
-	mu          sync.RWMutex // guards everything below
-	hosts       map[string]*host
-	byToken     map[string]*host // hex sha256 of credential -> host
-	rollouts    []*rollout       // creation order
+	mu      sync.RWMutex // guards everything below
+	hosts   map[string]*host
+	byToken map[string]*host // hex sha256 of credential -> host
+	// hostsGen counts hosts enrolled, revoked or relabelled: what a
+	// cached answer over the hosts depends on besides the plan.
+	hostsGen    uint64
+	rollouts    []*rollout // creation order
 	rolloutByID map[string]*rollout
 	bundles     map[string]*api.BundleInfo
 	blobs       map[string][]byte // bundle bytes, loaded on first download
@@ -64,6 +68,13 @@ type Server struct {
 
 	admins adminCache
 	rb     rebootState // kernel rollouts, windows, leases (reboot.go)
+	fk     *feedKeeper // vulnerability feeds (feeds.go)
+	lp     *livePlan   // the live plan (liveplan.go)
+
+	policyMu sync.Mutex   // serialises policy uploads (policy.go)
+	ak       actionKeeper // the live plan's actions (actions.go)
+	cx       cveCache     // the live plan's CVEs, indexed (cves.go)
+	changed  changes      // wakes the dashboard's event streams (changes.go)
 
 	probeMu  sync.Mutex // guards the two below (see probeStore)
 	probeAt  time.Time
@@ -80,6 +91,8 @@ type Options struct {
 	// the bundle package.
 	Inspect func([]byte) (*api.BundleInfo, error)
 	Now     func() time.Time
+	// FeedClient fetches the feeds given as URLs; nil: http.DefaultClient.
+	FeedClient *http.Client
 }
 
 // New opens the store, loads the fleet into memory and prepares TLS. On a
@@ -109,6 +122,9 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	if cfg.MaxBundleSize <= 0 {
 		cfg.MaxBundleSize = DefaultConfig().MaxBundleSize
 	}
+	if cfg.FeedInterval <= 0 {
+		cfg.FeedInterval = DefaultConfig().FeedInterval
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
@@ -132,6 +148,12 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	case cfg.KeysDir == "" && !cfg.AcceptAnySigner && s.inspect == nil:
 		return nil, errors.New("no trusted publisher keys: give --keys-dir FOLDER, the public keys (*.pub, from stent key generate) whose bundles may be published, or --accept-any-signer to publish bundles whatever key signed them (hosts still verify against their own keys)")
 	}
+	fk, err := newFeedKeeper(cfg, opt.FeedClient, opt.Log)
+	if err != nil {
+		return nil, err
+	}
+	s.fk = fk
+	s.lp = newLivePlan()
 	if s.inspect == nil {
 		insp, err := bundleInspector(cfg.KeysDir)
 		if err != nil {
@@ -139,7 +161,6 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		}
 		s.inspect = insp
 	}
-	var err error
 	if s.cert, err = loadTLS(&cfg); err != nil {
 		return nil, err
 	}
@@ -155,7 +176,9 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	}
 	s.reg = prometheus.NewRegistry()
 	s.met = newMetrics(s)
+	s.fk.register(s.reg)
 	s.w = newWriter(s.st, s.log, s.met, s.fail)
+	s.w.committed = s.changed.notify
 	if s.st.Engine() == store.Postgres {
 		if s.lock, err = s.st.NewLock(); err != nil {
 			s.close()
@@ -186,7 +209,7 @@ func (s *Server) close() {
 		s.lock.Close()
 	}
 	if s.dirLock != nil {
-		s.dirLock.Close()
+		s.dirLock()
 	}
 }
 
@@ -235,8 +258,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 		}
 		ectx, stopEngine := context.WithCancel(ctx)
-		done := make(chan struct{})
+		done, feedsDone, planDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 		go func() { defer close(done); s.engine(ectx) }()
+		go func() { defer close(feedsDone); s.feedLoop(ectx) }()
+		go func() { defer close(planDone); s.planLoop(ectx) }()
+		exposureDone := make(chan struct{})
+		go func() { defer close(exposureDone); s.exposureLoop(ectx) }()
+		defer func() { <-exposureDone }()
 		if s.lock != nil {
 			s.watchLock(ctx)
 		} else {
@@ -244,6 +272,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		stopEngine()
 		<-done
+		<-feedsDone
+		<-planDone
 	}()
 
 	srv := &http.Server{
@@ -310,10 +340,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// Handler returns the HTTP API.
+// Handler returns the HTTP API and, under /ui/, the web dashboard, whose
+// pages call the API in process with the logged-in token.
 func (s *Server) Handler() http.Handler {
+	apiMux := http.NewServeMux()
+	s.routes(apiMux)
+	ui, err := web.New(web.Config{API: apiMux, Now: s.now, Log: s.log, SessionTTL: s.cfg.SessionTTL, Sessions: uiSessions{s}, Changes: s.changed.next})
+	if err != nil {
+		panic(err) // the embedded templates do not parse: a bug the tests catch
+	}
 	mux := http.NewServeMux()
-	s.routes(mux)
+	mux.Handle("/", apiMux)
+	mux.Handle(web.Prefix, ui)
+	mux.Handle("/ui", ui)
 	return mux
 }
 

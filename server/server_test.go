@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -54,6 +55,9 @@ type envOpt struct {
 	throttle    int // bytes per second the server sends on each connection; 0: no limit
 	bodyTimeout time.Duration
 	now         func() time.Time // the server's clock; nil: time.Now
+	feeds       []string         // --feed
+	feedClient  *http.Client     // fetches the feed URLs
+	exposure    time.Duration    // --exposure-interval; 0: the default
 }
 
 func testLog(t testing.TB) *slog.Logger {
@@ -133,8 +137,12 @@ func (e *env) start(addr string) {
 	cfg.KeysDir, cfg.AcceptAnySigner = e.keysDir, e.o.anySigner
 	cfg.EngineTick = 100 * time.Millisecond
 	cfg.BodyTimeout = e.o.bodyTimeout
+	cfg.Feeds = e.o.feeds
+	if e.o.exposure > 0 {
+		cfg.ExposureInterval = e.o.exposure
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: testLog(e.t), Now: e.o.now})
+	srv, err := server.New(ctx, cfg, server.Options{Log: testLog(e.t), Now: e.o.now, FeedClient: e.o.feedClient})
 	if err != nil {
 		cancel()
 		e.t.Fatalf("server.New: %v", err)
@@ -220,17 +228,51 @@ func (c *throttledConn) Write(b []byte) (int, error) {
 	return written, nil
 }
 
-func (e *env) do(method, path string, in, out any) {
+// ok fails the test on an admin call's error, naming the call.
+func (e *env) ok(err error) {
 	e.t.Helper()
-	if err := e.admin.Do(context.Background(), method, path, in, out); err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
+	var se *api.StatusError
+	if errors.As(err, &se) {
+		e.t.Fatalf("%s %s: %v", se.Method, se.Path, err)
+	}
+	if err != nil {
+		e.t.Fatal(err)
 	}
 }
 
 func (e *env) enrollToken(channel string, maxUses int) string {
-	var tok api.Token
-	e.do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "test", Channel: channel, MaxUses: maxUses}, &tok)
+	e.t.Helper()
+	tok, err := e.admin.CreateEnrollToken(context.Background(), api.EnrollTokenRequest{Name: "test", Channel: channel, MaxUses: maxUses})
+	e.ok(err)
 	return tok.Secret
+}
+
+func (e *env) createRollout(req api.RolloutRequest) api.Rollout {
+	e.t.Helper()
+	r, err := e.admin.CreateRollout(context.Background(), req)
+	e.ok(err)
+	return *r
+}
+
+func (e *env) rolloutAction(id, action string, req api.RolloutActionRequest) api.Rollout {
+	e.t.Helper()
+	r, err := e.admin.RolloutAction(context.Background(), id, action, req)
+	e.ok(err)
+	return *r
+}
+
+func (e *env) audit(q api.AuditQuery) []api.AuditEntry {
+	e.t.Helper()
+	es, err := e.admin.Audit(context.Background(), q)
+	e.ok(err)
+	return es
+}
+
+func (e *env) hosts() []api.Host {
+	e.t.Helper()
+	hs, err := e.admin.Hosts(context.Background())
+	e.ok(err)
+	return hs
 }
 
 func (e *env) publish(name string, level int64, replace bool, size int) api.BundleInfo {
@@ -239,9 +281,9 @@ func (e *env) publish(name string, level int64, replace bool, size int) api.Bund
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var info api.BundleInfo
-	e.do(http.MethodPost, api.PathAdminBundle, data, &info)
-	return info
+	info, err := e.admin.PublishBundle(context.Background(), data)
+	e.ok(err)
+	return *info
 }
 
 func (e *env) fleet(n int, channel string, mod func(*fleetsim.Config)) *fleetsim.Fleet {
@@ -267,17 +309,17 @@ func (e *env) fleet(n int, channel string, mod func(*fleetsim.Config)) *fleetsim
 func (e *env) waitHosts(n int) {
 	e.t.Helper()
 	e.waitFor(60*time.Second, fmt.Sprintf("%d hosts checked in", n), func() bool {
-		var st api.FleetStatus
-		e.do(http.MethodGet, api.PathFleet, nil, &st)
+		st, err := e.admin.Fleet(context.Background())
+		e.ok(err)
 		return st.ByKernel[kernel] >= n
 	})
 }
 
 func (e *env) rollout(id string) api.Rollout {
 	e.t.Helper()
-	var r api.Rollout
-	e.do(http.MethodGet, api.PathRollouts+"/"+id, nil, &r)
-	return r
+	r, err := e.admin.Rollout(context.Background(), id, true)
+	e.ok(err)
+	return *r
 }
 
 func (e *env) waitState(id, state string, d time.Duration) api.Rollout {

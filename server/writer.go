@@ -25,6 +25,8 @@ type writer struct {
 	// fenced is called when a commit fails with store.ErrFenced: another
 	// server has taken over the database.
 	fenced func(error)
+	// committed, when set, is called after each commit that succeeded.
+	committed func()
 	// lastFail is the last write failure for a full or unwritable store
 	// (a storeFailure), for /healthz.
 	lastFail atomic.Pointer[storeFailure]
@@ -148,6 +150,9 @@ func (w *writer) commit(ctx context.Context, batch []*writeOp) {
 				w.log.Warn("store write failed", "err", errs[i])
 			}
 			op.res <- errs[i]
+		}
+		if w.committed != nil {
+			w.committed()
 		}
 		return
 	}

@@ -79,12 +79,12 @@ func (t *Tx) InsertHost(ctx context.Context, h *Host) error {
 }
 
 // SaveCheckin records a host's check-in. Inventory is replaced only when the
-// check-in carries one.
+// check-in carries one, the host name only when it carries one.
 func (t *Tx) SaveCheckin(ctx context.Context, c *Checkin) error {
 	patches, _ := json.Marshal(nonNilSlice(c.Patches))
-	_, err := t.exec(ctx, `UPDATE hosts SET last_seen = ?, hostname = ?, kernel_release = ?, build_id = ?, boot_id = ?,
+	_, err := t.exec(ctx, `UPDATE hosts SET last_seen = ?, hostname = CASE WHEN ? = '' THEN hostname ELSE ? END, kernel_release = ?, build_id = ?, boot_id = ?,
 		agent_version = ?, health = ?, health_detail = ?, patches = ? WHERE id = ?`,
-		ms(c.At), c.Hostname, c.KernelRelease, c.BuildID, c.BootID, c.AgentVersion, c.Health, c.HealthDetail, string(patches), c.HostID)
+		ms(c.At), c.Hostname, c.Hostname, c.KernelRelease, c.BuildID, c.BootID, c.AgentVersion, c.Health, c.HealthDetail, string(patches), c.HostID)
 	if err != nil {
 		return fmt.Errorf("save check-in of %s: %w", c.HostID, err)
 	}
@@ -102,6 +102,20 @@ func (t *Tx) RevokeHost(ctx context.Context, id string, at time.Time) error {
 	res, err := t.exec(ctx, `UPDATE hosts SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, ms(at), id)
 	if err != nil {
 		return fmt.Errorf("revoke host %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// SetHostLabels replaces an enrolled host's labels; it returns
+// ErrNotFound for an unknown or revoked host.
+func (t *Tx) SetHostLabels(ctx context.Context, id string, labels map[string]string) error {
+	b, _ := json.Marshal(nonNilMap(labels))
+	res, err := t.exec(ctx, `UPDATE hosts SET labels = ? WHERE id = ? AND revoked_at = 0`, string(b), id)
+	if err != nil {
+		return fmt.Errorf("set labels of host %s: %w", id, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound

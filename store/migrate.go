@@ -175,6 +175,57 @@ var migrations = []string{
 	// 4: per-host retention of reports and audit entries (see PruneHost).
 	`CREATE INDEX reports_host_received ON reports (host_id, received_at);
 	CREATE INDEX audit_actor ON audit (actor, id)`,
+	// 5: the planning policy's versions (see policies.go) and the actions
+	// the live plan proposed, each under its idempotency key.
+	`CREATE TABLE policies (
+		version INTEGER PRIMARY KEY,
+		spec TEXT NOT NULL
+	);
+	CREATE TABLE plan_actions (
+		id TEXT PRIMARY KEY,
+		spec TEXT NOT NULL,
+		state TEXT NOT NULL,
+		updated_at BIGINT NOT NULL
+	)`,
+	// 6: a rollout to named hosts only (the live plan's actions).
+	`ALTER TABLE rollouts ADD COLUMN only_hosts TEXT NOT NULL DEFAULT '[]'`,
+	// 7: the patch factory's uploads and per-kernel-build jobs (see
+	// factory.go), kept as JSON of their API form.
+	`CREATE TABLE factory_uploads (
+		version TEXT PRIMARY KEY,
+		spec TEXT NOT NULL,
+		seen_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE TABLE factory_jobs (
+		id TEXT PRIMARY KEY,
+		upload TEXT NOT NULL,
+		kernel TEXT NOT NULL,
+		state TEXT NOT NULL,
+		worker TEXT NOT NULL DEFAULT '',
+		spec TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE INDEX factory_jobs_upload ON factory_jobs (upload, kernel)`,
+	// 8: the web dashboard's sessions (see sessions.go): by the hash of the
+	// cookie, the admin token sealed under a key only the cookie gives.
+	`CREATE TABLE ui_sessions (
+		id TEXT PRIMARY KEY,
+		token_id TEXT NOT NULL,
+		sealed {{blob}} NOT NULL,
+		principal TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL
+	);
+	CREATE INDEX ui_sessions_token ON ui_sessions (token_id);
+	CREATE INDEX ui_sessions_expires ON ui_sessions (expires_at)`,
+	// 9: the fleet's exposure over time (see exposure.go): one small row
+	// per snapshot of the live plan, kept for a retention period.
+	`CREATE TABLE exposure_history (
+		at BIGINT PRIMARY KEY,
+		spec TEXT NOT NULL
+	)`,
 }
 
 func (s *Store) dialect(q string) string {

@@ -77,6 +77,8 @@ type Rollout struct {
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 	CreatedBy     string
+	// OnlyHosts, when set, limits the rollout to these host ids.
+	OnlyHosts []string
 }
 
 // RolloutHost is one host's place and progress in a rollout.
@@ -94,11 +96,12 @@ type RolloutHost struct {
 func (t *Tx) InsertRollout(ctx context.Context, r *Rollout) error {
 	sel, _ := json.Marshal(nonNilMap(r.Selector))
 	waves, _ := json.Marshal(nonNilSlice(r.Waves))
+	only, _ := json.Marshal(nonNilSlice(r.OnlyHosts))
 	_, err := t.exec(ctx, `INSERT INTO rollouts (id, seq, bundle_sha256, name, kernel_release, level, channel, selector, canary, waves,
-		max_failure_pct, offline_after_ms, state, wave, reason, created_at, updated_at, created_by)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		max_failure_pct, offline_after_ms, state, wave, reason, created_at, updated_at, created_by, only_hosts)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Seq, r.Bundle, r.Name, r.KernelRelease, r.Level, r.Channel, string(sel), r.Canary, string(waves),
-		r.MaxFailurePct, r.OfflineAfter.Milliseconds(), r.State, r.Wave, r.Reason, ms(r.CreatedAt), ms(r.UpdatedAt), r.CreatedBy)
+		r.MaxFailurePct, r.OfflineAfter.Milliseconds(), r.State, r.Wave, r.Reason, ms(r.CreatedAt), ms(r.UpdatedAt), r.CreatedBy, string(only))
 	if err != nil {
 		return fmt.Errorf("insert rollout %s: %w", r.ID, err)
 	}
@@ -118,14 +121,20 @@ func (t *Tx) UpdateRollout(ctx context.Context, r *Rollout) error {
 // ListRollouts returns every rollout in creation order.
 func (s *Store) ListRollouts(ctx context.Context) ([]*Rollout, error) {
 	return queryAll(ctx, s, "list rollouts", `SELECT id, seq, bundle_sha256, name, kernel_release, level, channel, selector, canary, waves,
-		max_failure_pct, offline_after_ms, state, wave, reason, created_at, updated_at, created_by FROM rollouts ORDER BY seq`, nil,
+		max_failure_pct, offline_after_ms, state, wave, reason, created_at, updated_at, created_by, only_hosts FROM rollouts ORDER BY seq`, nil,
 		func(rows *sql.Rows) (*Rollout, error) {
 			var r Rollout
-			var sel, waves string
+			var sel, waves, only string
 			var off, created, updated int64
 			if err := rows.Scan(&r.ID, &r.Seq, &r.Bundle, &r.Name, &r.KernelRelease, &r.Level, &r.Channel, &sel, &r.Canary, &waves,
-				&r.MaxFailurePct, &off, &r.State, &r.Wave, &r.Reason, &created, &updated, &r.CreatedBy); err != nil {
+				&r.MaxFailurePct, &off, &r.State, &r.Wave, &r.Reason, &created, &updated, &r.CreatedBy, &only); err != nil {
 				return nil, err
+			}
+			if err := json.Unmarshal([]byte(only), &r.OnlyHosts); err != nil {
+				return nil, fmt.Errorf("rollout %s only_hosts: %w", r.ID, err)
+			}
+			if len(r.OnlyHosts) == 0 {
+				r.OnlyHosts = nil
 			}
 			r.OfflineAfter = time.Duration(off) * time.Millisecond
 			r.CreatedAt, r.UpdatedAt = fromMS(created), fromMS(updated)
@@ -210,9 +219,14 @@ type AuditFilter struct {
 	Action  string // exact action
 	Target  string // exact target
 	Limit   int    // default 100
+	// BeforeID, when set, selects entries with a smaller id; Newest
+	// orders the newest first.
+	BeforeID int64
+	Newest   bool
 }
 
-// ListAudit returns audit entries oldest first.
+// ListAudit returns audit entries oldest first, or newest first with
+// f.Newest.
 func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]*api.AuditEntry, error) {
 	q := `SELECT id, at, actor, action, target, detail FROM audit WHERE id > ?`
 	args := []any{f.AfterID}
@@ -224,10 +238,18 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]*api.AuditEntry
 		q += ` AND target = ?`
 		args = append(args, f.Target)
 	}
+	if f.BeforeID > 0 {
+		q += ` AND id < ?`
+		args = append(args, f.BeforeID)
+	}
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	q += ` ORDER BY id LIMIT ?`
+	if f.Newest {
+		q += ` ORDER BY id DESC LIMIT ?`
+	} else {
+		q += ` ORDER BY id LIMIT ?`
+	}
 	args = append(args, f.Limit)
 	return queryAll(ctx, s, "list audit", q, args,
 		func(rows *sql.Rows) (*api.AuditEntry, error) {

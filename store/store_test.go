@@ -67,9 +67,11 @@ func TestHostsAndCheckins(t *testing.T) {
 		if err := s.Update(ctx, func(tx *store.Tx) error { return tx.SaveCheckin(ctx, c) }); err != nil {
 			t.Fatal(err)
 		}
-		// A check-in without inventory keeps the last one.
+		// A check-in without inventory keeps the last one, and one without
+		// a host name keeps the name.
 		c2 := *c
 		c2.Inventory = nil
+		c2.Hostname = ""
 		c2.At = t0.Add(2 * time.Minute)
 		if err := s.Update(ctx, func(tx *store.Tx) error { return tx.SaveCheckin(ctx, &c2) }); err != nil {
 			t.Fatal(err)

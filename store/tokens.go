@@ -73,9 +73,15 @@ func (t *Tx) RevokeEnrollToken(ctx context.Context, id string, at time.Time) err
 	return revoke(ctx, t, "enroll_tokens", id, at)
 }
 
-// RevokeAdminToken revokes a token by id.
+// RevokeAdminToken revokes a token by id and ends its dashboard sessions.
 func (t *Tx) RevokeAdminToken(ctx context.Context, id string, at time.Time) error {
-	return revoke(ctx, t, "admin_tokens", id, at)
+	if err := revoke(ctx, t, "admin_tokens", id, at); err != nil {
+		return err
+	}
+	if _, err := t.exec(ctx, `DELETE FROM ui_sessions WHERE token_id = ?`, id); err != nil {
+		return fmt.Errorf("end the sessions of token %s: %w", id, err)
+	}
+	return nil
 }
 
 func revoke(ctx context.Context, t *Tx, table, id string, at time.Time) error {

@@ -21,6 +21,17 @@ type Upload struct {
 	Date         time.Time // from the trailer line
 	CVEs         []string  // in order of first mention, without duplicates
 	Line         int       // line of the header in the changelog
+	// Changes are the entry's items, one per fix it describes: each
+	// "  * " bullet, or, for a bullet with "    - " items under it (as
+	// "New upstream stable update:"), each of those.
+	Changes []Change
+}
+
+// Change is one item of a changelog entry.
+type Change struct {
+	Text  string   // the item's text, its lines joined by spaces
+	Group string   // the "*" bullet it is listed under; "" for a bullet itself
+	CVEs  []string // the CVE ids the item names
 }
 
 // DebianChangelog is a parsed Debian changelog, newest upload first.
@@ -155,6 +166,7 @@ func finishEntry(u *Upload, body string) {
 			u.Source, u.Version = "linux", m[1]
 		}
 	}
+	u.Changes = parseChanges(body)
 	seen := map[string]bool{}
 	for _, id := range cveID.FindAllString(body, -1) {
 		if !seen[id] {
@@ -162,6 +174,50 @@ func finishEntry(u *Upload, body string) {
 			u.CVEs = append(u.CVEs, id)
 		}
 	}
+}
+
+// parseChanges splits an entry's body into its items: a "*" bullet is a
+// change unless items ("-", "+") are listed under it, then each of those is.
+// Other lines continue the item above them; "[ Name ]" lines (who made the
+// changes below) are skipped.
+func parseChanges(body string) []Change {
+	var out []Change
+	var group string
+	groupAt := -1 // index in out of the current "*" bullet, -1 when it has items
+	cur := -1
+	for _, line := range strings.Split(body, "\n") {
+		t := strings.TrimSpace(line)
+		switch {
+		case t == "":
+		case strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]"):
+			cur = -1
+		case strings.HasPrefix(t, "* "):
+			group = strings.TrimSpace(t[2:])
+			out = append(out, Change{Text: group})
+			cur, groupAt = len(out)-1, len(out)-1
+		case (strings.HasPrefix(t, "- ") || strings.HasPrefix(t, "+ ")) && group != "":
+			if groupAt >= 0 && groupAt == len(out)-1 {
+				out = out[:groupAt] // the bullet is a heading of items
+			}
+			groupAt = -1
+			out = append(out, Change{Text: strings.TrimSpace(t[2:]), Group: group})
+			cur = len(out) - 1
+		default:
+			if cur >= 0 {
+				out[cur].Text += " " + t
+			}
+		}
+	}
+	for i := range out {
+		seen := map[string]bool{}
+		for _, id := range cveID.FindAllString(out[i].Text, -1) {
+			if !seen[id] {
+				seen[id] = true
+				out[i].CVEs = append(out[i].CVEs, id)
+			}
+		}
+	}
+	return out
 }
 
 func parseChangelogDate(s string) (time.Time, error) {

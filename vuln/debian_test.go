@@ -157,9 +157,33 @@ func TestParseDebianChangelogErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Upload{{Source: "linux", Version: "6.1.192-1", Distribution: "bookworm-security", Urgency: "high",
-		Date: time.Date(2026, 11, 16, 10, 17, 40, 0, time.UTC), CVEs: []string{"CVE-2026-1234"}, Line: 1}}
+		Date: time.Date(2026, 11, 16, 10, 17, 40, 0, time.UTC), CVEs: []string{"CVE-2026-1234"}, Line: 1,
+		Changes: []Change{{Text: "fix (CVE-2026-1234)", CVEs: []string{"CVE-2026-1234"}}}}}
 	if diff := cmp.Diff(want, cl.Uploads); diff != "" {
 		t.Errorf("ParseDebianChangelog mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseChanges(t *testing.T) {
+	const body = `  [ Ben Hutchings ]
+  * New upstream stable update:
+    https://www.kernel.org/pub/linux/kernel/v6.x/ChangeLog-6.1.191
+    - io-wq: order the exit bit against worker creation task work
+    - apparmor: fix out-of-bounds write when null terminating a label vec
+      (CVE-2026-89761)
+  * nfsd: preflight SEQUENCE replies before accepting a slot (CVE-2026-99362,
+    CVE-2026-99363)
+  * ext4: fix NULL folio dereference in mballoc (Closes: #1154101)
+`
+	group := "New upstream stable update:"
+	want := []Change{
+		{Text: "io-wq: order the exit bit against worker creation task work", Group: group},
+		{Text: "apparmor: fix out-of-bounds write when null terminating a label vec (CVE-2026-89761)", Group: group, CVEs: []string{"CVE-2026-89761"}},
+		{Text: "nfsd: preflight SEQUENCE replies before accepting a slot (CVE-2026-99362, CVE-2026-99363)", CVEs: []string{"CVE-2026-99362", "CVE-2026-99363"}},
+		{Text: "ext4: fix NULL folio dereference in mballoc (Closes: #1154101)"},
+	}
+	if diff := cmp.Diff(want, parseChanges(body)); diff != "" {
+		t.Errorf("parseChanges mismatch (-want +got):\n%s", diff)
 	}
 }
 

@@ -2,6 +2,7 @@ package vuln
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -81,6 +82,10 @@ type verdict struct {
 // key identifies everything Evaluate's answer depends on, so hosts running
 // the same kernel with the same installed kernel and live patches share one
 // evaluation.
+// Key identifies h's kernel situation: hosts with equal keys have the same
+// exposure (Evaluate shares one between them), so a planner can group them.
+func (h *Host) Key() string { return h.key() }
+
 func (h *Host) key() string {
 	var b strings.Builder
 	b.Grow(128)
@@ -155,7 +160,8 @@ func (db *DB) evaluate(h *Host) (*Exposure, error) {
 	}
 	sameBuild := h.Newest == h.Running
 	for vi, v := range db.Vulns {
-		rv := db.verdict(h, t, vi, runOrd, h.Running.Upstream)
+		// Most verdicts are fixed or not affected, and show no evidence.
+		rv := db.verdictOf(h, t, vi, runOrd, h.Running.Upstream, false)
 		switch rv.status {
 		case vNotAffected:
 			e.Counts[NotAffected]++
@@ -177,7 +183,7 @@ func (db *DB) evaluate(h *Host) (*Exposure, error) {
 		}
 		nv := rv
 		if !sameBuild && rv.status == vAffected {
-			nv = db.verdict(h, t, vi, newOrd, h.Newest.Upstream)
+			nv = db.verdictOf(h, t, vi, newOrd, h.Newest.Upstream, false)
 		}
 		switch {
 		case rv.status == vAffected && (nv.status == vFixed || nv.status == vNotAffected):
@@ -209,6 +215,10 @@ func (db *DB) evaluate(h *Host) (*Exposure, error) {
 		e.Counts[f.State]++
 		e.Findings = append(e.Findings, f)
 	}
+	// Kept as long as the database (Evaluate's memo) and the plans made
+	// of it: without append's spare room.
+	e.Findings = slices.Clip(append([]Finding(nil), e.Findings...))
+	e.Resolved = slices.Clip(append([]Resolved(nil), e.Resolved...))
 	sort.SliceStable(e.Findings, func(i, j int) bool {
 		a, b := e.Findings[i], e.Findings[j]
 		if a.Severity.Level != b.Severity.Level {
@@ -226,6 +236,13 @@ func (db *DB) evaluate(h *Host) (*Exposure, error) {
 // build (ord in track t, upstream version u). Distribution data wins over
 // upstream data when it names the CVE: it says what the package carries.
 func (db *DB) verdict(h *Host, t *Track, vi int, ord int32, u KernelVersion) verdict {
+	return db.verdictOf(h, t, vi, ord, u, true)
+}
+
+// verdictOf is verdict; without why, a verdict of fixed or not affected
+// comes without its evidence, which only a finding shows (most verdicts
+// are these, and a kernel's whole database is judged per situation).
+func (db *DB) verdictOf(h *Host, t *Track, vi int, ord int32, u KernelVersion, why bool) verdict {
 	v := db.Vulns[vi]
 	if t != nil && len(t.entries[vi]) > 0 && (t.branches == nil || t.covers(u)) {
 		var out verdict
@@ -273,9 +290,14 @@ func (db *DB) verdict(h *Host, t *Track, vi int, ord int32, u KernelVersion) ver
 			out.evidence = fmt.Sprintf("%s: fixed in %s", src, tv.version)
 		case bestFixed >= 0:
 			out.status, out.fixDate = vFixed, fixDate
-			out.evidence = fmt.Sprintf("%s: fixed in %s", src, t.versionAt(bestFixed).version)
+			if why {
+				out.evidence = fmt.Sprintf("%s: fixed in %s", src, t.versionAt(bestFixed).version)
+			}
 		default:
-			out.status, out.evidence = vNotAffected, t.Key+": not affected"
+			out.status = vNotAffected
+			if why {
+				out.evidence = t.Key + ": not affected"
+			}
 		}
 		return out
 	}
@@ -283,9 +305,16 @@ func (db *DB) verdict(h *Host, t *Track, vi int, ord int32, u KernelVersion) ver
 		st, fix := v.Upstream.Status(u)
 		switch st {
 		case UpstreamNotAffected:
-			return verdict{status: vNotAffected, evidence: fmt.Sprintf("kernel CNA (%s): %s not affected", v.Upstream.From, u)}
+			out := verdict{status: vNotAffected}
+			if why {
+				out.evidence = fmt.Sprintf("kernel CNA (%s): %s not affected", v.Upstream.From, u)
+			}
+			return out
 		case UpstreamFixed:
-			out := verdict{status: vFixed, upstreamFix: fix, evidence: fmt.Sprintf("kernel CNA (%s): fixed upstream in %s", v.Upstream.From, fix)}
+			out := verdict{status: vFixed, upstreamFix: fix}
+			if why {
+				out.evidence = fmt.Sprintf("kernel CNA (%s): fixed upstream in %s", v.Upstream.From, fix)
+			}
 			if t != nil && t.branches != nil {
 				if tv, ok := t.firstReleasedWithUpstream(fix); ok {
 					out.fixDate = tv.date

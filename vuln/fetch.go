@@ -144,7 +144,12 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string, check func(path stri
 	}
 	if check != nil {
 		if err := check(tmp.Name()); err != nil {
-			return FetchResult{}, fmt.Errorf("fetch %s: refusing the download: %w", rawURL, err)
+			// Name the download by its URL, not by the temporary file.
+			var pe *ParseError
+			if errors.As(err, &pe) && strings.HasPrefix(pe.File, tmp.Name()) {
+				pe.File = rawURL + strings.TrimPrefix(pe.File, tmp.Name())
+			}
+			return FetchResult{}, fmt.Errorf("refusing the download of %s: %w", rawURL, err)
 		}
 	}
 	if err := os.Rename(tmp.Name(), dataPath); err != nil {

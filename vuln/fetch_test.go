@@ -55,7 +55,7 @@ func TestFetcherCachesAndRefusesBadDownloads(t *testing.T) {
 	}
 	// A malformed download is refused and the cached copy stays.
 	body.Store([]byte(`{"format":"NVD_CVE","vulnerabilities":[{"cve":{}}]}`))
-	if _, err := load(); err == nil || !strings.Contains(err.Error(), "refusing the download") || !strings.Contains(err.Error(), "vulnerabilities[0].cve.id") {
+	if _, err := load(); err == nil || !strings.Contains(err.Error(), "refusing the download of "+url+": "+url+": vulnerabilities[0].cve.id") || strings.Contains(err.Error(), ".fetch-") {
 		t.Errorf("Load(malformed) = %v, want refusal naming the field", err)
 	}
 	f.Offline = true

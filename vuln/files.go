@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -147,4 +149,19 @@ func readZip(path string, keep func(string) bool) ([]feedFile, error) {
 		out = append(out, feedFile{name: path + ":" + zf.Name, data: data})
 	}
 	return out, nil
+}
+
+// readFiles is readFeedFiles that also sets the feed's digest.
+func (p *parsedFeed) readFiles(path string, keep func(base string) bool) ([]feedFile, error) {
+	files, err := readFeedFiles(path, keep)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(f.name), len(f.data))
+		h.Write(f.data)
+	}
+	p.digest = hex.EncodeToString(h.Sum(nil))
+	return files, nil
 }

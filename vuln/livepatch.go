@@ -3,8 +3,11 @@ package vuln
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/stent-dev/stent/bundle"
 )
 
 // LivePatch is a live patch Stent can apply: its manifest names the exact
@@ -75,4 +78,37 @@ func ParseLivePatches(file string, data []byte) ([]LivePatch, error) {
 // rebuild is a different kernel).
 func (p *LivePatch) Applies(release, version string) bool {
 	return p.Kernel.Release == release && (p.Kernel.Version == "" || p.Kernel.Version == version)
+}
+
+// isBundle tells whether data is a signed bundle (bundle.Magic) rather than
+// a manifest.
+func isBundle(data []byte) bool { return bytes.HasPrefix(data, []byte(bundle.Magic)) }
+
+// LivePatchOf is the live patch a verified bundle's manifest describes.
+func LivePatchOf(m *bundle.Manifest) LivePatch {
+	p := LivePatch{Name: m.Name, CVEs: append([]string(nil), m.CVEs...), Released: m.Created}
+	p.Kernel.Release, p.Kernel.Version = m.Kernel.Release, m.Kernel.PackageVersion
+	return p
+}
+
+// parseLivePatchBundle verifies the bundle in data against the keyring
+// keys returns and gives its manifest as a live patch. A bundle that does
+// not verify is refused, like a malformed manifest: a plan must not count
+// on a patch no host would load.
+func parseLivePatchBundle(file string, data []byte, keys func() (*bundle.Keyring, error)) (LivePatch, error) {
+	b, err := bundle.Parse(data)
+	if err != nil {
+		return LivePatch{}, &ParseError{File: file, Err: err}
+	}
+	if keys == nil {
+		return LivePatch{}, &ParseError{File: file, Err: errors.New("a bundle, and no trusted keys to verify it with were given")}
+	}
+	kr, err := keys()
+	if err != nil {
+		return LivePatch{}, fmt.Errorf("%s: trusted keys to verify the bundle: %w", file, err)
+	}
+	if err := b.Verify(kr); err != nil {
+		return LivePatch{}, &ParseError{File: file, Err: fmt.Errorf("%w (trust its publisher's key with --keys-dir)", err)}
+	}
+	return LivePatchOf(b.Manifest()), nil
 }

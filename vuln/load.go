@@ -2,6 +2,8 @@ package vuln
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -9,7 +11,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/stent-dev/stent/bundle"
 )
 
 // FeedKind names a kind of feed.
@@ -20,7 +25,7 @@ const (
 	FeedCNA             FeedKind = "cna"              // a folder (or .tar.gz) in the kernel CNA's layout
 	FeedOSV             FeedKind = "osv"              // an OSV file, folder or .zip export
 	FeedNVD             FeedKind = "nvd"              // NVD CVE API 2.0 responses (file, folder or API URL)
-	FeedLivePatch       FeedKind = "livepatch"        // live patch manifests (file or folder)
+	FeedLivePatch       FeedKind = "livepatch"        // live patch manifests or signed bundles (file or folder)
 )
 
 // FeedKinds lists the kinds Load reads.
@@ -92,6 +97,18 @@ func MaxSkipped(records int) int { return max(10, records/100) }
 // LoadOptions configures Load.
 type LoadOptions struct {
 	Fetcher *Fetcher // for URLs; nil refuses URLs
+	// Keys returns the trusted keys that the signed bundles (*.bundle,
+	// *.stb) of a livepatch feed must verify under; it is called once, at
+	// the first bundle. nil refuses bundles.
+	Keys func() (*bundle.Keyring, error)
+}
+
+// once makes Keys load the keyring at most once.
+func (o LoadOptions) once() LoadOptions {
+	if o.Keys != nil {
+		o.Keys = sync.OnceValues(o.Keys)
+	}
+	return o
 }
 
 // Load reads every feed and builds the database. It is all or nothing: the
@@ -105,25 +122,92 @@ func Load(ctx context.Context, specs []FeedSpec, opts LoadOptions) (*DB, error) 
 	if err := checkFixFeed(specs); err != nil {
 		return nil, err
 	}
-	b := newBuilder()
+	opts = opts.once()
+	feeds := make([]*Feed, 0, len(specs))
 	for _, spec := range specs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		pf, info, err := loadFeed(ctx, spec, opts)
+		f, err := LoadFeed(ctx, spec, opts)
 		if err != nil {
-			return nil, fmt.Errorf("feed %s=%s: %w", spec.Kind, spec.Location, err)
+			return nil, err
 		}
-		if err := b.add(pf); err != nil {
-			return nil, fmt.Errorf("feed %s=%s: %w", spec.Kind, spec.Location, err)
+		feeds = append(feeds, f)
+	}
+	return BuildDB(feeds)
+}
+
+// Feed is one feed, loaded and parsed: what BuildDB indexes, with others,
+// into a DB. It is read-only, so one Feed may go into many builds.
+type Feed struct {
+	Spec FeedSpec
+	Info FeedInfo // Records, Skipped and Warnings filled
+	// Digest is the sha256 of the files the feed was parsed from (names
+	// and bytes), in hex: two loads of the same content have the same one.
+	Digest string
+	pf     *parsedFeed
+}
+
+// LoadFeed reads and parses one feed, as Load does each of its feeds.
+func LoadFeed(ctx context.Context, spec FeedSpec, opts LoadOptions) (*Feed, error) {
+	f, err := loadFeedReusing(ctx, spec, opts, nil)
+	if err != nil {
+		return nil, fmt.Errorf("feed %s=%s: %w", spec.Kind, spec.Location, err)
+	}
+	return f, nil
+}
+
+// loadFeedReusing is LoadFeed that takes prev's parse again instead of
+// parsing the same download twice, when the feed is a URL whose cached
+// copy is still prev's (the server answered 304 Not Modified).
+// Its errors do not name the feed: LoadFeed's do.
+func loadFeedReusing(ctx context.Context, spec FeedSpec, opts LoadOptions, prev *Feed) (*Feed, error) {
+	pf, info, err := loadFeed(ctx, spec, opts, prev)
+	if err != nil {
+		return nil, err
+	}
+	info.Records = pf.records()
+	info.Skipped = pf.skipped
+	info.Warnings = pf.warnings
+	if len(pf.changelogs) > 0 {
+		info.Newest = pf.changelogs[0].Uploads[0].Version
+	}
+	return &Feed{Spec: spec, Info: info, Digest: pf.digest, pf: pf}, nil
+}
+
+// LivePatchFeed is a livepatch feed of patches known otherwise than from a
+// file, such as the bundles published to stent-server; location names
+// where they come from.
+func LivePatchFeed(location string, patches []LivePatch) *Feed {
+	pf := &parsedFeed{kind: FeedLivePatch, patches: append([]LivePatch(nil), patches...)}
+	h := sha256.New()
+	for _, p := range pf.patches {
+		h.Write(mustJSON(p))
+	}
+	pf.digest = hex.EncodeToString(h.Sum(nil))
+	spec := FeedSpec{Kind: FeedLivePatch, Location: location}
+	return &Feed{Spec: spec, Info: FeedInfo{Kind: spec.Kind, Location: location, Records: len(pf.patches)}, Digest: pf.digest, pf: pf}
+}
+
+// BuildDB indexes loaded feeds into a DB. It refuses a set without a feed
+// that says which kernels fix which CVE (ErrNoFixFeed), as Load does.
+func BuildDB(feeds []*Feed) (*DB, error) {
+	specs := make([]FeedSpec, len(feeds))
+	for i, f := range feeds {
+		specs[i] = f.Spec
+	}
+	if len(specs) == 0 {
+		return nil, errors.New("no feeds: give at least one --feed KIND=PATH")
+	}
+	if err := checkFixFeed(specs); err != nil {
+		return nil, err
+	}
+	b := newBuilder()
+	for _, f := range feeds {
+		if err := b.add(f.pf); err != nil {
+			return nil, fmt.Errorf("feed %s=%s: %w", f.Spec.Kind, f.Spec.Location, err)
 		}
-		info.Records = pf.records()
-		info.Skipped = pf.skipped
-		info.Warnings = pf.warnings
-		if len(pf.changelogs) > 0 {
-			info.Newest = pf.changelogs[0].Uploads[0].Version
-		}
-		b.feeds = append(b.feeds, info)
+		b.feeds = append(b.feeds, f.Info)
 	}
 	return b.build()
 }
@@ -154,6 +238,7 @@ func checkFixFeed(specs []FeedSpec) error {
 // parsedFeed is one feed, parsed.
 type parsedFeed struct {
 	kind       FeedKind
+	digest     string // see Feed.Digest
 	changelogs []*DebianChangelog
 	cna        []*CNARecord
 	osv        []*OSVRecord
@@ -191,10 +276,14 @@ func (p *parsedFeed) records() int {
 	return n
 }
 
-func loadFeed(ctx context.Context, spec FeedSpec, opts LoadOptions) (*parsedFeed, FeedInfo, error) {
+func loadFeed(ctx context.Context, spec FeedSpec, opts LoadOptions, prev *Feed) (*parsedFeed, FeedInfo, error) {
 	info := FeedInfo{Kind: spec.Kind, Location: spec.Location}
 	if !spec.isURL() {
-		pf, err := ParseFeed(spec.Kind, spec.Location)
+		var same *parsedFeed
+		if prev != nil && prev.Spec == spec {
+			same = prev.pf
+		}
+		pf, err := parseFeedReusing(spec.Kind, spec.Location, opts.Keys, same)
 		return pf, info, err
 	}
 	if opts.Fetcher == nil {
@@ -206,15 +295,18 @@ func loadFeed(ctx context.Context, spec FeedSpec, opts LoadOptions) (*parsedFeed
 	var pf *parsedFeed
 	res, err := opts.Fetcher.Fetch(ctx, spec.Location, func(path string) error {
 		var err error
-		pf, err = ParseFeed(spec.Kind, path)
+		pf, err = parseFeed(spec.Kind, path, opts.Keys)
 		return err
 	})
 	if err != nil {
 		return nil, info, err
 	}
 	info.FetchedAt, info.Stale = &res.FetchedAt, res.Stale
+	if pf == nil && prev != nil && prev.pf != nil && prev.Spec == spec && prev.Info.FetchedAt != nil && prev.Info.FetchedAt.Equal(res.FetchedAt) {
+		pf = prev.pf // the very download prev parsed
+	}
 	if pf == nil { // served from the cache: parse it now
-		if pf, err = ParseFeed(spec.Kind, res.Path); err != nil {
+		if pf, err = parseFeed(spec.Kind, res.Path, opts.Keys); err != nil {
 			return nil, info, err
 		}
 	}
@@ -225,15 +317,17 @@ func loadFeed(ctx context.Context, spec FeedSpec, opts LoadOptions) (*parsedFeed
 func fetchNVDPages(ctx context.Context, spec FeedSpec, f *Fetcher) (*parsedFeed, FeedInfo, error) {
 	info := FeedInfo{Kind: spec.Kind, Location: spec.Location}
 	pf := &parsedFeed{kind: FeedNVD}
+	h := sha256.New()
 	next := spec.Location
 	for pages := 0; next != ""; pages++ {
 		if pages > 10000 {
 			return nil, info, errors.New("more than 10000 pages")
 		}
 		var page *NVDPage
+		var data []byte
 		res, err := f.Fetch(ctx, next, func(path string) error {
-			data, err := readLimited(path)
-			if err == nil {
+			var err error
+			if data, err = readLimited(path); err == nil {
 				page, err = ParseNVD(path, data)
 			}
 			return err
@@ -242,14 +336,14 @@ func fetchNVDPages(ctx context.Context, spec FeedSpec, f *Fetcher) (*parsedFeed,
 			return nil, info, err
 		}
 		if page == nil {
-			data, err := readLimited(res.Path)
-			if err != nil {
+			if data, err = readLimited(res.Path); err != nil {
 				return nil, info, err
 			}
 			if page, err = ParseNVD(res.Path, data); err != nil {
 				return nil, info, err
 			}
 		}
+		h.Write(data)
 		if info.FetchedAt == nil || res.FetchedAt.Before(*info.FetchedAt) {
 			t := res.FetchedAt
 			info.FetchedAt = &t
@@ -270,18 +364,38 @@ func fetchNVDPages(ctx context.Context, spec FeedSpec, f *Fetcher) (*parsedFeed,
 			next = u.String()
 		}
 	}
+	pf.digest = hex.EncodeToString(h.Sum(nil))
 	return pf, info, nil
 }
 
-// ParseFeed parses a local feed of kind at path.
+// ParseFeed parses a local feed of kind at path. It refuses the signed
+// bundles of a livepatch feed, having no keys to verify them: Load takes
+// LoadOptions.Keys.
 func ParseFeed(kind FeedKind, path string) (*parsedFeed, error) {
+	return parseFeed(kind, path, nil)
+}
+
+func parseFeed(kind FeedKind, path string, keys func() (*bundle.Keyring, error)) (*parsedFeed, error) {
+	return parseFeedReusing(kind, path, keys, nil)
+}
+
+// parseFeedReusing is parseFeed that returns prev, parsed before, when the
+// files read are the same as prev's (Feed.Digest): a long-running planner
+// refreshes every feed when one changed, and parsing is most of a
+// refresh. Live patch feeds are parsed again whatever their digest: a
+// bundle's verification depends on the keys as well.
+func parseFeedReusing(kind FeedKind, path string, keys func() (*bundle.Keyring, error), prev *parsedFeed) (*parsedFeed, error) {
 	pf := &parsedFeed{kind: kind}
+	same := func() bool { return prev != nil && prev.kind == kind && prev.digest == pf.digest }
 	json := func(base string) bool { return strings.HasSuffix(strings.ToLower(base), ".json") }
 	switch kind {
 	case FeedDebianChangelog:
-		files, err := readFeedFiles(path, func(base string) bool { return strings.HasPrefix(base, "changelog") })
+		files, err := pf.readFiles(path, func(base string) bool { return strings.HasPrefix(base, "changelog") })
 		if err != nil {
 			return nil, err
+		}
+		if same() {
+			return prev, nil
 		}
 		for _, f := range files {
 			cl, err := ParseDebianChangelog(f.name, strings.NewReader(string(f.data)))
@@ -291,7 +405,7 @@ func ParseFeed(kind FeedKind, path string) (*parsedFeed, error) {
 			pf.changelogs = append(pf.changelogs, cl)
 		}
 	case FeedCNA:
-		files, err := readFeedFiles(path, func(base string) bool {
+		files, err := pf.readFiles(path, func(base string) bool {
 			if !strings.HasPrefix(base, "CVE-") {
 				return false
 			}
@@ -304,6 +418,9 @@ func ParseFeed(kind FeedKind, path string) (*parsedFeed, error) {
 		if err != nil {
 			return nil, err
 		}
+		if same() {
+			return prev, nil
+		}
 		if err := pf.parseCNAFiles(files); err != nil {
 			return nil, err
 		}
@@ -312,9 +429,12 @@ func ParseFeed(kind FeedKind, path string) (*parsedFeed, error) {
 				pf.skipped, len(pf.cna)+pf.skipped, limit, strings.Join(pf.warnings[:min(3, len(pf.warnings))], "; "))}
 		}
 	case FeedOSV:
-		files, err := readFeedFiles(path, json)
+		files, err := pf.readFiles(path, json)
 		if err != nil {
 			return nil, err
+		}
+		if same() {
+			return prev, nil
 		}
 		for _, f := range files {
 			recs, err := ParseOSV(f.name, f.data)
@@ -324,9 +444,12 @@ func ParseFeed(kind FeedKind, path string) (*parsedFeed, error) {
 			pf.osv = append(pf.osv, recs...)
 		}
 	case FeedNVD:
-		files, err := readFeedFiles(path, json)
+		files, err := pf.readFiles(path, json)
 		if err != nil {
 			return nil, err
+		}
+		if same() {
+			return prev, nil
 		}
 		for _, f := range files {
 			page, err := ParseNVD(f.name, f.data)
@@ -336,11 +459,25 @@ func ParseFeed(kind FeedKind, path string) (*parsedFeed, error) {
 			pf.nvd = append(pf.nvd, page.Records...)
 		}
 	case FeedLivePatch:
-		files, err := readFeedFiles(path, json)
+		files, err := pf.readFiles(path, func(base string) bool {
+			switch strings.ToLower(filepath.Ext(base)) {
+			case ".json", ".bundle", ".stb":
+				return true
+			}
+			return false
+		})
 		if err != nil {
 			return nil, err
 		}
 		for _, f := range files {
+			if isBundle(f.data) {
+				p, err := parseLivePatchBundle(f.name, f.data, keys)
+				if err != nil {
+					return nil, err
+				}
+				pf.patches = append(pf.patches, p)
+				continue
+			}
 			ps, err := ParseLivePatches(f.name, f.data)
 			if err != nil {
 				return nil, err
@@ -350,10 +487,14 @@ func ParseFeed(kind FeedKind, path string) (*parsedFeed, error) {
 	default:
 		return nil, fmt.Errorf("unknown feed kind %q", kind)
 	}
-	if pf.records() == 0 && kind != FeedLivePatch {
-		// An empty feed would make every host look clean.
+	if pf.records() == 0 {
+		// An empty feed would make every host look clean, and an empty
+		// livepatch feed every urgent CVE an emergency reboot.
 		if pf.skipped > 0 {
 			return nil, &ParseError{File: path, Err: fmt.Errorf("no %s records found: %d skipped, the first: %s", kind, pf.skipped, strings.Join(pf.warnings[:min(3, len(pf.warnings))], "; "))}
+		}
+		if kind == FeedLivePatch {
+			return nil, &ParseError{File: path, Err: errors.New("no livepatch records found: want live patch manifests (*.json) or signed bundles (*.bundle, *.stb)")}
 		}
 		return nil, &ParseError{File: path, Err: fmt.Errorf("no %s records found", kind)}
 	}

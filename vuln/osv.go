@@ -204,25 +204,3 @@ func osvSpecificSeverity(raws ...json.RawMessage) string {
 	}
 	return ""
 }
-
-// ecosystemMatches tells whether an OSV ecosystem ("Debian:12",
-// "AlmaLinux:9", "Ubuntu:22.04:LTS", "Red Hat:enterprise_linux:9::baseos")
-// is the one of a host: name must equal osvName and every numeric part must
-// equal the host's release or its major number. An ecosystem without a
-// release ("Debian") matches every release.
-func ecosystemMatches(eco, osvName, release string) bool {
-	parts := strings.Split(eco, ":")
-	if !strings.EqualFold(parts[0], osvName) {
-		return false
-	}
-	major, _, _ := strings.Cut(release, ".")
-	for _, p := range parts[1:] {
-		if p == "" || (p[0] < '0' || p[0] > '9') {
-			continue
-		}
-		if p != release && p != major {
-			return false
-		}
-	}
-	return true
-}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -39,7 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := &cobra.Command{
 		Use:     "stent-server",
 		Version: version.String(),
-		Short:   "Stent's control server: enrollment, publishing and staged rollouts for a fleet",
+		Short:   "Stent's control server: enrollment, publishing, staged rollouts and vulnerability feeds for a fleet",
 		Long: `stent-server serves the Stent fleet API over HTTPS. State lives in SQLite in
 --data-dir unless --db names a PostgreSQL database. On first start it creates a
 self-signed certificate (agents pin its fingerprint) and an admin token in
@@ -49,6 +50,12 @@ Publishing takes only bundles signed by a key in --keys-dir (the *.pub files
 of "stent key generate"); the server refuses to start without it unless
 --accept-any-signer says to take bundles whatever key signed them. Hosts
 check signatures against their own /etc/stent/keys in any case.
+
+For planning, it keeps the vulnerability feeds given with --feed (as stent plan
+--feed takes them: local paths or https URLs) current every --feed-interval,
+revalidating downloads with ETag / Last-Modified; a feed that fails keeps its
+last good copy in use. The manifests of the published bundles are a livepatch
+feed of their own. "stent fleet feeds" shows how each feed stands.
 
 With SQLite one server owns the data folder; a second one on it fails at
 start. With PostgreSQL, run two instances on one database for an
@@ -74,6 +81,13 @@ over the environment, which wins over the file.`,
 			log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 			if err != nil {
 				return err
+			}
+			if cfg.MemoryLimit != "" {
+				n, err := server.ParseMemoryLimit(cfg.MemoryLimit)
+				if err != nil {
+					return err
+				}
+				debug.SetMemoryLimit(n)
 			}
 			srv, err := server.New(cmd.Context(), cfg, server.Options{Log: log})
 			if err != nil {

@@ -160,33 +160,7 @@ func TestToolsMissing(t *testing.T) {
 	}
 }
 
-// TestHostBinaryStaysLean: stent links the live patch runtime only. What
-// would make every stent apply start slower is named here, so that adding
-// it back is a decision, not an accident (docs/benchmarks.md).
-func TestHostBinaryStaysLean(t *testing.T) {
-	out, err := exec.Command(goTool(t), "list", "-deps", "github.com/stent-dev/stent/cmd/stent").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	deps := strings.Fields(string(out))
-	heavy := []string{
-		"github.com/stent-dev/stent/agent", "github.com/stent-dev/stent/build", "github.com/stent-dev/stent/elfdiff",
-		"github.com/stent-dev/stent/policy", "github.com/stent-dev/stent/vuln", "github.com/stent-dev/stent/inventory",
-		"github.com/stent-dev/stent/server", "github.com/stent-dev/stent/store", "github.com/stent-dev/stent/api",
-		"github.com/prometheus/client_golang/prometheus", "modernc.org/sqlite", "github.com/jackc/pgx/v5",
-		"net/http", "crypto/tls", "crypto/x509",
-	}
-	for _, d := range deps {
-		for _, h := range heavy {
-			if d == h {
-				t.Errorf("cmd/stent links %s", d)
-			}
-		}
-	}
-	if len(deps) < 20 {
-		t.Fatalf("go list -deps printed %d packages: %q", len(deps), out)
-	}
-}
+// The packages stent must not link are in internal/deptest's table.
 
 // TestToolsPackageLayout: installed as `make install` lays them out
 // (/usr/sbin/stent, /usr/lib/stent/stent-tools), stent finds stent-tools.

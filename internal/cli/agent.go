@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,7 +22,9 @@ import (
 	"github.com/stent-dev/stent/agent"
 	"github.com/stent-dev/stent/api"
 	"github.com/stent-dev/stent/bundle"
-	"github.com/stent-dev/stent/inventory"
+	"github.com/stent-dev/stent/inventory/collect"
+	"github.com/stent-dev/stent/klp"
+	"github.com/stent-dev/stent/watchdog"
 )
 
 func init() { addCommand(newAgentCmd) }
@@ -32,7 +35,7 @@ func newAgentCmd(env *Env) *cobra.Command {
 	var server, token, fingerprint, caFile, metricsListen, logLevel, logFormat string
 	var labels []string
 	var enrollOnly, kernelUpdates, replace bool
-	var healthDelay, busyTimeout, hookTimeout time.Duration
+	var healthDelay, busyTimeout, hookTimeout, bootWatchdog time.Duration
 	var hooksDir, promURL, promQuery string
 	var noRebootFiles []string
 	var keepKernels int
@@ -64,7 +67,10 @@ window, under a lease that keeps the group's reboot budget. The first boot
 into a new kernel is a one-shot boot: a kernel that panics (panic= is set on
 the kernel command line), hangs or comes up without a healthy agent leaves the
 old kernel the default, the host comes back on it by itself, and the agent
-reports the fallback. Before a reboot the agent runs the executables in
+reports the fallback. A hang is caught by the watchdog: the first boot of
+the new kernel arms /dev/watchdog (stent-boot-watchdog.service; softdog when
+the machine has no hardware watchdog) for --boot-watchdog, and only the
+agent's verdict stops it. Before a reboot the agent runs the executables in
 <hooks-dir>/pre-reboot.d (in name order; a non-zero exit postpones the reboot)
 and waits while a --no-reboot-file exists or the --prometheus-query returns
 any series; after the boot, <hooks-dir>/post-reboot.d and the health check
@@ -82,6 +88,10 @@ up down to --keep-kernels).`,
 			}
 			if keepKernels < 2 {
 				return fmt.Errorf("--keep-kernels %d: keep at least 2 (the running kernel and a fallback)", keepKernels)
+			}
+			if need := healthDelay + hookTimeout + time.Minute; kernelUpdates && bootWatchdog != 0 && bootWatchdog < need {
+				return fmt.Errorf("--boot-watchdog %v: too short to judge a boot (--health-delay %v, then post-reboot hooks, each up to --hook-timeout %v): give at least %v, or 0 to go without",
+					bootWatchdog, healthDelay, hookTimeout, need)
 			}
 			if (promURL == "") != (promQuery == "") {
 				return errors.New("--prometheus-url and --prometheus-query go together")
@@ -150,7 +160,12 @@ up down to --keep-kernels).`,
 					hk.Pkg.Runner = agent.SystemdRunner{}
 					hk.Boot.Runner = agent.SystemdRunner{}
 				}
+				// The kernel state stent kernel writes: in --state-dir,
+				// which is not under --root.
+				hk.StateFile = kernelStatePath(env)
 				hk.Keep = keepKernels
+				hk.BootWatchdog = bootWatchdog
+				hk.Watchdog = watchdog.Files{StateDir: env.StateDir, RunDir: env.RunDir, Device: filepath.Join(env.Root, "dev/watchdog")}
 				km = hk
 			}
 			rt := env.Runtime()
@@ -197,6 +212,7 @@ up down to --keep-kernels).`,
 	f.StringArrayVar(&noRebootFiles, "no-reboot-file", []string{"/etc/stent/no-reboot", "/run/stent/no-reboot"}, "no reboot while this file exists (repeatable)")
 	f.StringVar(&promURL, "prometheus-url", "", "Prometheus to ask before a reboot, e.g. http://prometheus:9090")
 	f.StringVar(&promQuery, "prometheus-query", "", "no reboot while this query returns any series, e.g. ALERTS{alertstate=\"firing\",severity=\"critical\"}; an unreachable Prometheus blocks too")
+	f.DurationVar(&bootWatchdog, "boot-watchdog", watchdog.DefaultTimeout, "with --kernel-updates: the watchdog resets the first boot of a new kernel unless the agent has judged it within this time (a hang falls back like a panic); 0: no watchdog")
 	f.IntVar(&keepKernels, "keep-kernels", 3, "kernels kept by the cleanup after a healthy boot into a new one (the running and known-good ones always stay)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
@@ -220,18 +236,23 @@ func agentLogger(env *Env, level, format string) (*slog.Logger, error) {
 }
 
 // inventoryFunc reports the host inventory, collected at most every 15
-// minutes (the agent sends it only when it changed).
+// minutes, and at once when what it says of the running kernel changed: a
+// live patch loaded, enabled, in transition or removed (by the agent or by
+// hand), or another kernel booted. The agent sends it only when it changed,
+// so the server's plan sees a live patch as soon as it is applied.
 func inventoryFunc(env *Env) func(context.Context) (json.RawMessage, error) {
 	var last json.RawMessage
 	var at time.Time
+	var lastLive string
 	return func(ctx context.Context) (json.RawMessage, error) {
-		if !at.IsZero() && time.Since(at) < 15*time.Minute {
+		live := liveState(env)
+		if !at.IsZero() && time.Since(at) < 15*time.Minute && live == lastLive {
 			return last, nil
 		}
-		at = time.Now()
-		inv, err := inventory.CollectRoot(ctx, env.Root, env.RunDir, at)
+		at, lastLive = time.Now(), live
+		inv, err := collect.Host(ctx, env.Root, env.RunDir, at)
 		if err != nil {
-			return nil, err // said once; asked again in 15 minutes
+			return nil, err // said once; asked again in 15 minutes or when the kernel's state changes
 		}
 		b, err := json.Marshal(inv)
 		if err != nil {
@@ -240,6 +261,23 @@ func inventoryFunc(env *Env) func(context.Context) (json.RawMessage, error) {
 		last = b
 		return b, nil
 	}
+}
+
+// liveState sums up the running kernel's live patch state, cheaply enough
+// for every check-in: the kernel release, and each loaded live patch with
+// its enabled and transition flags (klp.List reads a few sysfs files).
+func liveState(env *Env) string {
+	var b strings.Builder
+	rel, _ := os.ReadFile(filepath.Join(env.Root, "proc/sys/kernel/osrelease"))
+	b.Write(bytes.TrimSpace(rel))
+	ps, err := klp.List(env.Root)
+	if err != nil {
+		fmt.Fprintf(&b, " (%v)", err)
+	}
+	for _, p := range ps {
+		fmt.Fprintf(&b, " %s:%t:%t", p.Name, p.Enabled, p.Transition)
+	}
+	return b.String()
 }
 
 func newAgentStatusCmd(env *Env) *cobra.Command {

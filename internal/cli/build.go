@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -23,27 +22,28 @@ import (
 func init() { addCommand(newBuildCmd) }
 
 type buildResult struct {
-	Bundle    string            `json:"bundle"`
-	Name      string            `json:"name"`
-	Kernel    bundle.Kernel     `json:"kernel"`
-	Level     int64             `json:"level"`
-	Replace   bool              `json:"replace"`
-	CVEs      []string          `json:"cves,omitempty"`
-	Functions []elfdiff.Func    `json:"functions"`
-	New       []string          `json:"new_functions,omitempty"`
-	LineOnly  []string          `json:"line_only,omitempty"`
-	Hunks     []build.Hunk      `json:"moved_hunks,omitempty"` // applied with an offset or fuzz
-	Warnings  []string          `json:"warnings,omitempty"`
-	KeyID     bundle.KeyID      `json:"key_id"`
-	Module    string            `json:"module_sha256"`
-	Steps     []build.Step      `json:"steps"`
-	WorkDir   string            `json:"work_dir,omitempty"`
-	Refusals  []elfdiff.Refusal `json:"refusals,omitempty"`
+	Bundle    string             `json:"bundle"`
+	Name      string             `json:"name"`
+	Kernel    bundle.Kernel      `json:"kernel"`
+	Level     int64              `json:"level"`
+	Replace   bool               `json:"replace"`
+	CVEs      []string           `json:"cves,omitempty"`
+	Functions []elfdiff.Func     `json:"functions"`
+	New       []string           `json:"new_functions,omitempty"`
+	Callbacks []elfdiff.Callback `json:"callbacks,omitempty"` // stent/livepatch.h's klp callbacks
+	LineOnly  []string           `json:"line_only,omitempty"`
+	Hunks     []build.Hunk       `json:"moved_hunks,omitempty"` // applied with an offset or fuzz
+	Warnings  []string           `json:"warnings,omitempty"`
+	KeyID     bundle.KeyID       `json:"key_id"`
+	Module    string             `json:"module_sha256"`
+	Steps     []build.Step       `json:"steps"`
+	WorkDir   string             `json:"work_dir,omitempty"`
+	Refusals  []elfdiff.Refusal  `json:"refusals,omitempty"`
 }
 
 func newBuildCmd(env *Env) *cobra.Command {
 	var opts build.Options
-	var out, keyFile, cumulative, effective string
+	var out, keyFile, cumulative string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "build --kernel RELEASE --patch FIX.patch -o OUT.bundle",
@@ -63,11 +63,22 @@ prepared in place: its .config is replaced by the kernel's, make
 olddefconfig modules_prepare runs in it, and the builder keeps its files in
 DIR/.stent.
 
+A fix may #include <stent/livepatch.h>, Stent's header, which the builder
+puts in the tree while the patched files compile: STENT_SYSCALL_DEFINEn
+in place of SYSCALL_DEFINEn to change a syscall's body; STENT_PRE_PATCH,
+STENT_POST_PATCH, STENT_PRE_UNPATCH, STENT_POST_UNPATCH(fn) to run a new
+function as a klp callback of the file's object; STENT_SHADOW(name, id,
+type) for new state attached to existing objects (klp_shadow_*). See
+docs/builder.md.
+
 Fixes that cannot be live patched safely are refused with the reason and an
 alternative (exit code 2): changed layout or initial value of existing
 data (or a static variable moved to another function), __init code,
-functions ftrace cannot redirect, COMDAT groups, new exports, static keys
-of a module, special sections the builder does not know. Other failures
+functions ftrace cannot redirect (a syscall body: the refusal says to use
+STENT_SYSCALL_DEFINEn), COMDAT groups, new exports, static keys of a
+module, special sections the builder does not know, symbols neither the
+kernel nor the fix has, callbacks that are not new functions or clash.
+Other failures
 (the fix does not apply or compile, the source does not reproduce the
 shipped code) exit 1.
 
@@ -123,6 +134,7 @@ makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 			if keyMsg != "" {
 				fmt.Fprintln(env.Stderr, keyMsg)
 			}
+			opts.Key = key
 			res, err := build.Build(cmd.Context(), opts)
 			var re *elfdiff.RefusedError
 			if errors.As(err, &re) {
@@ -134,25 +146,14 @@ makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 			if err != nil {
 				return err
 			}
-			if effective != "" {
-				res.Manifest.Effective = &bundle.Effective{PackageVersion: effective}
-			}
-			var buf bytes.Buffer
-			if err := bundle.Create(&buf, res.Manifest, res.Module, key); err != nil {
-				return err
-			}
-			if err := atomicfile.Write(out, buf.Bytes(), 0o644); err != nil {
+			if err := atomicfile.Write(out, res.Bundle, 0o644); err != nil {
 				return fmt.Errorf("write bundle: %w", err)
 			}
-			pub, _ := key.Public().(ed25519.PublicKey)
 			r := buildResult{
 				Bundle: out, Name: res.Manifest.Name, Kernel: res.Manifest.Kernel, Level: res.Manifest.Level,
-				Replace: res.Manifest.Replace, CVEs: res.Manifest.CVEs, Functions: res.Funcs, New: res.New,
-				LineOnly: res.LineOnly, Hunks: res.Hunks, Warnings: res.Warnings, KeyID: bundle.KeyIDOf(pub), Steps: res.Steps,
-				WorkDir: res.WorkDir,
-			}
-			if back, err := bundle.Parse(buf.Bytes()); err == nil {
-				r.Module = back.Manifest().ModuleSHA256
+				Replace: res.Manifest.Replace, CVEs: res.Manifest.CVEs, Functions: res.Funcs, New: res.New, Callbacks: res.Callbacks,
+				LineOnly: res.LineOnly, Hunks: res.Hunks, Warnings: res.Warnings, KeyID: res.KeyID, Steps: res.Steps,
+				WorkDir: res.WorkDir, Module: res.Manifest.ModuleSHA256,
 			}
 			if asJSON {
 				return writeJSON(env.Stdout, r)
@@ -176,7 +177,7 @@ makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 	f.StringVarP(&out, "output", "o", "", "bundle file to write")
 	f.StringVar(&keyFile, "key", "", "ed25519 private key to sign with (default: stent key generate's signing.key, made if missing)")
 	f.BoolVar(&opts.KeepWork, "keep-work", false, "keep the work folder (objects, generated livepatch.c, module)")
-	f.StringVar(&effective, "effective-version", "", "package version the fix brings the kernel up to, reported by stent uname on patched hosts (e.g. 6.1.192-3)")
+	f.StringVar(&opts.Effective, "effective-version", "", "package version the fix brings the kernel up to, reported by stent uname on patched hosts (e.g. 6.1.192-3)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }
@@ -242,6 +243,9 @@ func printBuild(w io.Writer, r buildResult) {
 	}
 	if len(r.New) > 0 {
 		fmt.Fprintf(w, "  new functions: %s\n", strings.Join(r.New, ", "))
+	}
+	for _, c := range r.Callbacks {
+		fmt.Fprintf(w, "  %s callback of %s: %s (%s)\n", c.Kind, c.Object, c.Func, c.File)
 	}
 	if len(r.LineOnly) > 0 {
 		fmt.Fprintf(w, "  unchanged but for __LINE__: %s\n", strings.Join(r.LineOnly, ", "))

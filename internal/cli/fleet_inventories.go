@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -115,7 +114,7 @@ server failed midway, a file could not be written).`,
 			})
 			sum.Hosts = n
 			if err != nil {
-				return adminError(sf, http.MethodGet, api.PathInventories, err)
+				return adminError(sf, err)
 			}
 			if others, err := filepath.Glob(filepath.Join(out, "*.json")); err == nil {
 				for _, p := range others {

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -31,7 +29,7 @@ installing, installed (waiting for its window or lease), rebooting, healthy,
 failed, fell-back.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return listOrShow(cmd, env, sf, api.PathKernelRollouts, args, asJSON, printKernelRollouts, func(r api.KernelRollout) error {
+			return listOrShow(cmd, env, sf, args, asJSON, (*api.Client).KernelRollouts, (*api.Client).KernelRollout, printKernelRollouts, func(r api.KernelRollout) error {
 				w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "\nHOST\tHOSTNAME\tSTATE\tDETAIL")
 				for _, h := range r.Targets {
@@ -41,7 +39,7 @@ failed, fell-back.`,
 			})
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	jsonFlag(c, &asJSON)
 	c.AddCommand(fleetKernelRolloutCmd(env, sf))
 	for _, action := range []string{"pause", "resume", "cancel"} {
 		c.AddCommand(fleetKernelActionCmd(env, sf, action))
@@ -118,8 +116,8 @@ kernel release that version installs: name it with --release VERSION=RELEASE
 				if err != nil {
 					return err
 				}
-				var hosts []api.Host
-				if err := adminCall(cmd.Context(), sf, http.MethodGet, api.PathHosts, nil, &hosts); err != nil {
+				hosts, err := admin(sf, func(c *api.Client) ([]api.Host, error) { return c.Hosts(cmd.Context()) })
+				if err != nil {
 					return err
 				}
 				enrolled := map[string]bool{}
@@ -166,15 +164,15 @@ kernel release that version installs: name it with --release VERSION=RELEASE
 			}
 			var out []api.KernelRollout
 			for _, rq := range reqs {
-				var r api.KernelRollout
-				if err := adminCall(cmd.Context(), sf, http.MethodPost, api.PathKernelRollouts, rq, &r); err != nil {
+				r, err := admin(sf, func(c *api.Client) (*api.KernelRollout, error) { return c.CreateKernelRollout(cmd.Context(), rq) })
+				if err != nil {
 					if len(out) > 0 {
 						printKernelRollouts(env.Stderr, out)
 						return fmt.Errorf("%w (the rollouts above were started)", err)
 					}
 					return err
 				}
-				out = append(out, r)
+				out = append(out, *r)
 			}
 			if asJSON {
 				return writeJSON(env.Stdout, out)
@@ -192,7 +190,7 @@ kernel release that version installs: name it with --release VERSION=RELEASE
 	c.Flags().StringVar(&deadline, "deadline", "", "with --emergency: the time the reboot must happen by (RFC 3339)")
 	c.Flags().StringVar(&req.Reason, "reason", "", "why: CVEs, the rule (shown to operators and agents, audited)")
 	c.Flags().StringVar(&fromPlan, "from-plan", "", "start the rollouts a saved stent plan --json asks for")
-	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	jsonFlag(c, &asJSON)
 	return c
 }
 
@@ -353,18 +351,20 @@ func fleetKernelActionCmd(env *Env, sf *serverFlags, action string) *cobra.Comma
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var r api.KernelRollout
-			if err := adminCall(cmd.Context(), sf, http.MethodPost, api.PathKernelRollouts+"/"+url.PathEscape(args[0])+"/"+action, api.RolloutActionRequest{Reason: reason}, &r); err != nil {
+			r, err := admin(sf, func(c *api.Client) (*api.KernelRollout, error) {
+				return c.KernelRolloutAction(cmd.Context(), args[0], action, api.RolloutActionRequest{Reason: reason})
+			})
+			if err != nil {
 				return err
 			}
 			if asJSON {
 				return writeJSON(env.Stdout, r)
 			}
-			printKernelRollouts(env.Stdout, []api.KernelRollout{r})
+			printKernelRollouts(env.Stdout, []api.KernelRollout{*r})
 			return nil
 		},
 	}
-	c.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
-	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	reasonFlag(c, &reason)
+	jsonFlag(c, &asJSON)
 	return c
 }

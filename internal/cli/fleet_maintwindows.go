@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -29,8 +27,8 @@ need an operator's approval. A host belongs to the first window (by name) whose
 selector its labels match.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ws []api.MaintenanceWindow
-			if err := adminCall(cmd.Context(), sf, http.MethodGet, api.PathWindows, nil, &ws); err != nil {
+			ws, err := admin(sf, func(c *api.Client) ([]api.MaintenanceWindow, error) { return c.Windows(cmd.Context()) })
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -40,7 +38,7 @@ selector its labels match.`,
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	jsonFlag(c, &asJSON)
 	c.AddCommand(fleetWindowSetCmd(env, sf), fleetWindowDeleteCmd(env, sf))
 	return c
 }
@@ -118,15 +116,15 @@ outside the window wait for "stent fleet reboots approve HOST".`,
 			if err != nil {
 				return fmt.Errorf("--selector: %w", err)
 			}
-			mw.Selector, mw.LeaseTTL = sel, api.Duration(ttl)
-			var out api.MaintenanceWindow
-			if err := adminCall(cmd.Context(), sf, http.MethodPut, api.PathWindows+"/"+url.PathEscape(args[0]), mw, &out); err != nil {
+			mw.Name, mw.Selector, mw.LeaseTTL = args[0], sel, api.Duration(ttl)
+			out, err := admin(sf, func(c *api.Client) (*api.MaintenanceWindow, error) { return c.PutWindow(cmd.Context(), mw) })
+			if err != nil {
 				return err
 			}
 			if asJSON {
 				return writeJSON(env.Stdout, out)
 			}
-			printWindows(env.Stdout, []api.MaintenanceWindow{out}, time.Now())
+			printWindows(env.Stdout, []api.MaintenanceWindow{*out}, time.Now())
 			return nil
 		},
 	}
@@ -135,7 +133,7 @@ outside the window wait for "stent fleet reboots approve HOST".`,
 	c.Flags().StringVar(&mw.MaxUnavailable, "max-unavailable", "", "hosts of the group rebooting at once: a count (1) or a percentage (20%)")
 	c.Flags().DurationVar(&ttl, "lease-ttl", 30*time.Minute, "how long a rebooting host may stay away before its lease expires")
 	c.Flags().BoolVar(&mw.RequireApproval, "require-approval", false, "emergency reboots outside the window wait for an operator's approval")
-	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	jsonFlag(c, &asJSON)
 	return c
 }
 
@@ -145,7 +143,7 @@ func fleetWindowDeleteCmd(env *Env, sf *serverFlags) *cobra.Command {
 		Short: "Delete a maintenance window (its hosts then reboot only for emergencies)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := adminCall(cmd.Context(), sf, http.MethodDelete, api.PathWindows+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			if err := adminDo(sf, func(c *api.Client) error { return c.DeleteWindow(cmd.Context(), args[0]) }); err != nil {
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "deleted window %s\n", args[0])

@@ -3,8 +3,6 @@ package cli
 import (
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,18 +25,18 @@ failed pre-reboot hook) and the last boot's outcome (a fallback names the
 kernel it came back on). Hosts with nothing to do are left out unless --all.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st api.RebootStatus
-			if err := adminCall(cmd.Context(), sf, http.MethodGet, api.PathReboots, nil, &st); err != nil {
+			st, err := admin(sf, func(c *api.Client) (*api.RebootStatus, error) { return c.Reboots(cmd.Context()) })
+			if err != nil {
 				return err
 			}
 			if asJSON {
 				return writeJSON(env.Stdout, st)
 			}
-			printReboots(env.Stdout, &st, all)
+			printReboots(env.Stdout, st, all)
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	jsonFlag(c, &asJSON)
 	c.Flags().BoolVar(&all, "all", false, "list idle hosts too")
 	c.AddCommand(fleetRebootApproveCmd(env, sf))
 	return c
@@ -92,14 +90,16 @@ windows set with --require-approval. HOST is a host id or hostname. The host
 still waits for its group's budget; the approval is used up by its reboot.`,
 			Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				if err := adminCall(cmd.Context(), sf, http.MethodPost, api.PathReboots+"/"+url.PathEscape(args[0])+"/approve", api.RebootApproval{Reason: reason}, nil); err != nil {
+				if err := adminDo(sf, func(c *api.Client) error {
+					return c.ApproveReboot(cmd.Context(), args[0], api.RebootApproval{Reason: reason})
+				}); err != nil {
 					return err
 				}
 				fmt.Fprintf(env.Stdout, "approved the emergency reboot of %s\n", args[0])
 				return nil
 			},
 		}
-		c.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+		reasonFlag(c, &reason)
 		return c
 	}()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stent-dev/stent/inventory"
+	"github.com/stent-dev/stent/inventory/collect"
 )
 
 func init() { addCommand(newInventoryCmd) }
@@ -33,7 +34,7 @@ every host and plan centrally.`,
 			if err != nil {
 				return err
 			}
-			inv, err := inventory.CollectRoot(cmd.Context(), env.Root, env.RunDir, now)
+			inv, err := collect.Host(cmd.Context(), env.Root, env.RunDir, now)
 			if err != nil {
 				return err
 			}

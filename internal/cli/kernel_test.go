@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stent-dev/stent/internal/testenv"
 	"github.com/stent-dev/stent/pkgmgr"
 )
 
@@ -58,7 +59,7 @@ func TestKernelUsageErrors(t *testing.T) {
 // machine's real dpkg database and apt-mark.
 func TestKernelListThisHost(t *testing.T) {
 	if fam, err := pkgmgr.Detect("/"); err != nil || fam != pkgmgr.Apt {
-		t.Skipf("this machine is not apt-based (%v)", err)
+		testenv.Unavailable(t, "this machine is not apt-based (%v); CI runs Debian", err)
 	}
 	state := t.TempDir()
 	must(t, pkgmgr.SaveState(filepath.Join(state, "kernel.json"), pkgmgr.State{KnownGood: "6.1.0-56-amd64"}))

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stent-dev/stent/api"
+	"github.com/stent-dev/stent/bundle"
 	"github.com/stent-dev/stent/inventory"
 	"github.com/stent-dev/stent/policy"
 	"github.com/stent-dev/stent/vuln"
@@ -82,7 +83,14 @@ func (f *planFlags) plan(ctx context.Context, env *Env) (*policy.FleetPlan, erro
 	if cache == "" {
 		cache = filepath.Join(env.StateDir, "feeds")
 	}
-	db, err := vuln.Load(ctx, specs, vuln.LoadOptions{Fetcher: &vuln.Fetcher{CacheDir: cache, Log: env.Log, Offline: f.offline}})
+	keys := func() (*bundle.Keyring, error) {
+		kr, err := bundle.LoadKeyring(env.KeysDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w (give the folder of the publishers' *.pub keys with --keys-dir)", err)
+		}
+		return kr, nil
+	}
+	db, err := vuln.Load(ctx, specs, vuln.LoadOptions{Fetcher: &vuln.Fetcher{CacheDir: cache, Log: env.Log, Offline: f.offline}, Keys: keys})
 	if errors.Is(err, vuln.ErrNoFixFeed) {
 		return nil, withCode(2, err) // a usage error, like no feeds at all
 	}
@@ -166,8 +174,10 @@ package, not fixed yet, not affected, unknown) and decide:
 Feeds: debian-changelog (a changelog or changelog.gz of a linux-image package),
 cna (a folder or .tar.gz in the kernel CNA's cve/published layout), osv (a file,
 folder or .zip of OSV records), nvd (NVD CVE API 2.0 responses), livepatch (live
-patch manifests available to apply). A feed that cannot be read fails the
-whole plan. In a cna feed, a record Stent cannot read is left out and named
+patch manifests available to apply, or the signed bundles themselves: *.bundle
+and *.stb files are verified against the keys in --keys-dir and their
+manifests used). A feed that cannot be read, or that yields no record, fails
+the whole plan. In a cna feed, a record Stent cannot read is left out and named
 on stderr and in the plan's feeds[].skipped and feeds[].warnings, up to 10
 records or 1% of the feed, whichever is more; more than that fails the plan.
 

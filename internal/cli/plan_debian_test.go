@@ -29,14 +29,14 @@ func planOne(t *testing.T, inv string, feeds ...string) policy.HostPlan {
 	return fp.Hosts[0]
 }
 
-// A Debian testing/unstable host (inventory/testdata/debian-sid-host:
+// A Debian testing/unstable host (inventory/collect/testdata/debian-sid-host:
 // os-release without VERSION_ID, "Debian GNU/Linux trixie/sid", running
 // 6.11.10-1) is judged by the changelog of unstable
 // (vuln/testdata/linux-sid.changelog, uploads 6.11.9-1 to 6.12.12-1): its
 // kernels are that one line of uploads, so the 6.12 uploads are its
 // upgrades, also for fixes upstream never made in 6.11.
 func TestPlanDebianSidHost(t *testing.T) {
-	code, stdout, stderr := execStent(t, "inventory", "--root", filepath.Join(invData, "debian-sid-host"), "--run-dir", "/run/stent", "--now", "2026-11-23T00:00:00Z", "--json")
+	code, stdout, stderr := execStent(t, "inventory", "--root", filepath.Join(invData, "debian-sid-host"), "--run-dir", filepath.Join(invData, "debian-sid-host", "run/stent"), "--now", "2026-11-23T00:00:00Z", "--json")
 	if code != 0 {
 		t.Fatalf("stent inventory --root debian-sid-host = exit %d: %s", code, stderr)
 	}

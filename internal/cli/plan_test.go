@@ -15,7 +15,7 @@ import (
 var (
 	vulnData   = filepath.Join("..", "..", "vuln", "testdata")
 	policyData = filepath.Join("..", "..", "policy", "testdata")
-	invData    = filepath.Join("..", "..", "inventory", "testdata")
+	invData    = filepath.Join("..", "..", "inventory", "collect", "testdata")
 )
 
 func feedArgs() []string {
@@ -31,7 +31,7 @@ func feedArgs() []string {
 
 func TestInventoryCommand(t *testing.T) {
 	root := filepath.Join(invData, "debian-host")
-	code, stdout, stderr := execStent(t, "inventory", "--root", root, "--run-dir", "/run/stent", "--now", "2026-11-23T00:00:00Z", "--json")
+	code, stdout, stderr := execStent(t, "inventory", "--root", root, "--run-dir", filepath.Join(root, "run/stent"), "--now", "2026-11-23T00:00:00Z", "--json")
 	if code != 0 {
 		t.Fatalf("stent inventory --json = exit %d: %s", code, stderr)
 	}
@@ -42,7 +42,7 @@ func TestInventoryCommand(t *testing.T) {
 	if inv.Hostname != "web1" || inv.Kernel.PackageVersion != "6.1.190-1" || !inv.Reboot.Required {
 		t.Errorf("inventory = %s %s reboot %v", inv.Hostname, inv.Kernel.PackageVersion, inv.Reboot.Required)
 	}
-	code, stdout, _ = execStent(t, "inventory", "--root", root, "--run-dir", "/run/stent", "--now", "2026-11-23T00:00:00Z")
+	code, stdout, _ = execStent(t, "inventory", "--root", root, "--run-dir", filepath.Join(root, "run/stent"), "--now", "2026-11-23T00:00:00Z")
 	for _, want := range []string{"Kernel:", "6.1.0-54-amd64 (package 6.1.190-1, upstream 6.1.190)", "newer-kernel-installed", "nginx.service", "stent_cve_2026_99228 (enabled): CVE-2026-99228"} {
 		if code != 0 || !strings.Contains(stdout, want) {
 			t.Errorf("stent inventory lacks %q:\n%s", want, stdout)

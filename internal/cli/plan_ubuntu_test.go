@@ -11,7 +11,7 @@ import (
 	"github.com/stent-dev/stent/vuln"
 )
 
-// An Ubuntu host (inventory/testdata/ubuntu-host: os-release ID=ubuntu, an
+// An Ubuntu host (inventory/collect/testdata/ubuntu-host: os-release ID=ubuntu, an
 // Ubuntu /proc/version, linux-image-6.8.0-45-generic in dpkg) planned
 // against Debian's changelog and the kernel CNA sample: the changelog does
 // not speak for Ubuntu, the CNA ranges do for the upstream version in
@@ -21,7 +21,7 @@ import (
 // signature no upstream version is known and every CVE is unknown. Never
 // "not affected" or "compliant" by default.
 func TestPlanUbuntuHost(t *testing.T) {
-	code, stdout, stderr := execStent(t, "inventory", "--root", filepath.Join(invData, "ubuntu-host"), "--run-dir", "/run/stent", "--now", "2026-11-23T00:00:00Z", "--json")
+	code, stdout, stderr := execStent(t, "inventory", "--root", filepath.Join(invData, "ubuntu-host"), "--run-dir", filepath.Join(invData, "ubuntu-host", "run/stent"), "--now", "2026-11-23T00:00:00Z", "--json")
 	if code != 0 {
 		t.Fatalf("stent inventory --root ubuntu-host = exit %d: %s", code, stderr)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"time"
 
@@ -44,14 +43,14 @@ may not publish (an operator or admin token is needed), 1 on other errors.`,
 			if req.Selector, err = api.ParseLabels(selector); err != nil {
 				return err
 			}
-			var info api.BundleInfo
-			if err := adminCall(cmd.Context(), sf, http.MethodPost, api.PathAdminBundle, data, &info); err != nil {
+			info, err := admin(sf, func(c *api.Client) (*api.BundleInfo, error) { return c.PublishBundle(cmd.Context(), data) })
+			if err != nil {
 				return fmt.Errorf("publish %s: %w", args[0], err)
 			}
 			out := struct {
 				Bundle  api.BundleInfo `json:"bundle"`
 				Rollout *api.Rollout   `json:"rollout,omitempty"`
-			}{Bundle: info}
+			}{Bundle: *info}
 			if !asJSON {
 				fmt.Fprintf(env.Stdout, "published %s level %d for %s: sha256 %s\n", info.Name, info.Level, info.KernelRelease, info.SHA256)
 			}
@@ -65,8 +64,8 @@ may not publish (an operator or admin token is needed), 1 on other errors.`,
 			if cmd.Flags().Changed("max-failure-pct") {
 				req.MaxFailurePct = &maxFail // 0 too: halt on the first failure
 			}
-			var r api.Rollout
-			if err := adminCall(cmd.Context(), sf, http.MethodPost, api.PathRollouts, req, &r); err != nil {
+			r, err := admin(sf, func(c *api.Client) (*api.Rollout, error) { return c.CreateRollout(cmd.Context(), req) })
+			if err != nil {
 				return fmt.Errorf("start rollout: %w", err)
 			}
 			if !asJSON {
@@ -75,15 +74,15 @@ may not publish (an operator or admin token is needed), 1 on other errors.`,
 			if wait {
 				fr, err := followRollout(cmd.Context(), env, sf, r.ID, timeout, !asJSON)
 				if fr != nil {
-					r = *fr
+					r = fr
 				}
-				out.Rollout = &r
+				out.Rollout = r
 				if asJSON {
 					writeJSON(env.Stdout, out)
 				}
 				return err
 			}
-			out.Rollout = &r
+			out.Rollout = r
 			if asJSON {
 				return writeJSON(env.Stdout, out)
 			}
@@ -113,27 +112,27 @@ func followRollout(ctx context.Context, env *Env, sf *serverFlags, id string, ti
 	start := time.Now()
 	last := ""
 	for {
-		var r api.Rollout
-		if err := adminCall(ctx, sf, http.MethodGet, api.PathRollouts+"/"+id+"?hosts=0", nil, &r); err != nil {
+		r, err := admin(sf, func(c *api.Client) (*api.Rollout, error) { return c.Rollout(ctx, id, false) })
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("rollout %s: still %s after %v", id, last, timeout)
 			}
 			return nil, err
 		}
-		line := fmt.Sprintf("%s, wave %s: %d/%d applied, %d healthy, %d failed", r.State, waveName(r), r.Counts.Applied, r.Counts.Target, r.Counts.Healthy, r.Counts.Failed)
+		line := fmt.Sprintf("%s, wave %s: %d/%d applied, %d healthy, %d failed", r.State, waveName(*r), r.Counts.Applied, r.Counts.Target, r.Counts.Healthy, r.Counts.Failed)
 		if show && line != last {
 			fmt.Fprintf(env.Stdout, "%7.1fs  %s\n", time.Since(start).Seconds(), line)
 		}
 		last = line
 		switch r.State {
 		case api.RolloutCompleted, api.RolloutReverted:
-			return &r, nil
+			return r, nil
 		case api.RolloutHalted:
-			return &r, withCode(3, fmt.Errorf("%w: %s", errHalted, r.Reason))
+			return r, withCode(3, fmt.Errorf("%w: %s", errHalted, r.Reason))
 		}
 		select {
 		case <-ctx.Done():
-			return &r, fmt.Errorf("rollout %s: still %s after %v", id, r.State, timeout)
+			return r, fmt.Errorf("rollout %s: still %s after %v", id, r.State, timeout)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -17,9 +17,8 @@ func init() { addCommand(newReportCmd) }
 
 func newReportCmd(env *Env) *cobra.Command {
 	var f planFlags
-	var format, output string
-	var days int
-	var failOn, planFile string
+	var rf reportFlags
+	var planFile string
 	cmd := &cobra.Command{
 		Use:   "report --format json|csv|html {--inventory FILE... --feed KIND=PATH... [--policy FILE] | --plan FILE}",
 		Short: "Compliance report per host and fleet-wide: compliant, at risk, breached, excepted",
@@ -31,7 +30,8 @@ saved with "stent plan --json", rendered without reading any feed, as the
 same report its inputs would give at the plan's time (--now is the plan's).
 Use it to plan where the feeds are and report elsewhere or later, as
 evidence. A file that is not such a plan (an inventory, a report, a plan of
-an older stent) is refused with its line and column.
+an older stent) is refused with its line and column. "stent fleet report"
+renders the same report of the plan stent-server keeps.
 
 --format html writes one self-contained page with a chart of exposure by
 severity over the last --days days; csv writes one row per host and rule, then
@@ -43,15 +43,8 @@ plan flag, or a --plan file that is not a plan); 3 --fail-on matched a host
 (the report is written first).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch format {
-			case "json", "csv", "html":
-			default:
-				return withCode(2, fmt.Errorf("--format %q: want json, csv or html", format))
-			}
-			switch failOn {
-			case "", policy.AtRisk, policy.Breached:
-			default:
-				return withCode(2, fmt.Errorf("--fail-on %q: want at-risk or breached", failOn))
+			if err := rf.check(); err != nil {
+				return err
 			}
 			var fp *policy.FleetPlan
 			var err error
@@ -63,44 +56,79 @@ plan flag, or a --plan file that is not a plan); 3 --fail-on matched a host
 			if err != nil {
 				return err
 			}
-			rep := policy.BuildReport(fp, days)
-			var buf bytes.Buffer
-			switch format {
-			case "json":
-				err = rep.WriteJSON(&buf)
-			case "csv":
-				err = rep.WriteCSV(&buf)
-			case "html":
-				err = rep.WriteHTML(&buf)
-			}
-			if err != nil {
-				return err
-			}
-			if output == "" || output == "-" {
-				_, err = env.Stdout.Write(buf.Bytes())
-			} else {
-				err = writeReportFile(output, buf.Bytes())
-			}
-			if err != nil {
-				return err
-			}
-			if failOn != "" {
-				for _, h := range rep.Hosts {
-					if h.Status == policy.Breached || (failOn == policy.AtRisk && h.Status == policy.AtRisk) {
-						return withCode(3, fmt.Errorf("host %s is %s (--fail-on %s)", h.Hostname, h.Status, failOn))
-					}
-				}
-			}
-			return nil
+			return rf.write(env, fp)
 		},
 	}
 	f.bind(cmd, env)
-	cmd.Flags().StringVar(&format, "format", "json", "json, csv or html")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "write the report to this file (default: standard output)")
-	cmd.Flags().IntVar(&days, "days", 90, "days of history in the exposure chart and series")
-	cmd.Flags().StringVar(&failOn, "fail-on", "", "breached or at-risk: exit with code 3 when a host is that or worse")
+	rf.bind(cmd)
 	cmd.Flags().StringVar(&planFile, "plan", "", `render a plan saved with "stent plan --json" ("-": standard input) instead of planning from --inventory, --feed and --policy`)
 	return cmd
+}
+
+// reportFlags are how stent report and stent fleet report render a plan.
+type reportFlags struct {
+	format, output, failOn string
+	days                   int
+}
+
+func (rf *reportFlags) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&rf.format, "format", "json", "json, csv or html")
+	cmd.Flags().StringVarP(&rf.output, "output", "o", "", "write the report to this file (default: standard output)")
+	cmd.Flags().IntVar(&rf.days, "days", 90, "days of history in the exposure chart and series")
+	cmd.Flags().StringVar(&rf.failOn, "fail-on", "", "breached or at-risk: exit with code 3 when a host is that or worse")
+}
+
+// check refuses a bad --format or --fail-on before any work.
+func (rf *reportFlags) check() error {
+	switch rf.format {
+	case "json", "csv", "html":
+	default:
+		return withCode(2, fmt.Errorf("--format %q: want json, csv or html", rf.format))
+	}
+	switch rf.failOn {
+	case "", policy.AtRisk, policy.Breached:
+	default:
+		return withCode(2, fmt.Errorf("--fail-on %q: want at-risk or breached", rf.failOn))
+	}
+	return nil
+}
+
+// write renders fp's report and applies --fail-on.
+func (rf *reportFlags) write(env *Env, fp *policy.FleetPlan) error {
+	return rf.writeReport(env, policy.BuildReport(fp, rf.days))
+}
+
+// writeReport writes rep as the flags say.
+func (rf *reportFlags) writeReport(env *Env, rep *policy.Report) error {
+	var buf bytes.Buffer
+	var err error
+	switch rf.format {
+	case "json":
+		err = rep.WriteJSON(&buf)
+	case "csv":
+		err = rep.WriteCSV(&buf)
+	case "html":
+		err = rep.WriteHTML(&buf)
+	}
+	if err != nil {
+		return err
+	}
+	if rf.output == "" || rf.output == "-" {
+		_, err = env.Stdout.Write(buf.Bytes())
+	} else {
+		err = writeReportFile(rf.output, buf.Bytes())
+	}
+	if err != nil {
+		return err
+	}
+	if rf.failOn != "" {
+		for _, h := range rep.Hosts {
+			if h.Status == policy.Breached || (rf.failOn == policy.AtRisk && h.Status == policy.AtRisk) {
+				return withCode(3, fmt.Errorf("host %s is %s (--fail-on %s)", h.Hostname, h.Status, rf.failOn))
+			}
+		}
+	}
+	return nil
 }
 
 // planInputFlags are the flags that make a plan; --plan replaces them all.

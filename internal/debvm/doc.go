@@ -3,8 +3,8 @@
 // the MBR of a qcow2 disk, booted through SeaBIOS and GRUB (no -kernel),
 // with a local apt repository on the host holding a newer kernel build.
 //
-//	ks, _ := debvm.FetchKernels(ctx, cache)            // newest two ABIs Debian offers
-//	img, info, _ := debvm.Image(ctx, cache, debvm.ImageOptions{Kernel: ks.Old})
+//	ks, _ := debvm.FetchKernels(ctx, cache)            // newest three ABIs Debian offers
+//	img, info, _ := debvm.Image(ctx, cache, debvm.ImageOptions{Kernel: ks.Old, Older: ks.Older})
 //	dir, _ := debvm.Repo(ctx, cache, ks.NewDebs())      // linux-image-<new> + linux-image-amd64
 //	port, stop, _ := debvm.ServeRepo(ctx, dir)
 //	h, _ := debvm.Boot(ctx, debvm.Config{Image: img, Name: "h1", Dir: dir1,
@@ -15,13 +15,18 @@
 //	b, _ := h.Reboot(ctx, 5*time.Minute)                // b.Kernel, b.Time from the console
 //
 // In tests, TestImage, TestRepo and TestBoot do the same and skip (or,
-// with CI=true, fail) when the machine cannot: see Require.
+// with CI=true, fail) when the machine cannot: see Require. TestOneShotBoot
+// checks the image's boot mechanics (GRUB's one-shot entry and the return
+// to the pinned default, a kernel that panics and the fallback) on the
+// older kernel, without installing anything; internal/fleetvm installs a
+// kernel through apt with Stent.
 //
 // The base image (Image), built once per set of inputs into
 // $STENT_CACHE/debvm/image-<key>/base.qcow2 (about 2 minutes, ~1 GB):
 //   - mmdebstrap --variant=apt of bookworm with systemd, udev, dbus,
 //     grub-pc, initramfs-tools, kmod, iproute2, procps, ca-certificates,
-//     e2fsprogs and the older kernel, into an ext4 partition of a loop
+//     e2fsprogs and two kernels (Old, pinned, and Older, as on a host that
+//     has been around), into an ext4 partition of a loop
 //     device (partx -a: this machine's kernel does not scan loop
 //     partitions); grub-install onto the loop device from the chroot,
 //     update-grub with a /dev/disk/by-uuid link so grub.cfg says
@@ -32,10 +37,22 @@
 //     GRUB_TIMEOUT=1, GRUB's terminal and the kernel's console on ttyS0 at
 //     115200, loglevel=6 (the "Linux version" line shows, info does not),
 //     panic=10 so a panicking kernel reboots and GRUB's one-shot falls back.
-//   - Fast kernel installs: dpkg force-unsafe-io, initramfs MODULES=dep
-//     (the first initramfs is built with MODULES=list in the chroot, where
-//     dep cannot see the guest's disk) plus a hook adding the virtio and
-//     ext4 modules to every initramfs.
+//   - Fast kernel installs: dpkg force-unsafe-io, initramfs MODULES=dep,
+//     RESUME=none and gzip -1 (the first initramfs is built with
+//     MODULES=list in the chroot, where dep cannot see the guest's disk,
+//     and a hook adds the virtio and ext4 modules to it); dpkg
+//     path-exclude/path-include keep only the module trees a virtio guest
+//     loads (virtio, ext4, watchdog, input, ACPI, crypto, lib: 347 of the
+//     image's 1936 modules); GRUB without recovery entries. The repository
+//     serves Debian's xz packages recompressed with zstd (same control
+//     data, same file tree) and lists SHA256 alone (apt computes every hash
+//     the index lists). Guests run on QEMU's qemu64 CPU model (DefaultCPU).
+//     One guest's install of the newer kernel through apt, measured by
+//     phase on a loaded machine: download 13-17 s, unpack 25-35 s (the
+//     whole 410 MB data member is decompressed even for the files left
+//     out; 95 s with xz), update-initramfs 85-90 s, update-grub 20 s; 158 s
+//     in all (about 190 s before the module list, the hashes, gzip -1 and
+//     the CPU model).
 //   - apt timers, serial-getty@ttyS0 (it cuts off other console writers
 //     under TCG), getty@tty1, e2scrub and fstrim masked; journald
 //     persistent; systemd-networkd DHCP on eth0; no apt source but the
@@ -73,14 +90,13 @@
 //     boot; requests in flight when a new boot shows on the console fail
 //     with ErrRebooted. Run waits for the current boot's runner.
 //
-// Measured on the 2-core machine while other engineers' QEMU tests ran
-// (load average 8-17; the notes' idle figures in brackets): image build
-// 2m3s-2m15s [58-74 s]; boot to the runner 1m13s-2m28s [~25 s]; apt-get
-// install of the newer kernel 13m9s-14m12s [~100 s]; a guest's early
-// kernel boot (from GRUB's "Loading initial ramdisk" to the first kernel
-// lines on the console) alone took 2-6 minutes at load 17. Timeouts are
-// set for that (BootTimeout 10 minutes by default); on a loaded machine a
-// stalled console is usually a slow guest, not a hung one: the kernel's
-// first lines reach the console only when its serial console starts, with
-// the "Linux version" line's timestamp taken when its first byte came.
+// Measured on the 2-core machine (1 vCPU per guest): image build 1m44s;
+// boot to the runner 45-50 s with the guest alone; four guests booting at
+// once (Stent's .deb installed at the first boot) 5 minutes. A guest is
+// CPU-bound under emulation: N guests on 2 cores each run at about 2/N of
+// their speed. Timeouts are set for a loaded machine (BootTimeout 10
+// minutes by default); a stalled console is usually a slow guest, not a
+// hung one: the kernel's first lines reach the console only when its
+// serial console starts, with the "Linux version" line's timestamp taken
+// when its first byte came.
 package debvm

@@ -8,90 +8,56 @@ import (
 	"time"
 )
 
-// TestKernelUpdate boots a host from the image, checks it runs the older
-// kernel pinned in GRUB, installs the newer kernel from the local apt
-// repository with the image's fast settings, boots it once with
-// grub-reboot and returns to the pinned kernel at the next reboot; then
-// breaks the newer kernel's initramfs (it panics) and shows the host comes
-// back on the older kernel by itself. Every boot is read from the console.
-func TestKernelUpdate(t *testing.T) {
+// TestOneShotBoot boots a host from the image, checks it runs the kernel
+// pinned in GRUB (the image also holds an older one) and sees the local
+// repository's newer kernel; then breaks the older kernel's initramfs (a
+// truncated file: the kernel finds no init and panics), boots it once with
+// grub-reboot and shows the host comes back on the pinned kernel by
+// itself. Every boot is read from the console. A one-shot boot that comes
+// up, and one that hangs, are TestFleetKernelUpdates' part
+// (internal/fleetvm), with Stent installing the kernel through apt.
+func TestOneShotBoot(t *testing.T) {
 	img, info, ks := TestImage(t)
 	repo := TestRepo(t, ks.NewDebs())
 	ctx := context.Background()
 	start := time.Now()
 	h := TestBoot(ctx, t, Config{Image: img, Name: "deb-a", Repo: repo})
 	bootTime := time.Since(start)
-	res, err := h.Run(ctx, "uname -r; hostname; cat /etc/apt/sources.list.d/debvm.list")
+	res, err := h.Run(ctx, "uname -r; hostname; cat /etc/apt/sources.list.d/debvm.list; ls /boot")
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
-	if len(lines) != 3 || lines[0] != ks.Old.ABI || lines[1] != "deb-a" || lines[2] != RepoSource {
+	if len(lines) < 3 || lines[0] != ks.Old.ABI || lines[1] != "deb-a" || lines[2] != RepoSource {
 		t.Fatalf("uname -r; hostname; apt source = %q, want %s, deb-a, %s", lines, ks.Old.ABI, RepoSource)
+	}
+	if !strings.Contains(res.Stdout, "initrd.img-"+ks.Older.ABI) {
+		t.Fatalf("/boot: %s; want the older kernel %s installed too", res.Stdout, ks.Older.ABI)
 	}
 	if b := h.Boots(); len(b) != 1 || b[0].Kernel != ks.Old.ABI {
 		t.Fatalf("Boots() = %+v, want one boot of %s", b, ks.Old.ABI)
 	}
-	if _, err := h.WaitConsole(ctx, regexp.MustCompile(`debvm: deb-a up on `+regexp.QuoteMeta(ks.Old.ABI)), 2*time.Minute); err != nil {
+	if _, err := h.WaitConsole(ctx, regexp.MustCompile(`debvm: deb-a up on `+regexp.QuoteMeta(ks.Old.ABI)), 5*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	res, err = h.Run(ctx, "grub-editenv list")
-	if err != nil || !strings.Contains(res.Stdout, "saved_entry="+info.Default) {
-		t.Fatalf("grub-editenv list = %q, %v; want saved_entry=%s", res.Stdout, err, info.Default)
+	res, err = h.Run(ctx, "grub-editenv list; apt-get update -q 2>&1 | tail -1; apt-cache policy "+ks.New.Package)
+	if err != nil || !strings.Contains(res.Stdout, "saved_entry="+info.Default) || !strings.Contains(res.Stdout, "Candidate: "+ks.New.Version) {
+		t.Fatalf("grub-editenv list; apt-cache policy = %q, %v; want saved_entry=%s and %s %s from the local repository", res.Stdout, err, info.Default, ks.New.Package, ks.New.Version)
 	}
-	start = time.Now()
-	res, err = h.Run(ctx, "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "+ks.New.Package+" linux-image-amd64 2>&1")
-	if err != nil {
-		t.Fatalf("apt-get install: %v\n%s", err, res.Stdout)
-	}
-	install := time.Since(start)
-	res, err = h.Run(ctx, "ls /boot; grep -c gnulinux-"+ks.New.ABI+"-advanced /boot/grub/grub.cfg; grub-editenv list")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(res.Stdout, "initrd.img-"+ks.New.ABI) || !strings.Contains(res.Stdout, "saved_entry="+info.Default) {
-		t.Fatalf("after the install: %s\nwant initrd.img-%s and the default still pinned to %s", res.Stdout, ks.New.ABI, ks.Old.ABI)
-	}
-	t.Logf("boot to the runner %v, apt-get install of %s %v", bootTime.Round(time.Second), ks.New.Package, install.Round(time.Second))
+	t.Logf("boot to the runner %v", bootTime.Round(time.Second))
 
-	// GRUB's one-shot boot: grub-reboot boots the new kernel once, the
-	// next reboot returns to the pinned default. Checked on the console.
 	oneShot := func() {
 		t.Helper()
-		if res, err := h.Run(ctx, "grub-reboot '"+DefaultEntry(info.RootUUID, ks.New.ABI)+"' && grub-editenv list"); err != nil || !strings.Contains(res.Stdout, "next_entry=") {
+		if res, err := h.Run(ctx, "grub-reboot '"+DefaultEntry(info.RootUUID, ks.Older.ABI)+"' && grub-editenv list"); err != nil || !strings.Contains(res.Stdout, "next_entry=") {
 			t.Fatalf("grub-reboot: %q, %v", res.Stdout, err)
 		}
 	}
-	oneShot()
-	start = time.Now()
-	b, err := h.Reboot(ctx, 15*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.Kernel != ks.New.ABI {
-		t.Fatalf("boot after grub-reboot: kernel %s, want %s", b.Kernel, ks.New.ABI)
-	}
-	if res, err := h.Run(ctx, "uname -r"); err != nil || strings.TrimSpace(res.Stdout) != ks.New.ABI {
-		t.Fatalf("uname -r after grub-reboot = %q, %v; want %s", res.Stdout, err, ks.New.ABI)
-	}
-	t.Logf("reboot into %s: %v", b.Kernel, time.Since(start).Round(time.Second))
-	start = time.Now()
-	if b, err = h.Reboot(ctx, 15*time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if b.Kernel != ks.Old.ABI {
-		t.Fatalf("second reboot: kernel %s, want the pinned %s", b.Kernel, ks.Old.ABI)
-	}
-	t.Logf("reboot back into %s: %v", b.Kernel, time.Since(start).Round(time.Second))
 
-	// A new kernel that does not boot: its initramfs panics (panic=10
-	// reboots), and GRUB, its one-shot spent, boots the pinned kernel.
-	panicScript := "#!/bin/sh\n[ \"$1\" = prereqs ] && exit 0\n[ \"$(uname -r)\" = " + ks.New.ABI + " ] || exit 0\necho 'debvm: this initramfs panics on purpose'\necho c > /proc/sysrq-trigger\n"
-	if err := h.WriteFile(ctx, "/etc/initramfs-tools/scripts/init-top/debvm-panic", []byte(panicScript), 0o755); err != nil {
+	// A kernel that does not boot: its initramfs is cut short, so it
+	// cannot mount its root and panics (panic=10 reboots), and GRUB, its
+	// one-shot spent, boots the pinned kernel.
+	if _, err := h.Run(ctx, "truncate -s 4K /boot/initrd.img-"+ks.Older.ABI); err != nil {
 		t.Fatal(err)
-	}
-	if res, err := h.Run(ctx, "update-initramfs -u -k "+ks.New.ABI+" 2>&1"); err != nil {
-		t.Fatalf("update-initramfs: %v\n%s", err, res.Stdout)
 	}
 	oneShot()
 	n := len(h.Boots())
@@ -100,19 +66,20 @@ func TestKernelUpdate(t *testing.T) {
 	if _, err := h.Run(ctx, "systemctl reboot --no-block"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.WaitConsoleSince(ctx, since, regexp.MustCompile(`Kernel panic - not syncing`), 15*time.Minute); err != nil {
+	if _, err := h.WaitConsoleSince(ctx, since, regexp.MustCompile(`Kernel panic - not syncing|Rebooting automatically due to panic=`), 15*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if b, err = h.WaitBoot(ctx, n+2, 15*time.Minute); err != nil {
+	b, err := h.WaitBoot(ctx, n+2, 15*time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
 	boots := h.Boots()
-	if boots[n].Kernel != ks.New.ABI || b.Kernel != ks.Old.ABI {
-		t.Fatalf("boots after the broken kernel's one-shot: %+v, want %s (panics) then %s", boots[n:], ks.New.ABI, ks.Old.ABI)
+	if boots[n].Kernel != ks.Older.ABI || b.Kernel != ks.Old.ABI {
+		t.Fatalf("boots after the broken kernel's one-shot: %+v, want %s (panics) then %s", boots[n:], ks.Older.ABI, ks.Old.ABI)
 	}
 	if res, err := h.Run(ctx, "uname -r"); err != nil || strings.TrimSpace(res.Stdout) != ks.Old.ABI {
 		t.Fatalf("uname -r after the fallback = %q, %v; want %s", res.Stdout, err, ks.Old.ABI)
 	}
-	t.Logf("broken %s panicked at %s, host back on %s at %s by itself (%v after the reboot)", ks.New.ABI,
+	t.Logf("broken %s panicked at %s, host back on %s at %s by itself (%v after the reboot)", ks.Older.ABI,
 		boots[n].Time.Format(time.TimeOnly), b.Kernel, b.Time.Format(time.TimeOnly), time.Since(start).Round(time.Second))
 }

@@ -42,6 +42,9 @@ type ImageOptions struct {
 	// Kernel is the kernel installed in the image and pinned as GRUB's
 	// saved default; default: FetchKernels' Old.
 	Kernel Kernel
+	// Older, if set, is installed too, not the default; default:
+	// FetchKernels' Older when Kernel is not set either.
+	Older Kernel
 	// Progress receives the build's output (mmdebstrap, grub); default
 	// discarded. A failed build's error carries its last lines anyway.
 	Progress io.Writer
@@ -51,6 +54,7 @@ type ImageOptions struct {
 type ImageInfo struct {
 	Key      string        // hash of the inputs; the cache folder's name
 	Kernel   Kernel        // installed and pinned as the default
+	Older    Kernel        // installed too, if set
 	RootUUID string        // the root file system's UUID (root=UUID= in grub.cfg)
 	Default  string        // GRUB's saved_entry, Debian's submenu path to Kernel
 	Packages []string      // "name version" of every installed package
@@ -72,12 +76,17 @@ func Image(ctx context.Context, cacheDir string, opts ImageOptions) (string, Ima
 		if err != nil {
 			return "", ImageInfo{}, err
 		}
-		opts.Kernel = ks.Old
+		opts.Kernel, opts.Older = ks.Old, ks.Older
 	}
-	if !exists(opts.Kernel.Deb) {
-		return "", ImageInfo{}, fmt.Errorf("debvm: kernel package %q: no such file", opts.Kernel.Deb)
+	for _, k := range []Kernel{opts.Kernel, opts.Older} {
+		if k.Deb != "" && !exists(k.Deb) {
+			return "", ImageInfo{}, fmt.Errorf("debvm: kernel package %q: no such file", k.Deb)
+		}
 	}
-	key, err := imageKey(opts.Kernel)
+	if opts.Kernel.Deb == "" {
+		return "", ImageInfo{}, errors.New("debvm: no kernel package for the image")
+	}
+	key, err := imageKey(opts.Kernel, opts.Older)
 	if err != nil {
 		return "", ImageInfo{}, err
 	}
@@ -138,7 +147,7 @@ func Image(ctx context.Context, cacheDir string, opts ImageOptions) (string, Ima
 	cmd := exec.CommandContext(ctx, "/bin/bash", script)
 	cmd.Env = append(os.Environ(),
 		"OUT="+out, "WORK="+work, "GUEST="+guest,
-		"KERNEL_DEB="+opts.Kernel.Deb, "KERNEL_ABI="+opts.Kernel.ABI)
+		"KERNEL_DEB="+opts.Kernel.Deb, "KERNEL_ABI="+opts.Kernel.ABI, "OLDER_DEB="+opts.Older.Deb)
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Run(); err != nil {
@@ -153,7 +162,7 @@ func Image(ctx context.Context, cacheDir string, opts ImageOptions) (string, Ima
 		return "", ImageInfo{}, err
 	}
 	info := ImageInfo{
-		Key: key, Kernel: opts.Kernel, RootUUID: strings.TrimSpace(string(uuid)),
+		Key: key, Kernel: opts.Kernel, Older: opts.Older, RootUUID: strings.TrimSpace(string(uuid)),
 		Packages: strings.Split(strings.TrimSpace(string(pkgs)), "\n"),
 		Built:    time.Now(), BuildFor: time.Since(start),
 	}
@@ -189,7 +198,7 @@ func toolPackage(tool string) string {
 	return "util-linux"
 }
 
-func imageKey(k Kernel) (string, error) {
+func imageKey(k, older Kernel) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "debvm image %s\n", imageFormat)
 	h.Write(imageScript)
@@ -208,11 +217,16 @@ func imageKey(k Kernel) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fi, err := os.Stat(k.Deb)
-	if err != nil {
-		return "", err
+	for _, k := range []Kernel{k, older} {
+		if k.Deb == "" {
+			continue
+		}
+		fi, err := os.Stat(k.Deb)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "kernel %s %s %s %d\n", k.ABI, k.Version, filepath.Base(k.Deb), fi.Size())
 	}
-	fmt.Fprintf(h, "kernel %s %s %s %d\n", k.ABI, k.Version, filepath.Base(k.Deb), fi.Size())
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 

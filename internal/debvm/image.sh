@@ -1,7 +1,8 @@
 #!/bin/bash
 # Builds debvm's Debian 12 base image; run by Image (image.go) as root.
 # Inputs (environment): OUT (the qcow2 to write), WORK (a scratch folder),
-# KERNEL_DEB (the older kernel's .deb), KERNEL_ABI (its uname -r),
+# KERNEL_DEB (the kernel's .deb, pinned as the default), KERNEL_ABI (its
+# uname -r), OLDER_DEB (optional: another kernel's .deb, installed too),
 # GUEST (folder whose tree is copied over the root file system: units,
 # scripts), MIRROR_DEBIAN, MIRROR_SECURITY, SIZE (raw disk size, e.g. 4G).
 set -euo pipefail
@@ -45,7 +46,7 @@ mountpoint -q "$mnt" || { echo "debvm-image: $part is not mounted on $mnt" >&2; 
 step "mmdebstrap"
 mmdebstrap --variant=apt --mode=root --quiet \
 	--dpkgopt=force-unsafe-io \
-	--include=systemd,systemd-sysv,udev,dbus,grub-pc,initramfs-tools,apt,kmod,iproute2,ca-certificates,procps,e2fsprogs,util-linux,"$KERNEL_DEB" \
+	--include=systemd,systemd-sysv,udev,dbus,grub-pc,initramfs-tools,apt,kmod,iproute2,ca-certificates,procps,e2fsprogs,util-linux,"$KERNEL_DEB"${OLDER_DEB:+,$OLDER_DEB} \
 	--essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"' \
 	--essential-hook='printf "MODULES=list\n" > "$1/etc/initramfs-tools/conf.d/debvm-modules"' \
 	--essential-hook="cp '$GUEST/etc/initramfs-tools/hooks/debvm-virtio' \"\$1/etc/initramfs-tools/hooks/\"" \

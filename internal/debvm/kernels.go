@@ -24,12 +24,15 @@ type Kernel struct {
 	Deb     string // the .deb file in the cache
 }
 
-// Kernels are the two builds the tests move between: Old is installed in
-// the base image and pinned as GRUB's default, New goes into the local apt
+// Kernels are the builds the tests move between: Old is installed in the
+// base image and pinned as GRUB's default, New goes into the local apt
 // repository with Meta, the linux-image-amd64 metapackage of its version.
+// Older, the ABI before Old, is installed in the image too (not the
+// default), as on a host that has been around: a cleanup has something to
+// remove.
 type Kernels struct {
-	Old, New Kernel
-	Meta     string // linux-image-amd64_<New.Version>_amd64.deb
+	Older, Old, New Kernel
+	Meta            string // linux-image-amd64_<New.Version>_amd64.deb
 }
 
 // NewDebs returns the .deb files of the newer kernel, for Repo.
@@ -37,7 +40,7 @@ func (k Kernels) NewDebs() []string { return []string{k.New.Deb, k.Meta} }
 
 var imagePkgRE = regexp.MustCompile(`^linux-image-(\d+)\.(\d+)\.(\d+)-(\d+)-amd64$`)
 
-// FetchKernels returns the newest two kernel ABIs Debian's archive offers
+// FetchKernels returns the newest three kernel ABIs Debian's archive offers
 // (linux-image-6.1.0-NN-amd64, by NN), downloading their image packages and
 // the newer one's metapackage with apt-get download into
 // <cacheDir>/debvm/debs. The choice is remembered in kernels.json there and
@@ -53,7 +56,7 @@ func FetchKernels(ctx context.Context, cacheDir string) (Kernels, error) {
 	state := filepath.Join(dir, "kernels.json")
 	if b, err := os.ReadFile(state); err == nil {
 		var k Kernels
-		if json.Unmarshal(b, &k) == nil && exists(k.Old.Deb) && exists(k.New.Deb) && exists(k.Meta) {
+		if json.Unmarshal(b, &k) == nil && exists(k.Older.Deb) && exists(k.Old.Deb) && exists(k.New.Deb) && exists(k.Meta) {
 			return k, nil
 		}
 	}
@@ -61,7 +64,7 @@ func FetchKernels(ctx context.Context, cacheDir string) (Kernels, error) {
 	if err != nil {
 		return Kernels{}, err
 	}
-	for _, p := range []*Kernel{&k.Old, &k.New} {
+	for _, p := range []*Kernel{&k.Older, &k.Old, &k.New} {
 		if p.Deb, err = aptDownload(ctx, dir, p.Package, p.Version); err != nil {
 			return Kernels{}, err
 		}
@@ -77,7 +80,7 @@ func FetchKernels(ctx context.Context, cacheDir string) (Kernels, error) {
 }
 
 // pickKernels asks apt for the image packages it knows and takes the
-// newest two ABIs that have a candidate version.
+// newest three ABIs that have a candidate version.
 func pickKernels(ctx context.Context) (Kernels, error) {
 	list := func() ([]string, error) {
 		out, err := exec.CommandContext(ctx, "apt-cache", "search", "--names-only", `^linux-image-[0-9.]+-[0-9]+-amd64$`).Output()
@@ -93,7 +96,7 @@ func pickKernels(ctx context.Context) (Kernels, error) {
 		return names, nil
 	}
 	names, err := list()
-	if err == nil && len(names) < 2 {
+	if err == nil && len(names) < 3 {
 		if out, uerr := exec.CommandContext(ctx, "apt-get", "update", "-qq").CombinedOutput(); uerr != nil {
 			return Kernels{}, fmt.Errorf("apt-get update: %w: %s", uerr, strings.TrimSpace(string(out)))
 		}
@@ -104,17 +107,17 @@ func pickKernels(ctx context.Context) (Kernels, error) {
 	}
 	sortABIs(names)
 	var found []Kernel
-	for i := len(names) - 1; i >= 0 && len(found) < 2; i-- {
+	for i := len(names) - 1; i >= 0 && len(found) < 3; i-- {
 		v, err := candidate(ctx, names[i])
 		if err != nil || v == "" {
 			continue // known by name only (e.g. an old index entry)
 		}
 		found = append(found, Kernel{ABI: strings.TrimPrefix(names[i], "linux-image-"), Package: names[i], Version: v})
 	}
-	if len(found) < 2 {
-		return Kernels{}, fmt.Errorf("debvm: apt offers %d installable linux-image-*-amd64 packages (%v), the tests need two ABIs: check /etc/apt/sources.list* reach Debian's archive (bookworm and bookworm-security) or seed %s by hand", len(found), names, "$STENT_CACHE/debvm/debs with kernels.json")
+	if len(found) < 3 {
+		return Kernels{}, fmt.Errorf("debvm: apt offers %d installable linux-image-*-amd64 packages (%v), the tests need three ABIs: check /etc/apt/sources.list* reach Debian's archive (bookworm and bookworm-security) or seed %s by hand", len(found), names, "$STENT_CACHE/debvm/debs with kernels.json")
 	}
-	return Kernels{Old: found[1], New: found[0]}, nil
+	return Kernels{Older: found[2], Old: found[1], New: found[0]}, nil
 }
 
 // sortABIs orders linux-image-X.Y.Z-N-amd64 names by (X, Y, Z, N).

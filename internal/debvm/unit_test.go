@@ -2,8 +2,10 @@ package debvm
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,5 +91,60 @@ func TestConsoleLineTime(t *testing.T) {
 	_, boots := c.snapshot()
 	if len(boots) != 1 || boots[0].Time.Before(mid) {
 		t.Fatalf("boots = %+v, want one at or after %v (the visible text), not at the escapes", boots, mid)
+	}
+}
+
+// TestZstdDeb builds a small package with dpkg-deb, xz-compressed as
+// Debian's kernel images are, and checks zstdDeb keeps its control data
+// and file tree byte for byte and leaves a gzip-compressed one alone.
+func TestZstdDeb(t *testing.T) {
+	for _, tool := range []string{"dpkg-deb", "ar", "xz", "zstd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found (make deps)", tool)
+			}
+			t.Skipf("%s not found (make deps)", tool)
+		}
+	}
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(filepath.Join(tree, "DEBIAN"), 0o755)
+	os.MkdirAll(filepath.Join(tree, "lib/modules/9.9.9/kernel"), 0o755)
+	os.WriteFile(filepath.Join(tree, "DEBIAN/control"), []byte("Package: debvm-zstd-test\nVersion: 1.0\nArchitecture: all\nMaintainer: Stent <stent@example.org>\nDescription: test\n"), 0o644)
+	os.WriteFile(filepath.Join(tree, "lib/modules/9.9.9/kernel/a.ko"), bytes.Repeat([]byte("module "), 5000), 0o644)
+	build := func(comp, out string) string {
+		t.Helper()
+		p := filepath.Join(dir, out)
+		if b, err := exec.Command("dpkg-deb", "--root-owner-group", "-Z"+comp, "--build", tree, p).CombinedOutput(); err != nil {
+			t.Fatalf("dpkg-deb -Z%s: %v: %s", comp, err, b)
+		}
+		return p
+	}
+	run := func(name string, args ...string) string {
+		t.Helper()
+		b, err := exec.Command(name, args...).Output()
+		if err != nil {
+			t.Fatalf("%s %v: %v", name, args, err)
+		}
+		return string(b)
+	}
+	ctx := context.Background()
+	xzDeb := build("xz", "x.deb")
+	zDeb := filepath.Join(dir, "z.deb")
+	if ok, err := zstdDeb(ctx, xzDeb, zDeb); !ok || err != nil {
+		t.Fatalf("zstdDeb(xz package) = %v, %v; want recompressed", ok, err)
+	}
+	if got := strings.Fields(run("ar", "t", zDeb)); strings.Join(got, " ") != "debian-binary control.tar.xz data.tar.zst" {
+		t.Errorf("members of the recompressed package: %v", got)
+	}
+	if a, b := run("dpkg-deb", "--fsys-tarfile", xzDeb), run("dpkg-deb", "--fsys-tarfile", zDeb); a != b {
+		t.Error("file trees differ after recompression")
+	}
+	if a, b := run("dpkg-deb", "--info", xzDeb), run("dpkg-deb", "--info", zDeb); !strings.Contains(b, "Package: debvm-zstd-test") ||
+		a[strings.Index(a, "Package:"):] != b[strings.Index(b, "Package:"):] {
+		t.Errorf("control data differs:\n%s\n%s", a, b)
+	}
+	if ok, err := zstdDeb(ctx, build("gzip", "g.deb"), filepath.Join(dir, "g2.deb")); ok || err != nil {
+		t.Errorf("zstdDeb(gzip package) = %v, %v; want left alone", ok, err)
 	}
 }

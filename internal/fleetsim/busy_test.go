@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -57,14 +56,10 @@ func TestBusyRuntimeRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := &api.Client{BaseURL: url, Token: strings.TrimSpace(string(tok)), HTTP: hc}
-	do := func(method, path string, in, out any) {
-		t.Helper()
-		if err := admin.Do(ctx, method, path, in, out); err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
+	et, err := admin.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "test", Channel: "stable"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	var et api.Token
-	do(http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "test", Channel: "stable"}, &et)
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 
 	const busyTimeout = 2 * time.Second
@@ -82,6 +77,27 @@ func TestBusyRuntimeRollout(t *testing.T) {
 	locked.SetLockHeld("stent apply by hand")
 	f.Start(ctx)
 	defer f.Stop()
+	// A rollout targets the hosts whose kernel the server knows, from their
+	// first check-in: wait for both (on a busy machine they take a while;
+	// a rollout created before then has no target and completes at once).
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		hs, err := admin.Hosts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, h := range hs {
+			if h.KernelRelease == kernel {
+				n++
+			}
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute %d of 2 hosts have checked in with kernel %s: %+v", n, kernel, hs)
+		}
+	}
 
 	rollout := func(name, n string) string {
 		t.Helper()
@@ -89,17 +105,23 @@ func TestBusyRuntimeRollout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var info api.BundleInfo
-		do(http.MethodPost, api.PathAdminBundle, data, &info)
-		var r api.Rollout
-		do(http.MethodPost, api.PathRollouts, api.RolloutRequest{Bundle: info.SHA256, Selector: map[string]string{"n": n}, Canary: 1}, &r)
+		info, err := admin.PublishBundle(ctx, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := admin.CreateRollout(ctx, api.RolloutRequest{Bundle: info.SHA256, Selector: map[string]string{"n": n}, Canary: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
 		return r.ID
 	}
 	get := func(id string) api.Rollout {
 		t.Helper()
-		var r api.Rollout
-		do(http.MethodGet, api.PathRollouts+"/"+id, nil, &r)
-		return r
+		r, err := admin.Rollout(ctx, id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *r
 	}
 	wait := func(id, state string) api.Rollout {
 		t.Helper()

@@ -240,8 +240,10 @@ func (f *Fleet) Stop() {
 // channel through an operator's admin client.
 func TokenMaker(ctx context.Context, admin *api.Client, channel string) func(map[string]string) (string, error) {
 	return func(labels map[string]string) (string, error) {
-		var tok api.Token
-		err := admin.Do(ctx, http.MethodPost, api.PathEnrollToken, api.EnrollTokenRequest{Name: "fleetsim", Channel: channel, Labels: labels}, &tok)
-		return tok.Secret, err
+		tok, err := admin.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "fleetsim", Channel: channel, Labels: labels})
+		if err != nil {
+			return "", err
+		}
+		return tok.Secret, nil
 	}
 }

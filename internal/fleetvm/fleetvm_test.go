@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/stent-dev/stent/api"
 	"github.com/stent-dev/stent/internal/debvm"
-	"github.com/stent-dev/stent/internal/kpkg"
 	"github.com/stent-dev/stent/internal/pkgbuild"
 	"github.com/stent-dev/stent/server"
 )
@@ -141,45 +139,6 @@ func stentDeb(t *testing.T) string {
 	return p
 }
 
-// olderKernel returns the image package of the newest kernel ABI below
-// ks.Old that Debian's archive still offers, downloaded into the cache
-// (and kept there when the archive drops it), for a host that runs three
-// kernels.
-func olderKernel(t *testing.T, ks debvm.Kernels) string {
-	t.Helper()
-	cache, err := kpkg.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(cache, "fleetvm", "debs")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`^(\d+\.\d+\.\d+)-(\d+)-amd64$`).FindStringSubmatch(ks.Old.ABI)
-	if m == nil {
-		t.Fatalf("older kernel: cannot read the ABI of %s", ks.Old.ABI)
-	}
-	abi, _ := strconv.Atoi(m[2])
-	var tried []string
-	for n := abi - 1; n >= max(abi-8, 1); n-- {
-		pkg := fmt.Sprintf("linux-image-%s-%d-amd64", m[1], n)
-		if have, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb")); len(have) > 0 {
-			return have[0]
-		}
-		cmd := exec.Command("apt-get", "download", "-q", pkg)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			tried = append(tried, pkg+": "+strings.TrimSpace(string(out)))
-			continue
-		}
-		if have, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb")); len(have) > 0 {
-			return have[0]
-		}
-	}
-	t.Fatalf("no kernel older than %s in the cache or Debian's archive (run apt-get update?): %s", ks.Old.ABI, strings.Join(tried, "; "))
-	return ""
-}
-
 // vmHost is one guest of the fleet.
 type vmHost struct {
 	*debvm.Host
@@ -188,10 +147,10 @@ type vmHost struct {
 
 // bootHosts boots one guest per name, each installing Stent from deb at its
 // first boot and enrolling with the token, running the agent with kernel
-// updates on.
-func (f *fleet) bootHosts(ctx context.Context, img, repo, deb string, names []string, token map[string]string, extra map[string][]debvm.File) map[string]*vmHost {
+// updates on. A host's prelude (sh) runs at every boot before that.
+func (f *fleet) bootHosts(ctx context.Context, img, repo, deb string, names []string, token map[string]string, extra map[string][]debvm.File, prelude map[string]string) map[string]*vmHost {
 	f.t.Helper()
-	dropIn := "[Service]\nExecStart=\nExecStart=/usr/sbin/stent agent --kernel-updates --health-delay 5s\n"
+	dropIn := "[Service]\nExecStart=\nExecStart=/usr/sbin/stent agent --kernel-updates --health-delay 5s --hook-timeout 10s --boot-watchdog 5m\n"
 	hosts := map[string]*vmHost{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -200,11 +159,11 @@ func (f *fleet) bootHosts(ctx context.Context, img, repo, deb string, names []st
 		go func() {
 			defer wg.Done()
 			script := fmt.Sprintf(`set -e
-if [ ! -e /var/lib/stent/agent/credentials.json ]; then
+%sif [ ! -e /var/lib/stent/agent/credentials.json ]; then
   stent agent --server https://%s:%d --enroll %s --fingerprint %s --enroll-only
 fi
 systemctl start stent-agent
-`, debvm.GuestHost, guestServerPort, token[name], f.srv.Fingerprint())
+`, prelude[name], debvm.GuestHost, guestServerPort, token[name], f.srv.Fingerprint())
 			files := append([]debvm.File{{Path: "/etc/systemd/system/stent-agent.service.d/test.conf", Data: []byte(dropIn)}}, extra[name]...)
 			h, err := debvm.Boot(ctx, debvm.Config{Image: img, Name: name, Dir: filepath.Join(f.t.TempDir(), name), Repo: repo,
 				Forwards: []debvm.Forward{{GuestPort: guestServerPort, Host: "127.0.0.1:" + strconv.Itoa(f.port)}},
@@ -217,7 +176,7 @@ systemctl start stent-agent
 				if f.t.Failed() {
 					f.t.Logf("%s console (last 40 lines):\n%s", name, h.ConsoleTail(40))
 					cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					if res, err := h.Run(cctx, "journalctl -u stent-agent --no-pager -n 60 -o short-iso"); err == nil {
+					if res, err := h.Run(cctx, "journalctl --merge -u stent-agent --no-pager -n 60 -o short-iso; ps -eo pid,etime,time,args --forest | grep -v \"\\[\" | tail -40"); err == nil {
 						f.t.Logf("%s agent log:\n%s", name, res.Stdout)
 					}
 					cancel()

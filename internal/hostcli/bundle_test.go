@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/stent-dev/stent/bundle"
+	"github.com/stent-dev/stent/internal/testenv"
 )
 
 // execStent runs the stent command line in-process.
@@ -85,9 +86,10 @@ func TestModinfoName(t *testing.T) {
 // TestModinfoNameGCC reads .modinfo from an object gcc compiles, laid out
 // as kbuild's MODULE_INFO() lays it out.
 func TestModinfoNameGCC(t *testing.T) {
+	testenv.NeedTools(t, "gcc")
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
-		t.Skip("gcc not installed")
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "m.c")

@@ -26,8 +26,11 @@ import (
 
 // Env carries what every subcommand needs: where the host's files live (so
 // tests can point the CLI at a fake tree), the output streams and a logger.
+// Root is the filesystem root: the host's own paths (/proc, /sys, /etc,
+// /boot, the package database) are read and written under it. StateDir,
+// RunDir and KeysDir are used as given, not under Root.
 type Env struct {
-	Root     string // filesystem root for /proc and /sys ("/" on a real host)
+	Root     string // filesystem root, "/" on a real host
 	StateDir string // persistent state, /var/lib/stent
 	RunDir   string // per-boot state, /run/stent
 	KeysDir  string // trusted public keys, /etc/stent/keys
@@ -70,7 +73,7 @@ from source fixes and plans a fleet's patching.`,
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	pf := root.PersistentFlags()
-	pf.StringVar(&env.Root, "root", envOr("STENT_ROOT", "/"), "filesystem root holding proc/ and sys/, for tests (env STENT_ROOT)")
+	pf.StringVar(&env.Root, "root", envOr("STENT_ROOT", "/"), "filesystem root the host's own paths (/proc, /sys, /etc, /boot, package databases) are read under, for tests; --state-dir, --run-dir and --keys-dir are not under it (env STENT_ROOT)")
 	pf.StringVar(&env.StateDir, "state-dir", envOr("STENT_STATE_DIR", "/var/lib/stent"), "persistent state folder (env STENT_STATE_DIR)")
 	pf.StringVar(&env.RunDir, "run-dir", envOr("STENT_RUN_DIR", "/run/stent"), "per-boot state folder (env STENT_RUN_DIR)")
 	pf.StringVar(&env.KeysDir, "keys-dir", envOr("STENT_KEYS_DIR", "/etc/stent/keys"), "folder of trusted public keys (*.pub) (env STENT_KEYS_DIR)")

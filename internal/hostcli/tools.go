@@ -31,7 +31,8 @@ type ToolCommand struct {
 var ToolCommands = []ToolCommand{
 	{"agent", "Run the fleet agent: enroll with stent-server, then keep this host's live patches as the server wants"},
 	{"build", "Build a signed live patch bundle from a source fix"},
-	{"fleet", "Operate a fleet through stent-server: status, hosts, rollouts, kernels and reboots, tokens, audit log"},
+	{"factory", "Turn kernel security uploads into tested, signed live patches for the kernels the fleet runs"},
+	{"fleet", "Operate a fleet through stent-server: status, hosts, rollouts, kernels and reboots, live plan and report, tokens, audit log"},
 	{"inventory", "Describe this host for patch planning"},
 	{"kernel", "Install, list and clean up this host's kernel packages through its package manager"},
 	{"plan", "Decide per host and per CVE: live patch now, emergency reboot, or reboot in the window"},

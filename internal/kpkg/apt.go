@@ -65,13 +65,19 @@ func (c *aptClient) kbuildVersion(ctx context.Context, a abi, v string) (string,
 		return "", fmt.Errorf("%s for %s: %w", name, a.full, err)
 	}
 	if pick != v {
-		fmt.Fprintf(c.out, "kpkg: %s=%s is gone from the archive; using %s (same upstream release)\n", name, v, pick)
+		fmt.Fprintf(c.out, "kpkg: %s=%s is gone from the archive; using %s (same upstream release, or the next one of the series when none is left)\n", name, v, pick)
 	}
 	return pick, nil
 }
 
 // pickKbuild picks want from have, or else the newest version of have with
-// the same upstream version as want.
+// the same upstream version as want, or else (the archive keeps only the
+// newest kbuild of a series, so an ABI two stable releases old has none of
+// its own) the oldest version of a later upstream release of the same
+// series: kbuild's tools (modpost, fixdep, genksyms) are stable within a
+// series, a module linked with them is checked by modpost against the
+// ABI's own Module.symvers, and the builder's verify step checks the
+// compiled code against the shipped kernel. Never an earlier release.
 func pickKbuild(have []string, want string) (string, error) {
 	wv, err := debversion.NewVersion(want)
 	if err != nil {
@@ -87,11 +93,32 @@ func pickKbuild(have []string, want string) (string, error) {
 			same = append(same, h)
 		}
 	}
-	if len(same) == 0 {
-		return "", fmt.Errorf("version %s (or another of upstream %s) %w; have %v", want, wv.Version(), ErrNotFound, have)
+	if len(same) > 0 {
+		return newest(same), nil
 	}
-	return newest(same), nil
+	var later []string
+	for _, h := range have {
+		if hv, err := debversion.NewVersion(h); err == nil && hv.Epoch() == wv.Epoch() && sameSeries(hv.Version(), wv.Version()) && debLess(want, h) {
+			later = append(later, h)
+		}
+	}
+	if len(later) == 0 {
+		return "", fmt.Errorf("version %s (or another of upstream %s or a later %s release) %w; have %v", want, wv.Version(), series(wv.Version()), ErrNotFound, have)
+	}
+	sort.SliceStable(later, func(i, j int) bool { return debLess(later[i], later[j]) })
+	return later[0], nil
 }
+
+// series is the first two parts of an upstream version: "6.1" of "6.1.190".
+func series(upstream string) string {
+	parts := strings.SplitN(upstream, ".", 3)
+	if len(parts) < 2 {
+		return upstream
+	}
+	return parts[0] + "." + parts[1]
+}
+
+func sameSeries(a, b string) bool { return series(a) == series(b) }
 
 // newest returns the highest Debian version of vs (len(vs) > 0).
 func newest(vs []string) string {

@@ -1,5 +1,12 @@
-// Package kpkg fetches Debian kernel packages into Stent's cache so that tests
-// can boot the kernel under QEMU and build modules against its headers.
+// Package kpkg fetches Debian kernel packages into Stent's cache and unpacks
+// them where they can be built against without installing anything.
+//
+// It is production code: `stent build` (package build) gets the kernel a
+// live patch is built for through Fetch, keeps its download cache in
+// CacheDir and serialises builds with Lock. The QEMU tests (internal/vmtest,
+// internal/debvm), the demo and the benchmarks use the same kernels to boot
+// them and to build test modules against their headers. It is internal
+// because its API is the builder's, not a library's.
 //
 // Fetch downloads (with apt-get download, or takes from $STENT_CACHE/debs)
 // the linux-image, linux-headers and linux-kbuild packages of one Debian
@@ -24,6 +31,10 @@
 //     only its newest version, so an older ABI (6.1.0-55, package 6.1.192-1)
 //     gets the kbuild of the same upstream release (6.1.192-2) when its own
 //     version is gone. The kbuild tools only depend on the upstream release.
+//     When no kbuild of that upstream release is left either (6.1.0-54,
+//     6.1.190-1, once 6.1.192 was out), the oldest kbuild of a later
+//     release of the series is used (6.1.192-3): modpost still checks the
+//     module against the ABI's own Module.symvers.
 //   - The image package's System.map is a one-line stub (the real one is in
 //     the -dbg package); use /proc/kallsyms in the guest instead.
 //   - Unpacking the four packages (about 450 MB, mostly the image's
@@ -115,11 +126,11 @@ func CacheDir() (string, error) {
 	if d := os.Getenv("STENT_CACHE"); d != "" {
 		return filepath.Abs(d)
 	}
-	root, err := RepoRoot()
+	repo, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(root, ".cache"), nil
+	return filepath.Join(repo, ".cache"), nil
 }
 
 // Fetch returns the kernel of the Debian ABI abi (e.g. "6.1.0-56-amd64"),

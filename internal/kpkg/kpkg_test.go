@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/stent-dev/stent/internal/testenv"
 )
 
 func TestParseABI(t *testing.T) {
@@ -98,6 +100,9 @@ func TestPickKbuild(t *testing.T) {
 		{have: []string{"6.1.176-1", "6.1.192-2"}, want: "6.1.192-1", got: "6.1.192-2"},
 		{have: []string{"6.1.192-10", "6.1.192-9", "6.1.192-2"}, want: "6.1.192-1", got: "6.1.192-10"},
 		{have: []string{"6.1.176-1"}, want: "6.1.192-1", wantErr: true},
+		{have: []string{"6.1.192-3", "6.1.176-1"}, want: "6.1.190-1", got: "6.1.192-3"},
+		{have: []string{"6.1.194-1", "6.1.192-3", "6.1.192-2", "6.1.176-1"}, want: "6.1.190-1", got: "6.1.192-2"},
+		{have: []string{"6.12.5-1"}, want: "6.1.190-1", wantErr: true},
 		{have: nil, want: "6.1.192-1", wantErr: true},
 	}
 	for _, tt := range tests {
@@ -247,14 +252,7 @@ func TestFetch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("downloads a Debian kernel; skipped under -short")
 	}
-	for _, tool := range []string{"apt-get", "dpkg-deb", "make", "gcc-12"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not found (run make deps)", tool)
-			}
-			t.Skipf("%s not found (run make deps)", tool)
-		}
-	}
+	testenv.NeedTools(t, "apt-get", "dpkg-deb", "make", "gcc-12")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var log strings.Builder
@@ -310,9 +308,7 @@ func TestFetchNotFound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("asks apt; skipped under -short")
 	}
-	if _, err := exec.LookPath("apt-cache"); err != nil {
-		t.Skip("no apt-cache")
-	}
+	testenv.NeedTools(t, "apt-cache")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	_, err := fetch(ctx, t.TempDir(), "6.1.0-9999-amd64", nil)

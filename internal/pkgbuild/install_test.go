@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stent-dev/stent/internal/kpkg"
+	"github.com/stent-dev/stent/internal/testenv"
 )
 
 // chrootTar is a Debian 12 minbase system with systemd (for systemctl in
@@ -24,13 +25,8 @@ func scratchRoot(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("installs packages into a Debian chroot; skipped under -short")
 	}
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("installing into a chroot needs root; CI runs make test as root")
-		}
-		t.Skip("installing into a chroot needs root")
-	}
-	requireTool(t, "mmdebstrap", "chroot", "tar")
+	testenv.NeedRoot(t, "installing into a chroot")
+	testenv.NeedTools(t, "mmdebstrap", "chroot", "tar")
 	cache, err := kpkg.CacheDir()
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +208,7 @@ func checkInstalled(t *testing.T, root, when, version string) {
 // release (keeping a unit the operator disabled disabled, state, keys and
 // an edited conffile), removal, purge.
 func TestDebInstall(t *testing.T) {
-	requireTool(t, "dpkg")
+	testenv.NeedTools(t, "dpkg")
 	v1, v2 := built(t)
 	root := scratchRoot(t)
 	hostLinks, serverLinks := wantedLinks(t, Host), wantedLinks(t, Server)
@@ -276,7 +272,7 @@ func TestDebInstall(t *testing.T) {
 // systemctl): install, upgrade keeping a disabled unit disabled and the
 // state, erase disabling the units and keeping the state.
 func TestRPMInstall(t *testing.T) {
-	requireTool(t, "rpm")
+	testenv.NeedTools(t, "rpm")
 	v1, v2 := built(t)
 	root := scratchRoot(t)
 	hostLinks, serverLinks := wantedLinks(t, Host), wantedLinks(t, Server)

@@ -9,7 +9,7 @@
 //   - stent-server, for the control server: /usr/bin/stent-server, its unit
 //     and /etc/default/stent-server (a conffile).
 //
-// `make package` runs it through ./internal/pkgbuild/mkpkg; tests call
+// `make package` runs it through ./internal/tools/mkpkg; tests call
 // Build. docs/packaging.md describes the packages and the upgrade path.
 package pkgbuild
 

@@ -12,29 +12,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/stent-dev/stent/internal/testenv"
 )
-
-// haveTool reports whether name is on PATH; under CI=true a missing tool
-// fails the test (scripts/setup-deps.sh installs them).
-func haveTool(t *testing.T, name string) bool {
-	t.Helper()
-	if _, err := exec.LookPath(name); err == nil {
-		return true
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found; make deps installs it", name)
-	}
-	return false
-}
-
-func requireTool(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if !haveTool(t, n) {
-			t.Skipf("%s not found (make deps installs it)", n)
-		}
-	}
-}
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -97,6 +77,7 @@ var wantHost = []entry{
 	{"drwxr-xr-x", "/etc/stent"},
 	{"drwxr-xr-x", "/etc/stent/keys"},
 	{"-rw-r--r--", "/lib/systemd/system/stent-agent.service"},
+	{"-rw-r--r--", "/lib/systemd/system/stent-boot-watchdog.service"},
 	{"-rw-r--r--", "/lib/systemd/system/stent-confirm.service"},
 	{"-rw-r--r--", "/lib/systemd/system/stent-confirm.timer"},
 	{"-rw-r--r--", "/lib/systemd/system/stent-load-persisted.service"},
@@ -131,7 +112,7 @@ func filter(es []entry) []entry {
 }
 
 func TestDebContents(t *testing.T) {
-	requireTool(t, "dpkg-deb")
+	testenv.NeedTools(t, "dpkg-deb")
 	v1, _ := built(t)
 	for _, tt := range []struct {
 		name  string
@@ -185,7 +166,7 @@ func TestDebContents(t *testing.T) {
 }
 
 func TestRPMContents(t *testing.T) {
-	requireTool(t, "rpm")
+	testenv.NeedTools(t, "rpm")
 	v1, _ := built(t)
 	for _, tt := range []struct {
 		name  string

@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/stent-dev/stent/internal/testenv"
 )
 
 func TestPackageVersion(t *testing.T) {
@@ -56,13 +58,14 @@ func TestPackageVersionOrder(t *testing.T) {
 		}
 		vs = append(vs, v)
 	}
+	testenv.NeedTools(t, "dpkg")
 	dpkg, err := exec.LookPath("dpkg")
 	if err != nil {
-		t.Skip("dpkg not found")
+		t.Fatal(err)
 	}
 	rpmOK := exec.Command("rpm", "--eval", `%{lua: print(rpm.vercmp("1", "2"))}`).Run() == nil
 	if !rpmOK {
-		haveTool(t, "rpm") // fails under CI; otherwise only dpkg's half runs
+		testenv.HaveTools(t, "rpm") // fails under CI; otherwise only dpkg's half runs
 	}
 	for i := 0; i+1 < len(vs); i++ {
 		a, b := vs[i], vs[i+1]

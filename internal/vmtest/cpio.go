@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"sort"
 	"strings"
 )
 
@@ -103,14 +102,4 @@ func (a *cpioArchive) Bytes() []byte {
 		a.buf.WriteByte(0)
 	}
 	return a.buf.Bytes()
-}
-
-// sortedKeys returns m's keys in order, for reproducible archives.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

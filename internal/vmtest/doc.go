@@ -16,13 +16,14 @@
 //   - QEMU with TCG only (-accel tcg -cpu max; a guest with KVM hangs on
 //     these machines), -smp 1, 512 MB, no network, no reboot (a panic or a
 //     reboot ends QEMU, and requests then fail with ErrDown and the console's
-//     last lines).
+//     last lines). The kernel's IO-APIC timer check is skipped
+//     (no_timer_check): a guest starved by a busy host fails it and panics.
 //   - The kernel is the image's vmlinux, decompressed once from the xz
 //     bzImage into $STENT_CACHE/vmtest/<abi>/ and started through its PVH
 //     entry point: this saves about 2 s of emulated decompression per boot.
 //   - The initramfs, an uncompressed newc archive written here, holds the
 //     host's busybox-static with its applet links, /init, the runner
-//     (internal/vmtest/guestrun) and stent, both built once per test process
+//     (internal/tools/guestrun) and stent, both built once per test process
 //     with CGO_ENABLED=0, the image modules below with a modules.dep for
 //     busybox modprobe, /boot/config-<release>, and the test's Files
 //     (appended as a second archive).

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/stent-dev/stent/internal/kpkg"
+	"github.com/stent-dev/stent/internal/safeelf"
 )
 
 // File is a file to put into the guest's initramfs.
@@ -42,7 +43,7 @@ func goBinary(ctx context.Context, pkg string) ([]byte, error) {
 	if b, ok := guestBins.bins[pkg]; ok {
 		return b, nil
 	}
-	root, err := kpkg.RepoRoot()
+	repo, err := kpkg.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +58,7 @@ func goBinary(ctx context.Context, pkg string) ([]byte, error) {
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, filepath.Base(pkg))
 	cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, "./"+pkg)
-	cmd.Dir = root
+	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build ./%s for the guest: %w\n%s", pkg, err, msg)
@@ -80,7 +81,7 @@ func busybox() (data []byte, applets []string, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("busybox not found: install busybox-static (make deps)")
 	}
-	f, err := elf.Open(path)
+	f, err := safeelf.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
@@ -194,7 +195,7 @@ func baseInitramfs(ctx context.Context, k *kpkg.Kernel, withStent, withTools boo
 		}
 	}
 
-	runner, err := goBinary(ctx, "internal/vmtest/guestrun")
+	runner, err := goBinary(ctx, "internal/tools/guestrun")
 	if err != nil {
 		return nil, err
 	}

@@ -7,11 +7,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 
 	"github.com/stent-dev/stent/internal/kpkg"
+	"github.com/stent-dev/stent/internal/safeelf"
 )
 
 // xenElfNotePhys32Entry is XEN_ELFNOTE_PHYS32_ENTRY, the ELF note through
@@ -86,13 +88,8 @@ func extractVmlinux(ctx context.Context, vmlinuz, out string) error {
 }
 
 // hasPVHNote checks that path is an x86-64 ELF kernel with a PVH entry note.
-func hasPVHNote(path string) (err error) {
-	defer func() {
-		if r := recover(); r != nil { // debug/elf is not hardened
-			err = fmt.Errorf("read %s: malformed ELF: %v", path, r)
-		}
-	}()
-	f, err := elf.Open(path)
+func hasPVHNote(path string) error {
+	f, err := safeelf.Open(path)
 	if err != nil {
 		return err
 	}
@@ -100,29 +97,34 @@ func hasPVHNote(path string) (err error) {
 	if f.Machine != elf.EM_X86_64 {
 		return fmt.Errorf("%s: not x86-64", path)
 	}
-	for _, p := range f.Progs {
-		if p.Type != elf.PT_NOTE {
-			continue
-		}
-		b := make([]byte, p.Filesz)
-		if _, err := p.ReadAt(b, 0); err != nil {
-			return err
-		}
-		for len(b) >= 12 {
-			namesz := binary.LittleEndian.Uint32(b[0:])
-			descsz := binary.LittleEndian.Uint32(b[4:])
-			typ := binary.LittleEndian.Uint32(b[8:])
-			n := 12 + int(align4(namesz)) + int(align4(descsz))
-			if n > len(b) || n < 12 {
-				break
+	return f.Do(func() error {
+		for _, p := range f.Progs {
+			if p.Type != elf.PT_NOTE {
+				continue
 			}
-			if typ == xenElfNotePhys32Entry && bytes.HasPrefix(b[12:], []byte("Xen\x00")) {
-				return nil
+			b, err := io.ReadAll(p.Open()) // what the file holds, whatever Filesz claims
+			if err != nil {
+				return err
 			}
-			b = b[n:]
+			if uint64(len(b)) < p.Filesz {
+				return fmt.Errorf("%s: note segment at offset %#x runs past the end of the file", path, p.Off)
+			}
+			for len(b) >= 12 {
+				namesz := binary.LittleEndian.Uint32(b[0:])
+				descsz := binary.LittleEndian.Uint32(b[4:])
+				typ := binary.LittleEndian.Uint32(b[8:])
+				n := 12 + int(align4(namesz)) + int(align4(descsz))
+				if n > len(b) || n < 12 {
+					break
+				}
+				if typ == xenElfNotePhys32Entry && bytes.HasPrefix(b[12:], []byte("Xen\x00")) {
+					return nil
+				}
+				b = b[n:]
+			}
 		}
-	}
-	return fmt.Errorf("%s: no PVH entry note", path)
+		return fmt.Errorf("%s: no PVH entry note", path)
+	})
 }
 
 func align4(n uint32) uint32 { return (n + 3) &^ 3 }

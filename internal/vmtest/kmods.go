@@ -3,11 +3,12 @@ package vmtest
 import (
 	"bufio"
 	"bytes"
-	"debug/elf"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/stent-dev/stent/internal/safeelf"
 )
 
 // bootModules are the image's modules every guest loads: the virtio-serial
@@ -53,12 +54,7 @@ func moduleIndex(modulesDir string) (map[string]string, error) {
 
 // modinfoDepends returns the "depends=" list of the .ko file at path.
 func modinfoDepends(path string) (deps []string, err error) {
-	defer func() {
-		if r := recover(); r != nil { // debug/elf is not hardened
-			err = fmt.Errorf("read %s: malformed ELF: %v", path, r)
-		}
-	}()
-	f, err := elf.Open(path)
+	f, err := safeelf.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +63,9 @@ func modinfoDepends(path string) (deps []string, err error) {
 	if sec == nil {
 		return nil, fmt.Errorf("read %s: no .modinfo section", path)
 	}
-	data, err := sec.Data()
+	data, err := f.SectionData(sec)
 	if err != nil {
-		return nil, fmt.Errorf("read %s .modinfo: %w", path, err)
+		return nil, err
 	}
 	for _, kv := range bytes.Split(data, []byte{0}) {
 		if v, ok := bytes.CutPrefix(kv, []byte("depends=")); ok {
@@ -93,6 +89,7 @@ func resolveModules(modulesDir string, names []string) (order []string, dep map[
 	}
 	dep = map[string][]string{}
 	state := map[string]int{} // 1: visiting, 2: done
+	directDeps := map[string][]string{}
 	var visit func(name string, chain []string) ([]string, error)
 	// visit returns the full (transitive) dependency list of name, as paths.
 	visit = func(name string, chain []string) ([]string, error) {
@@ -111,19 +108,37 @@ func resolveModules(modulesDir string, names []string) (order []string, dep map[
 		if err != nil {
 			return nil, err
 		}
-		var all []string
-		seen := map[string]bool{}
 		for _, d := range direct {
-			sub, err := visit(d, append(chain, name))
-			if err != nil {
+			if _, err := visit(d, append(chain, name)); err != nil {
 				return nil, err
 			}
-			for _, p := range append([]string{idx[d]}, sub...) {
-				if !seen[p] {
-					seen[p] = true
-					all = append(all, p)
-				}
+		}
+		// modprobe loads a module's list from its end: every module must
+		// come before all of its own dependencies (nfsd: lockd before
+		// sunrpc, which lockd and auth_rpcgss both need). A post-order walk
+		// lists dependencies first; reversed, it is that order.
+		var post []string
+		seen := map[string]bool{}
+		var walk func(rel string)
+		walk = func(p string) {
+			if seen[p] {
+				return
 			}
+			seen[p] = true
+			for _, d := range directDeps[p] {
+				walk(d)
+			}
+			post = append(post, p)
+		}
+		for _, d := range direct {
+			walk(idx[d])
+		}
+		all := make([]string, 0, len(post))
+		for i := len(post) - 1; i >= 0; i-- {
+			all = append(all, post[i])
+		}
+		for _, d := range direct {
+			directDeps[rel] = append(directDeps[rel], idx[d])
 		}
 		state[name] = 2
 		dep[rel] = all

@@ -18,11 +18,11 @@ import (
 // ModuleSourceDir returns the folder of the test module name,
 // <repo>/testdata/kmod/<name>.
 func ModuleSourceDir(name string) (string, error) {
-	root, err := kpkg.RepoRoot()
+	repo, err := kpkg.RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(root, "testdata", "kmod", name)
+	dir := filepath.Join(repo, "testdata", "kmod", name)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return "", fmt.Errorf("test module %q: no folder %s", name, dir)
 	}
@@ -113,12 +113,12 @@ func BuildModule(ctx context.Context, k *kpkg.Kernel, name string) (koPath strin
 	return ko, nil
 }
 
-// hashSources lists the regular files of the folders dirs of root (no
-// subfolders; a missing folder has none), as paths relative to root, and
+// hashSources lists the regular files of the folders dirs of base (no
+// subfolders; a missing folder has none), as paths relative to base, and
 // hashes them together with the kernel's identity.
-func hashSources(root string, dirs []string, k *kpkg.Kernel) (files []string, sum string, err error) {
+func hashSources(base string, dirs []string, k *kpkg.Kernel) (files []string, sum string, err error) {
 	for _, d := range dirs {
-		ents, err := os.ReadDir(filepath.Join(root, d))
+		ents, err := os.ReadDir(filepath.Join(base, d))
 		if err != nil && !os.IsNotExist(err) {
 			return nil, "", err
 		}
@@ -132,7 +132,7 @@ func hashSources(root string, dirs []string, k *kpkg.Kernel) (files []string, su
 	h := sha256.New()
 	fmt.Fprintf(h, "abi=%s\nversion=%s\nkbuild=%s\nstrip=debug\n", k.ABI, k.PackageVersion, k.KbuildVersion)
 	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(root, f))
+		b, err := os.ReadFile(filepath.Join(base, f))
 		if err != nil {
 			return nil, "", err
 		}

@@ -2,6 +2,7 @@ package vmtest
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,13 +10,17 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/stent-dev/stent/internal/kpkg"
+	"github.com/stent-dev/stent/internal/testenv"
 )
 
 // TestCPIO writes an archive and lists it with the host's cpio tool.
 func TestCPIO(t *testing.T) {
+	testenv.NeedTools(t, "cpio") // checks the archive
 	cpio, err := exec.LookPath("cpio")
 	if err != nil {
-		t.Skip("no cpio tool to check the archive with")
+		t.Fatal(err)
 	}
 	a := newCPIO()
 	a.Dir("/tmp", 0o1777)
@@ -128,4 +133,33 @@ func FuzzHasPVHNote(f *testing.F) {
 		}
 		_ = hasPVHNote(p) // must not panic
 	})
+}
+
+// TestResolveModulesOrder: a module's modules.dep list names each module
+// before the ones it needs (modprobe loads it from the end), so nfsd's
+// auth_rpcgss comes before sunrpc, which both it and lockd need.
+func TestResolveModulesOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads the modules of a Debian kernel (downloaded when not cached)")
+	}
+	k, err := kpkg.Fetch(context.Background(), DefaultABI, nil)
+	if err != nil {
+		testenv.Unavailable(t, "kernel %s: %v", DefaultABI, err)
+	}
+	_, dep, err := resolveModules(k.ModulesDir, []string{"nfsd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := dep["kernel/fs/nfsd/nfsd.ko"]
+	pos := map[string]int{}
+	for i, p := range list {
+		pos[modName(p)] = i
+	}
+	for _, pair := range [][2]string{{"auth_rpcgss", "sunrpc"}, {"lockd", "sunrpc"}, {"lockd", "grace"}} {
+		a, aok := pos[pair[0]]
+		b, bok := pos[pair[1]]
+		if !aok || !bok || a > b {
+			t.Errorf("modules.dep of nfsd = %q: want %s before %s (modprobe loads from the end)", list, pair[0], pair[1])
+		}
+	}
 }

@@ -1,5 +1,7 @@
 /* A relocatable object with a .modinfo section shaped like a kernel
- * module's, for ModInfo tests. Compiled by the tests with gcc -c. */
+ * module's, for ModInfo tests. Compiled by the tests with gcc -c, and once
+ * into the committed fake_modinfo.o (go generate ./kmod) for machines
+ * without gcc. */
 #ifndef LIVEPATCH
 #define LIVEPATCH "livepatch=Y"
 #endif

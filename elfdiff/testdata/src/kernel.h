@@ -55,3 +55,32 @@ static __always_inline int static_branch(struct static_key *key)
 l_yes:
 	return 1;
 }
+
+/* __UNIQUE_ID numbers with __COUNTER__: a fix that adds a user above
+ * (pr_debug, min(), ...) renumbers every one below. */
+#define ___PASTE(a, b)		a##b
+#define __PASTE(a, b)		___PASTE(a, b)
+#define __UNIQUE_ID(prefix)	__PASTE(__PASTE(__UNIQUE_ID_, prefix), __COUNTER__)
+
+/* pr_debug with CONFIG_DYNAMIC_DEBUG and jump labels: a struct _ddebug in
+ * __dyndbg holding __LINE__ in an 18-bit field, and a static branch on
+ * the key inside it. */
+struct _ddebug {
+	const char *modname, *function, *filename, *format;
+	unsigned int lineno:18;
+	unsigned int class_id:6;
+	unsigned int flags:8;
+	struct static_key key;
+} __attribute__((aligned(8)));
+extern void __dynamic_pr_debug(struct _ddebug *descriptor, const char *fmt, ...);
+#define __pr_debug(id, fmt, ...) do {					\
+	static struct _ddebug __attribute__((aligned(8)))		\
+	__section("__dyndbg") id = {					\
+		.modname = "test", .function = __func__,		\
+		.filename = __FILE__, .format = (fmt),			\
+		.lineno = __LINE__, .class_id = 63, .flags = 0,		\
+	};								\
+	if (static_branch(&id.key))					\
+		__dynamic_pr_debug(&id, fmt, ##__VA_ARGS__);		\
+} while (0)
+#define pr_debug(fmt, ...)	__pr_debug(__UNIQUE_ID(ddebug), fmt, ##__VA_ARGS__)

@@ -1,5 +1,5 @@
 // Package wire defines the messages vmtest sends to its command runner in the
-// guest (internal/vmtest/guestrun) over the control serial port.
+// guest (internal/tools/guestrun) over the control serial port.
 //
 // The protocol is one JSON object per line in each direction. The host sends
 // Requests; the guest answers each with a Response of the same ID, in any

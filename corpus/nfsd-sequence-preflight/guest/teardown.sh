@@ -1,0 +1,3 @@
+umount /mnt/nfs
+echo 0 > /proc/fs/nfsd/threads
+umount /proc/fs/nfsd

@@ -1,0 +1,3 @@
+L=$(grep ' /mnt/x xfs ' /proc/mounts | cut -d' ' -f1)
+umount /mnt/x
+losetup -d $L
