@@ -35,8 +35,11 @@ func sourceSeries(version string) (string, error) {
 // <cache>/debs and extracting it into <cache>/source/<version>/tree on first
 // use. The extraction happens in a temporary folder renamed into place, under
 // a lock, so concurrent builds share one copy and a killed build leaves none
-// half-made.
+// half-made. Progress messages go to progress, which may be nil.
 func Source(ctx context.Context, cache, version string, progress io.Writer) (string, error) {
+	if progress == nil {
+		progress = io.Discard
+	}
 	series, err := sourceSeries(version)
 	if err != nil {
 		return "", err

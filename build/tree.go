@@ -66,7 +66,11 @@ func compiler(config []byte) string {
 // with the kernel's config, after make olddefconfig and modules_prepare. It
 // is made once per release and configuration; later calls return at once.
 // When source is given (--source), that tree is prepared in place instead.
+// Progress messages go to progress, which may be nil.
 func PrepareTree(ctx context.Context, cache, pristine, source, release, config string, progress io.Writer) (*Tree, error) {
+	if progress == nil {
+		progress = io.Discard
+	}
 	cfg, err := os.ReadFile(config)
 	if err != nil {
 		return nil, fmt.Errorf("read kernel config: %w", err)
