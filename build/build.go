@@ -14,6 +14,7 @@ package build
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -147,7 +148,6 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err := b.timed(ctx, "prepare", b.prepareTree); err != nil {
 		return nil, err
 	}
-	// The work folder stays after a failure, to look into.
 	if err := b.makeWorkDir(); err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		{"link", b.link},
 	} {
 		if err := b.timed(ctx, s.name, s.run); err != nil {
-			return nil, err
+			return nil, b.failed(err)
 		}
 	}
 	b.makeManifest()
@@ -173,6 +173,23 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		b.res.WorkDir = ""
 	}
 	return b.res, nil
+}
+
+// failed ends a build that failed after its work folder was made. A fix
+// refused as not live-patchable, a patch that does not apply and a
+// cancelled build leave nothing the error does not already say, so their
+// folder goes (a patch factory probing fixes one by one would otherwise
+// fill its cache); any other failure (a compiler or linker error) keeps it
+// to look into and says where. With KeepWork the folder always stays.
+func (b *builder) failed(err error) error {
+	gone := errors.Is(err, elfdiff.ErrRefused) || errors.Is(err, ErrPatchDoesNotApply) || errors.Is(err, ErrPatchFuzz) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	if gone && !b.opts.KeepWork {
+		os.RemoveAll(b.work)
+		b.res.WorkDir = ""
+		return err
+	}
+	return fmt.Errorf("%w\nwork folder kept: %s", err, b.work)
 }
 
 func readObject(path string) (*elfdiff.File, error) {

@@ -2,10 +2,13 @@ package build
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -84,5 +87,51 @@ func TestBuildBadKey(t *testing.T) {
 	_, err := Build(t.Context(), Options{Kernel: "6.1.0-56-amd64", Patches: []string{"x.patch"}, Cache: t.TempDir(), Key: ed25519.PrivateKey("short")})
 	if err == nil || !strings.Contains(err.Error(), "signing key is 5 bytes") {
 		t.Errorf("Build(5-byte key) = %v, want an error naming the key's size", err)
+	}
+}
+
+// A build that fails after its work folder was made removes the folder when
+// the error says everything (a refusal, a patch that does not apply, a
+// cancelled build) and keeps it, naming it, for a compiler error; KeepWork
+// keeps it always.
+func TestFailedBuildWorkFolder(t *testing.T) {
+	refused := fmt.Errorf("diff: %w", &elfdiff.RefusedError{Refusals: []elfdiff.Refusal{{Symbol: "x", Rule: elfdiff.RuleDataChanged}}})
+	compiler := &MakeError{Args: []string{"fs/proc/cmdline.o"}, Err: errors.New("exit status 2"), Output: "cmdline.c:9: error: no_such_line undeclared\n"}
+	for _, c := range []struct {
+		name     string
+		err      error
+		keepWork bool
+		kept     bool
+	}{
+		{"refused", refused, false, false},
+		{"does not apply", fmt.Errorf("compile: %w: 1 out of 1 hunk FAILED", ErrPatchDoesNotApply), false, false},
+		{"cancelled", context.Canceled, false, false},
+		{"compiler error", compiler, false, true},
+		{"refused, keep-work", refused, true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := newBuilder(Options{Kernel: "6.1.0-56-amd64", Patches: []string{"fix.patch"}, Cache: t.TempDir(), KeepWork: c.keepWork})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.makeWorkDir(); err != nil {
+				t.Fatal(err)
+			}
+			work := b.work
+			got := b.failed(c.err)
+			if !errors.Is(got, c.err) {
+				t.Errorf("failed(%v) = %v, does not wrap it", c.err, got)
+			}
+			_, statErr := os.Stat(work)
+			if kept := statErr == nil; kept != c.kept {
+				t.Fatalf("work folder kept = %v, want %v (err %v)", kept, c.kept, got)
+			}
+			if c.kept && !strings.Contains(got.Error(), "work folder kept: "+work) {
+				t.Errorf("error %q does not name the kept folder", got)
+			}
+			if !c.kept && (got.Error() != c.err.Error() || b.res.WorkDir != "") {
+				t.Errorf("error %q, WorkDir %q: want the error unchanged and no work folder", got, b.res.WorkDir)
+			}
+		})
 	}
 }

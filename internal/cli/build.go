@@ -176,7 +176,7 @@ makes ($XDG_CONFIG_HOME/stent/signing.key, created on first use).`,
 	f.StringVar(&cumulative, "cumulative-with", "", "bundle this patch replaces: take its level + 1 and check nothing it patched is dropped")
 	f.StringVarP(&out, "output", "o", "", "bundle file to write")
 	f.StringVar(&keyFile, "key", "", "ed25519 private key to sign with (default: stent key generate's signing.key, made if missing)")
-	f.BoolVar(&opts.KeepWork, "keep-work", false, "keep the work folder (objects, generated livepatch.c, module)")
+	f.BoolVar(&opts.KeepWork, "keep-work", false, "keep the work folder (objects, generated livepatch.c, module) in every case; without it only a compiler or linker error keeps it")
 	f.StringVar(&opts.Effective, "effective-version", "", "package version the fix brings the kernel up to, reported by stent uname on patched hosts (e.g. 6.1.192-3)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
