@@ -87,28 +87,39 @@ func logf(format string, args ...any) {
 	fmt.Printf("%s  "+format+"\n", append([]any{time.Now().Format("15:04:05.0")}, args...)...)
 }
 
-func run(ctx context.Context, o options) error {
-	// The simulated hosts' downloads go to memory when it can: ten
-	// thousand hosts' file churn on a shared disk measures the disk.
+// workDirs makes the benchmark's two folders: the simulated hosts' (in
+// memory when it can: ten thousand hosts' file churn on a shared disk
+// measures the disk) and the server's (on disk, as in production; kept
+// with -keep). cleanup removes what is not kept.
+func workDirs(o options) (agentsDir, dir string, cleanup func(), err error) {
 	tmp := ""
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 		tmp = "/dev/shm"
 	}
-	agentsDir, err := os.MkdirTemp(tmp, "benchfleet-agents")
-	if err != nil {
-		return err
+	if agentsDir, err = os.MkdirTemp(tmp, "benchfleet-agents"); err != nil {
+		return "", "", nil, err
 	}
-	defer os.RemoveAll(agentsDir)
-	// The server's database stays on disk, as in production.
-	dir, err := os.MkdirTemp("", "benchfleet")
-	if err != nil {
-		return err
+	if dir, err = os.MkdirTemp("", "benchfleet"); err != nil {
+		os.RemoveAll(agentsDir)
+		return "", "", nil, err
 	}
-	if !o.keep {
-		defer os.RemoveAll(dir)
-	} else {
+	if o.keep {
 		logf("server data and log in %s", dir)
 	}
+	return agentsDir, dir, func() {
+		os.RemoveAll(agentsDir)
+		if !o.keep {
+			os.RemoveAll(dir)
+		}
+	}, nil
+}
+
+func run(ctx context.Context, o options) error {
+	agentsDir, dir, cleanup, err := workDirs(o)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	sp, err := startServer(ctx, o, dir, nil)
 	if err != nil {
 		return err

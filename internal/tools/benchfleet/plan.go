@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -40,24 +39,11 @@ import (
 //
 // and reports the server's peak RSS.
 func runPlan(ctx context.Context, o options) error {
-	tmp := ""
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		tmp = "/dev/shm"
-	}
-	agentsDir, err := os.MkdirTemp(tmp, "benchfleet-agents")
+	agentsDir, dir, cleanup, err := workDirs(o)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(agentsDir)
-	dir, err := os.MkdirTemp("", "benchfleet")
-	if err != nil {
-		return err
-	}
-	if !o.keep {
-		defer os.RemoveAll(dir)
-	} else {
-		logf("server data and log in %s", dir)
-	}
+	defer cleanup()
 	sc := synthfleet.Config{Hosts: o.n, CVEs: 5000, Uploads: 100, Kernels: 16, Seed: 1}
 	feedsDir := filepath.Join(dir, "feeds")
 	specs, err := synthfleet.WriteFeeds(feedsDir, sc)
