@@ -5,8 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,30 +27,14 @@ func TestFleetPlanAndReport(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a server and agents")
 	}
-	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.AcceptAnySigner = t.TempDir(), true
-	cfg.Feeds = []string{
-		"debian-changelog=" + filepath.Join(vulnData, "linux-image-6.1.0-56-amd64.changelog.gz"),
-		"cna=" + filepath.Join(vulnData, "kernel-cna-sample.tar.gz"),
-		"osv=" + filepath.Join(vulnData, "osv"),
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	url := "https://" + ln.Addr().String()
-	t.Setenv("STENT_SERVER", url)
-	t.Setenv("STENT_TOKEN_FILE", srv.BootstrapTokenFile())
-	t.Setenv("STENT_SERVER_FINGERPRINT", srv.Fingerprint())
-	t.Setenv("STENT_TOKEN", "")
+	srv := startTestServerWith(t, func(cfg *server.Config) {
+		cfg.Feeds = []string{
+			"debian-changelog=" + filepath.Join(vulnData, "linux-image-6.1.0-56-amd64.changelog.gz"),
+			"cna=" + filepath.Join(vulnData, "kernel-cna-sample.tar.gz"),
+			"osv=" + filepath.Join(vulnData, "osv"),
+		}
+	})
+	url := os.Getenv("STENT_SERVER")
 	root := t.TempDir()
 	run := func(args ...string) string {
 		t.Helper()

@@ -29,10 +29,18 @@ func startTestServer(t *testing.T) (url, fingerprint string) {
 // that reach into its store.
 func startTestServerSrv(t *testing.T) *server.Server {
 	t.Helper()
+	return startTestServerWith(t, func(*server.Config) {})
+}
+
+// startTestServerWith is startTestServerSrv with the configuration first
+// changed by set (feeds, say).
+func startTestServerWith(t *testing.T, set func(*server.Config)) *server.Server {
+	t.Helper()
 	cfg := server.DefaultConfig()
 	// The commands' output is under test here, not the publisher's key
 	// (server/harden_test.go tests --keys-dir): any signer is accepted.
 	cfg.DataDir, cfg.AcceptAnySigner = t.TempDir(), true
+	set(&cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
