@@ -79,25 +79,16 @@ func TestBuiltPatchesInGuest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 
-	dir := t.TempDir()
-	kf, err := bundle.GenerateKey(dir, "test", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := bundle.LoadPrivateKey(kf.Private)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := os.ReadFile(kf.Public)
-	files := []vmtest.File{{Path: "/etc/stent/keys/test.pub", Data: pub}}
+	key, keyID, trusted := testKey(t)
+	files := []vmtest.File{trusted}
 	results := map[string]*build.Result{}
 	for _, p := range []string{"cmdline", "binfmt_misc", "drop_caches", "consoles"} {
 		res, err := buildFix(t, ctx, p+".patch", key)
 		if err != nil {
 			t.Fatalf("Build(%s.patch) = %v", p, err)
 		}
-		if res.KeyID != kf.ID || len(res.Bundle) == 0 {
-			t.Fatalf("Build(%s.patch) signed %d bytes with key %s, want a bundle signed with %s", p, len(res.Bundle), res.KeyID, kf.ID)
+		if res.KeyID != keyID || len(res.Bundle) == 0 {
+			t.Fatalf("Build(%s.patch) signed %d bytes with key %s, want a bundle signed with %s", p, len(res.Bundle), res.KeyID, keyID)
 		}
 		results[p] = res
 		files = append(files, vmtest.File{Path: "/root/" + p + ".bundle", Data: res.Bundle})
@@ -255,4 +246,23 @@ func TestCompileErrorQuoted(t *testing.T) {
 	if !errors.As(err, &me) || !strings.Contains(err.Error(), "undeclared_thing") || !strings.Contains(err.Error(), "error:") {
 		t.Fatalf("Build(broken.patch) = %v, want a compile error quoting gcc about undeclared_thing", err)
 	}
+}
+
+// testKey makes a signing key for the bundles a guest test builds, its ID,
+// and the guest file that makes stent trust it.
+func testKey(t *testing.T) (ed25519.PrivateKey, bundle.KeyID, vmtest.File) {
+	t.Helper()
+	kf, err := bundle.GenerateKey(t.TempDir(), "test", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := bundle.LoadPrivateKey(kf.Private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(kf.Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, kf.ID, vmtest.File{Path: "/etc/stent/keys/test.pub", Data: pub}
 }

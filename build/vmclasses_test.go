@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/stent-dev/stent/build"
-	"github.com/stent-dev/stent/bundle"
 	"github.com/stent-dev/stent/elfdiff"
 	"github.com/stent-dev/stent/internal/vmtest"
 )
@@ -27,17 +26,8 @@ import (
 func classGuest(t *testing.T, ctx context.Context, modules []string, check func(name string, res *build.Result), names ...string) *guest {
 	t.Helper()
 	k := vmtest.Kernel(t, testKernel)
-	dir := t.TempDir()
-	kf, err := bundle.GenerateKey(dir, "test", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := bundle.LoadPrivateKey(kf.Private)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := os.ReadFile(kf.Public)
-	files := []vmtest.File{{Path: "/etc/stent/keys/test.pub", Data: pub}}
+	key, _, trusted := testKey(t)
+	files := []vmtest.File{trusted}
 	for _, n := range names {
 		res, err := buildFix(t, ctx, n+".patch", key)
 		if err != nil {
